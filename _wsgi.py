@@ -1,0 +1,46 @@
+"""The app gunicorn runs: ``gunicorn '_wsgi:app'`` (or ``'_wsgi:create_app()'``).
+
+Importing this module does nothing; ``app`` is built on first access (PEP 562), so tests and tools can import it and
+build apps with their own settings.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ls_protocol import BasicAuth
+from ls_protocol import create_app as create_protocol_app
+from model import PromptPolicyModel
+from optimizer.logconfig import configure_logging
+from optimizer.services import Services
+from optimizer.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    services = services or Services(settings)
+    auth = None
+    if settings.basic_auth_user:
+        auth = BasicAuth(settings.basic_auth_user, settings.basic_auth_pass.get_secret_value())
+
+    def model_factory(**kwargs) -> PromptPolicyModel:
+        return PromptPolicyModel(services, **kwargs)
+
+    app = create_protocol_app(
+        model_factory,
+        auth=auth,
+        webhook_secret=settings.webhook_secret.get_secret_value(),
+        max_body_bytes=settings.max_body_bytes,
+        name="prompt-policy-backend",
+    )
+    app.extensions["services"] = services
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":
+        value = create_app()
+        globals()["app"] = value
+        return value
+    raise AttributeError(name)

@@ -1,0 +1,13 @@
+"""A small, self-owned implementation of the Label Studio ML backend protocol.
+
+It follows the contract of the maintained upstream backend (``setup()``, ``predict(tasks, context=None, **kwargs)``,
+``fit(event, data, **kwargs)``) and serves it with a Flask app factory. It knows nothing about prompts: the product
+plugs in through a model factory. See DESIGN.md §2 for why this is not PyPI's ``label-studio-ml``.
+"""
+
+from .app import create_app
+from .auth import BasicAuth
+from .base import LabelStudioMLBase
+from .errors import InvalidInput
+
+__all__ = ["BasicAuth", "InvalidInput", "LabelStudioMLBase", "create_app"]

@@ -1,0 +1,25 @@
+"""HTTP Basic auth and the webhook shared secret, both compared in constant time."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+
+class BasicAuth:
+    def __init__(self, user: str, password: str) -> None:
+        self._expected = f"{user}:{password}".encode()
+
+    def check(self, header: str | None) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            given = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, self._expected)
+
+
+def secret_matches(given: str | None, expected: str) -> bool:
+    return bool(expected) and given is not None and hmac.compare_digest(given.encode(), expected.encode())

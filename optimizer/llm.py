@@ -1,0 +1,274 @@
+"""The one path to a language model: the ``openai`` SDK against any OpenAI-compatible ``base_url``.
+
+What this adds on top of the SDK, and why:
+- **Errors by meaning** (timeout, connection, rate limit, server, request, auth), so callers and the retry loop can
+  tell a transient fault from a permanent one. Auth and bad-request errors are never retried.
+- **Bounded retries** on timeouts, connection faults, 429 (honouring ``Retry-After``) and 5xx, with jittered
+  exponential backoff. The SDK's own retries are off, so there is exactly one retry policy.
+- **A process-wide concurrency bound**, so a burst of ``/predict`` calls cannot open unbounded requests to the LLM.
+- **Structured output per provider**: OpenAI's ``json_schema`` first, then llama.cpp's ``json_object`` + ``schema``
+  (which rejects OpenAI's form with a 500), then plain text parsed strictly. The first form a server accepts is
+  remembered for this client; it is a property of the server, not shared state.
+- **Usage counters** (calls, errors, retries, tokens), thread-safe, for reports and metrics.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import openai
+
+log = logging.getLogger(__name__)
+
+RESPONSE_FORMATS = ("json_schema", "llama_schema", "text")
+
+
+class LLMError(Exception):
+    """Base class. ``retryable`` says whether trying the same request again could succeed."""
+
+    retryable = False
+
+
+class LLMTimeout(LLMError):
+    retryable = True
+
+
+class LLMConnectionError(LLMError):
+    retryable = True
+
+
+class LLMRateLimited(LLMError):
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LLMServerError(LLMError):
+    retryable = True
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LLMRequestError(LLMError):
+    """The server refused the request itself (4xx): retrying it unchanged cannot help."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LLMAuthError(LLMRequestError):
+    pass
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    base_url: str
+    model: str
+    api_key: str = field(default="not-needed", repr=False)
+    timeout: float = 30.0
+    max_retries: int = 2
+    concurrency: int = 8
+    temperature: float = 0.0
+    max_tokens: int = 256
+    response_format: str = "auto"  # auto | json_schema | llama_schema | text
+    logprobs: bool = True
+    backoff: float = 0.5
+    max_retry_after: float = 20.0
+
+
+@dataclass
+class Completion:
+    text: str
+    # (token text, log probability) for each generated token, when the provider returns them.
+    tokens: list[tuple[str, float]] | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Usage:
+    """Thread-safe counters for one client."""
+
+    FIELDS = ("calls", "errors", "retries", "prompt_tokens", "completion_tokens")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(self.FIELDS, 0)
+        self.listeners: list[Callable[[str, int], None]] = []
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] += amount
+        for listener in self.listeners:
+            listener(name, amount)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+def _retry_after(response) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def classify(exc: Exception) -> LLMError:
+    """Map an SDK exception onto our hierarchy. The message never includes request headers or keys."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeout("LLM request timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMConnectionError(f"cannot reach the LLM server: {exc.__class__.__name__}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = _short(exc)
+        if status == 429:
+            return LLMRateLimited(f"rate limited: {detail}", _retry_after(exc.response))
+        if status in (401, 403):
+            return LLMAuthError(f"LLM authentication failed ({status})", status)
+        if status >= 500:
+            return LLMServerError(f"LLM server error {status}: {detail}", status)
+        return LLMRequestError(f"LLM rejected the request ({status}): {detail}", status)
+    return LLMError(f"unexpected LLM failure: {exc.__class__.__name__}")
+
+
+def _short(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    message = body.get("message") or (body.get("error") or {}).get("message") if body else None
+    return str(message or exc.message)[:300]
+
+
+class LLMClient:
+    def __init__(self, config: LLMConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.usage = Usage()
+        self._sleep = sleep
+        self._slots = threading.BoundedSemaphore(max(1, config.concurrency))
+        self._client = openai.OpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or "not-needed",
+            timeout=config.timeout,
+            max_retries=0,
+        )
+        fixed = config.response_format if config.response_format in RESPONSE_FORMATS else None
+        self._formats = [fixed] if fixed else list(RESPONSE_FORMATS)
+        self._format_confirmed = fixed is not None
+        self._logprobs = config.logprobs
+        self._logprobs_confirmed = not config.logprobs
+        self._mode_lock = threading.Lock()
+
+    @property
+    def response_format(self) -> str:
+        return self._formats[0]
+
+    def complete(self, messages: list[dict], schema: dict | None = None, max_tokens: int | None = None) -> Completion:
+        """One chat completion with retries; raises an :class:`LLMError` subclass when it finally fails."""
+        attempt = 0
+        while True:
+            form, logprobs = self._formats[0], self._logprobs
+            try:
+                with self._slots:
+                    return self._once(messages, schema, max_tokens, form, logprobs)
+            except Exception as exc:  # classified below; anything unknown is not retried
+                error = classify(exc)
+                if self._adapt(error, form if schema is not None else None, logprobs):
+                    continue
+                self.usage.add("errors")
+                if not error.retryable or attempt >= self.config.max_retries:
+                    raise error from None
+                attempt += 1
+                self.usage.add("retries")
+                self._sleep(self._delay(error, attempt))
+
+    def _delay(self, error: LLMError, attempt: int) -> float:
+        if isinstance(error, LLMRateLimited) and error.retry_after is not None:
+            return min(error.retry_after, self.config.max_retry_after)
+        base = self.config.backoff * (2 ** (attempt - 1))
+        return min(base * (0.75 + random.random() / 2), 8.0)
+
+    def _adapt(self, error: LLMError, form: str | None, logprobs: bool) -> bool:
+        """Step down to a simpler request when the server refused a feature not yet seen to work.
+
+        The error text decides what to blame: a message naming logprobs drops logprobs, anything else drops the
+        structured-output form. Only the form the failed request used is dropped, so concurrent failures of one
+        form step down once, not once per thread.
+        """
+        refused = isinstance(error, LLMRequestError | LLMServerError) and not isinstance(error, LLMAuthError)
+        if not refused:
+            return False
+        with self._mode_lock:
+            if logprobs and not self._logprobs_confirmed and "logprob" in str(error).lower():
+                self._logprobs = False
+                log.info("LLM server refused logprobs; continuing without them")
+                return True
+            if form is not None and not self._format_confirmed and len(self._formats) > 1:
+                if self._formats[0] == form:
+                    self._formats.pop(0)
+                    log.info("LLM server refused response_format=%s; trying %s", form, self._formats[0])
+                return True
+            if logprobs and not self._logprobs_confirmed:
+                self._logprobs = False
+                log.info("LLM server refused the request with logprobs; continuing without them")
+                return True
+        return False
+
+    def _request(
+        self, messages: list[dict], schema: dict | None, max_tokens: int | None, form: str, logprobs: bool
+    ) -> dict:
+        kwargs: dict = {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": self.config.temperature,
+            "max_tokens": max_tokens or self.config.max_tokens,
+        }
+        if schema is not None and form == "json_schema":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": False},
+            }
+        elif schema is not None and form == "llama_schema":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        if logprobs:
+            kwargs["logprobs"] = True
+        return kwargs
+
+    def _once(
+        self, messages: list[dict], schema: dict | None, max_tokens: int | None, form: str, logprobs: bool
+    ) -> Completion:
+        kwargs = self._request(messages, schema, max_tokens, form, logprobs)
+        self.usage.add("calls")
+        response = self._client.chat.completions.create(**kwargs)
+        if schema is not None:
+            self._format_confirmed = True
+        if "logprobs" in kwargs:
+            self._logprobs_confirmed = True
+        if not response.choices:
+            raise LLMServerError("LLM answered with no choices")
+        choice = response.choices[0]
+        tokens = None
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+        if content:
+            tokens = [(t.token, float(t.logprob)) for t in content]
+        usage = response.usage
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        self.usage.add("prompt_tokens", prompt_tokens)
+        self.usage.add("completion_tokens", completion_tokens)
+        return Completion(choice.message.content or "", tokens, prompt_tokens, completion_tokens)

@@ -1,0 +1,60 @@
+"""Process-wide wiring from :class:`Settings`: the Redis client, policy store, LLM clients and predictor.
+
+Everything is created lazily on first use, so a gunicorn worker builds its own connections and thread pools after
+the fork instead of inheriting broken copies from the master. Nothing here holds shared truth: the store reads it
+from Redis on every request.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import redis
+
+from .llm import LLMClient
+from .policy import Policy, load_prompt
+from .predictor import Predictor
+from .settings import Settings
+from .store import PolicyStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_prompt(value: str) -> str:
+    """``DEFAULT_PROMPT`` with ``@relative/path`` also looked up beside the project, not only in the cwd."""
+    if value.startswith("@") and not Path(value[1:]).is_file() and (ROOT / value[1:]).is_file():
+        value = "@" + str(ROOT / value[1:])
+    return load_prompt(value)
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        timeout = self.settings.redis_timeout
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+        )
+
+    @cached_property
+    def default_policy(self) -> Policy:
+        return Policy(instruction=resolve_prompt(self.settings.default_prompt))
+
+    @cached_property
+    def store(self) -> PolicyStore:
+        return PolicyStore(self.redis, self.default_policy, namespace=self.settings.redis_namespace)
+
+    @cached_property
+    def labeller(self) -> LLMClient:
+        return LLMClient(self.settings.labeller())
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        return Predictor(self.labeller)

@@ -1,0 +1,156 @@
+"""Every setting in one typed object, read from the environment and ``.env``, validated at start-up.
+
+A bad value stops the process with one line naming the setting (see :func:`load_settings`), instead of a stack trace
+at the first request. The README's configuration table is checked against this class by a test, so the two cannot
+drift. Secrets (API keys, the Basic-auth password, the webhook secret) are ``SecretStr``: they never show up in a
+``repr``, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .llm import LLMConfig
+
+Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
+
+# What each provider accepts for structured output; "auto" discovers it on the first call.
+PROVIDER_FORMATS = {
+    "auto": "auto",
+    "openai": "json_schema",
+    "azure": "json_schema",
+    "vllm": "json_schema",
+    "ollama": "json_schema",
+    "llamacpp": "llama_schema",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- web service -------------------------------------------------------------------------------------------
+    port: int = Field(9090, ge=1, le=65535, description="Port the web service listens on.")
+    workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
+    threads: int = Field(8, ge=1, le=256, description="Threads per gunicorn worker.")
+    basic_auth_user: str = Field("", description="Basic-auth user for every route but /health; empty disables auth.")
+    basic_auth_pass: SecretStr = Field(SecretStr(""), description="Basic-auth password.")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Shared secret Label Studio sends as the X-Webhook-Secret header on /webhook (see README).",
+    )
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
+    predict_deadline: float = Field(
+        90.0, gt=0, description="Seconds a /predict batch may take; unfinished tasks get empty predictions."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON or plain text.")
+
+    # --- redis -------------------------------------------------------------------------------------------------
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis holding policies, jobs and locks.")
+    redis_namespace: str = Field("lsml", min_length=1, description="Prefix of every Redis key this service writes.")
+    redis_timeout: float = Field(0.5, gt=0, description="Redis socket timeout in seconds for web requests.")
+
+    # --- labelling LLM -----------------------------------------------------------------------------------------
+    llm_provider: Provider = Field("auto", description="auto, openai, azure, ollama, vllm or llamacpp.")
+    llm_base_url: str = Field(
+        "http://127.0.0.1:8081/v1",
+        validation_alias=AliasChoices("LLM_BASE_URL", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint for labelling (OPENAI_BASE_URL also accepted).",
+    )
+    llm_api_key: SecretStr = Field(
+        SecretStr("not-needed"),
+        validation_alias=AliasChoices("LLM_API_KEY", "OPENAI_API_KEY"),
+        description="API key for the labelling endpoint (OPENAI_API_KEY also accepted).",
+    )
+    llm_model: str = Field("smollm2-135m", min_length=1, description="Model name for labelling.")
+    llm_timeout: float = Field(30.0, gt=0, description="Seconds per LLM request.")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
+    llm_concurrency: int = Field(8, ge=1, le=256, description="Concurrent LLM requests per process.")
+    llm_max_tokens: int = Field(256, ge=1, description="Max tokens per labelling answer.")
+    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for labelling.")
+    llm_logprobs: bool = Field(True, description="Ask for logprobs to score predictions (falls back if refused).")
+
+    # --- optimiser LLM (proposes prompts; may be stronger than the labeller) -----------------------------------
+    optimizer_base_url: str = Field("", description="Endpoint for the prompt proposer; empty: LLM_BASE_URL.")
+    optimizer_api_key: SecretStr = Field(SecretStr(""), description="API key for the proposer; empty: LLM_API_KEY.")
+    optimizer_model: str = Field("", description="Model for the proposer; empty: LLM_MODEL.")
+    optimizer_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for proposals.")
+
+    # --- policy ------------------------------------------------------------------------------------------------
+    default_prompt: str = Field("@prompts/default.txt", description="Starting instruction: text, or @path to a file.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss", "unix") or not (parsed.hostname or parsed.path):
+            raise ValueError("must look like redis://host:port/db")
+        if parsed.scheme != "unix":
+            _ = parsed.port  # raises ValueError for a non-numeric port
+        return value
+
+    @field_validator("llm_base_url", "optimizer_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value == "":
+            return value
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("must be an http(s):// URL")
+        _ = parsed.port
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> Settings:
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass.get_secret_value()):
+            raise ValueError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        return self
+
+    # --- derived -----------------------------------------------------------------------------------------------
+    def labeller(self) -> LLMConfig:
+        return LLMConfig(
+            base_url=self.llm_base_url,
+            model=self.llm_model,
+            api_key=self.llm_api_key.get_secret_value(),
+            timeout=self.llm_timeout,
+            max_retries=self.llm_max_retries,
+            concurrency=self.llm_concurrency,
+            temperature=self.llm_temperature,
+            max_tokens=self.llm_max_tokens,
+            response_format=PROVIDER_FORMATS[self.llm_provider],
+            logprobs=self.llm_logprobs,
+        )
+
+    def proposer(self) -> LLMConfig:
+        same_endpoint = not self.optimizer_base_url
+        key = self.optimizer_api_key.get_secret_value() or (
+            self.llm_api_key.get_secret_value() if same_endpoint else "not-needed"
+        )
+        return LLMConfig(
+            base_url=self.optimizer_base_url or self.llm_base_url,
+            model=self.optimizer_model or self.llm_model,
+            api_key=key,
+            timeout=max(self.llm_timeout, 60.0),
+            max_retries=self.llm_max_retries,
+            concurrency=4,
+            temperature=self.optimizer_temperature,
+            max_tokens=1024,
+            response_format="text",
+            logprobs=False,
+        )
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment; on a bad value, print one line per setting and exit with status 2."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
