@@ -246,7 +246,9 @@ class LLMClient:
         elif schema is not None and form == "llama_schema":
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         if logprobs:
+            # llama.cpp's server returns no logprobs unless top_logprobs is set too; OpenAI accepts both.
             kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = 1
         return kwargs
 
     def _once(

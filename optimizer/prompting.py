@@ -34,8 +34,8 @@ def format_spec(schema: Schema) -> str:
     lines = ["Answer with a JSON object and nothing else."]
     lines += [_label_line(c) for c in schema.choices]
     lines += [f'- "{a.name}": your answer as free text' for a in schema.answers]
-    example = {c.name: (["<label>"] if c.multiple else "<label>") for c in schema.choices}
-    example.update({a.name: "<text>" for a in schema.answers})
+    example = {c.name: (["..."] if c.multiple else "...") for c in schema.choices}
+    example.update({a.name: "..." for a in schema.answers})
     lines.append("Format: " + json.dumps(example, ensure_ascii=False))
     return "\n".join(lines)
 
@@ -45,7 +45,8 @@ def json_schema(schema: Schema) -> dict:
     props: dict[str, dict] = {}
     for c in schema.choices:
         enum = {"type": "string", "enum": list(c.labels)}
-        props[c.name] = {"type": "array", "items": enum, "uniqueItems": True} if c.multiple else enum
+        # minItems 1: constrained decoding otherwise lets small models answer [] for everything.
+        props[c.name] = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1} if c.multiple else enum
     for a in schema.answers:
         props[a.name] = {"type": "string"}
     return {

@@ -31,7 +31,7 @@ PROVIDER_FORMATS = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=(".env", ".env.local"), env_file_encoding="utf-8", extra="ignore")
 
     # --- web service -------------------------------------------------------------------------------------------
     port: int = Field(9090, ge=1, le=65535, description="Port the web service listens on.")
@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(256, ge=1, description="Max tokens per labelling answer.")
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for labelling.")
     llm_logprobs: bool = Field(True, description="Ask for logprobs to score predictions (falls back if refused).")
+
+    # --- embedded LLM server (started by make run / docker compose) ----------------------------------------------
+    embedded_llm: bool = Field(True, description="Start the bundled llama.cpp server with SmolLM2-135M (make run).")
+    llm_port: int = Field(8081, ge=1, le=65535, description="Port of the embedded LLM server.")
+    llm_n_ctx: int = Field(4096, ge=512, description="Context window of the embedded LLM server, in tokens.")
 
     # --- optimiser LLM (proposes prompts; may be stronger than the labeller) -----------------------------------
     optimizer_base_url: str = Field("", description="Endpoint for the prompt proposer; empty: LLM_BASE_URL.")

@@ -1,0 +1,35 @@
+# The two commands: `make run` (set up and run the whole stack) and `make test` (set up and run every test).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup llm labelstudio run test lint bench clean
+
+setup: $(VENV)/.done
+$(VENV)/.done: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+llm:
+	scripts/install_llm.sh
+
+labelstudio:
+	scripts/install_labelstudio.sh
+
+run: setup llm
+	scripts/run_stack.sh
+
+test: setup llm labelstudio
+	TEST_REQUIRE_ALL=1 $(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup llm
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .venv-llm .venv-ls var .pytest_cache

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run the whole stack in the foreground: Redis (started if REDIS_URL is not reachable), the embedded LLM server
+# (when EMBEDDED_LLM=1), one RQ worker and the gunicorn web service on PORT. Ctrl-C stops what this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+set -a
+[ -f .env ] && . ./.env
+[ -f .env.local ] && . ./.env.local
+set +a
+export PYTHONUNBUFFERED=1
+mkdir -p var/log
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+.venv/bin/python -c "from optimizer.settings import load_settings; load_settings()"  # fail fast on bad config
+scripts/ensure_redis.sh
+
+if [ "${EMBEDDED_LLM:-1}" = "1" ]; then
+  LLM_PORT=${LLM_PORT:-8081}
+  if ! curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null 2>&1; then
+    GGUF=$(.venv-llm/bin/python scripts/gguf_path.py)
+    echo "llm: starting llama.cpp server with $(basename "$GGUF") on port $LLM_PORT (log: var/log/llm.log)"
+    .venv-llm/bin/python -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$LLM_PORT" \
+      --n_ctx "${LLM_N_CTX:-4096}" --model_alias "${LLM_MODEL:-smollm2-135m}" >var/log/llm.log 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null 2>&1 && break; sleep 0.5; done
+    curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null || { echo "llm: server did not start" >&2; exit 1; }
+  fi
+fi
+
+echo "worker: rq worker on queue ${RQ_QUEUE:-lsml-train} (log: var/log/worker.log)"
+.venv/bin/python -m optimizer worker >var/log/worker.log 2>&1 &
+PIDS+=($!)
+
+echo "web: http://0.0.0.0:${PORT:-9090} (${WORKERS:-2} workers x ${THREADS:-8} threads)"
+.venv/bin/gunicorn "_wsgi:app" --bind "0.0.0.0:${PORT:-9090}" --workers "${WORKERS:-2}" --threads "${THREADS:-8}" \
+  --worker-class gthread --timeout 120 --access-logfile - &
+PIDS+=($!)
+wait -n
