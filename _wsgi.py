@@ -11,14 +11,15 @@ from flask import Flask
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
-from optimizer.logconfig import configure_logging
+from observability import instrument
 from optimizer.services import Services
-from optimizer.settings import Settings, load_settings
+from optimizer.settings import Settings
+from optimizer.startup import prepare, start
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
-    settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    # A bad setting stops the worker here with one line; gunicorn.conf.py already checked it in the master.
+    settings = prepare(settings, "web") if settings is not None else start("web")
     services = services or Services(settings)
     auth = None
     if settings.basic_auth_user:
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         name="prompt-policy-backend",
     )
     app.extensions["services"] = services
+    instrument(app, services)
     return app
 
 

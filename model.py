@@ -7,9 +7,11 @@ reports from ``/setup`` and ``/predict`` is the policy's content hash, so it cha
 
 from __future__ import annotations
 
+import logging
 import time
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
+from optimizer import metrics
 from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.lsformat import to_results, typed_prompt
 from optimizer.policy import Policy
@@ -17,6 +19,7 @@ from optimizer.render import MissingInput, render_input
 from optimizer.services import Services
 
 DEFAULT_PROJECT = "default"
+log = logging.getLogger(__name__)
 
 
 class PromptPolicyModel(LabelStudioMLBase):
@@ -65,6 +68,7 @@ class PromptPolicyModel(LabelStudioMLBase):
                 texts.append(None)
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
+        self._account(policy.version if not typed else metrics.INTERACTIVE, [p.error for p in predictions])
         return [
             {
                 "result": to_results(self.schema, p.choices, p.texts, p.control_scores, prompt=policy.instruction),
@@ -73,6 +77,18 @@ class PromptPolicyModel(LabelStudioMLBase):
             }
             for p in predictions
         ]
+
+    def _account(self, version: str, errors: list[str | None]) -> None:
+        metrics.record_predictions(self.project, version, errors)
+        failed = [e for e in errors if e]
+        if failed:
+            log.warning(
+                "%d of %d tasks got empty predictions; first reason: %s",
+                len(failed),
+                len(errors),
+                failed[0],
+                extra={"project": self.project, "tasks": len(errors), "failed": len(failed)},
+            )
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
         return {"status": "acknowledged"}

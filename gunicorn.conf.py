@@ -1,0 +1,73 @@
+"""gunicorn settings, read from the same validated :class:`Settings` as everything else.
+
+gunicorn loads ``./gunicorn.conf.py`` by itself, so ``gunicorn _wsgi:app`` from the project root (as ``make run``
+and the container do) gets:
+
+- the settings checked in the master, before any worker forks: a bad value prints one line naming the setting and
+  exits with status 2 (a worker failing at import would instead be respawned forever);
+- ``PORT``, ``WORKERS``, ``THREADS`` (flags on the command line still win);
+- a ``PROMETHEUS_MULTIPROC_DIR`` shared by the workers, emptied at start and cleaned of dead workers' files, so
+  ``/metrics`` from any worker reports the whole service;
+- JSON (or text, ``LOG_FORMAT``) log lines for gunicorn's own messages; requests are logged by the app itself.
+"""
+
+import glob
+import os
+import shutil
+import tempfile
+
+from optimizer.settings import load_settings
+
+_settings = load_settings()
+
+_metrics_dir = _settings.prometheus_multiproc_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_own_metrics_dir = not _metrics_dir
+if _own_metrics_dir:
+    _metrics_dir = tempfile.mkdtemp(prefix="lsml-metrics-")
+os.makedirs(_metrics_dir, exist_ok=True)
+# Must be set before any worker imports prometheus_client: the value store is chosen at import time.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+# A /predict batch may run for PREDICT_DEADLINE seconds; gunicorn must not kill the worker before it answers.
+timeout = int(_settings.predict_deadline) + 30
+graceful_timeout = 30
+keepalive = 5
+accesslog = None  # the app writes one structured line per request, with its request id
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+_formatter = "json" if _settings.log_format == "json" else "text"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "optimizer.logconfig.JsonFormatter"},
+        "text": {"()": "optimizer.logconfig.TextFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": _formatter, "stream": "ext://sys.stderr"}},
+    "root": {"level": _settings.log_level, "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": _settings.log_level, "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+    },
+}
+
+
+def on_starting(server):
+    """Counters left by a previous run would be summed into this one's: start from an empty directory."""
+    for path in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
