@@ -1,0 +1,207 @@
+"""/metrics: Prometheus text format, behind auth, counters that move, Redis state, and gunicorn multiprocess sums."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from rq import Queue
+
+from _wsgi import create_app
+from optimizer import metrics
+from optimizer.llm import LLMClient
+from optimizer.policy import Policy
+from optimizer.store import PolicyStore
+from tests.conftest import REWARD_CONFIG
+from tests.fakellm import Reply
+from tests.gunicornserver import GunicornServer
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"metrics:pw-123456").decode()}
+
+
+def scrape(client) -> dict:
+    """{(sample name, sorted labels): value}, parsed with prometheus-client's own parser."""
+    response = client.get("/metrics", headers=AUTH)
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain; version=0.0.4")
+    return parse(response.get_data(as_text=True))
+
+
+def parse(text: str) -> dict:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def predict(client, project: str, texts: list[str]):
+    body = {
+        "tasks": [{"data": {"prompt": "q", "response": t}} for t in texts],
+        "label_config": REWARD_CONFIG,
+        "project": project,
+    }
+    return client.post("/predict", json=body, headers=AUTH)
+
+
+@pytest.fixture
+def authed(make_settings):
+    settings = make_settings(basic_auth_user="metrics", basic_auth_pass="pw-123456")
+    app = create_app(settings)
+    return app.test_client(), app.extensions["services"]
+
+
+def test_metrics_is_behind_auth_but_health_is_not(authed):
+    client, _ = authed
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/health").status_code == 200
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+
+
+def test_counters_move_after_a_prediction(authed, namespace):
+    client, services = authed
+    project = f"{namespace}.1"
+    before = scrape(client)
+    response = predict(client, project, ["Good answer", "Bad answer", "ok"])
+    assert response.status_code == 200
+    version = response.get_json()["model_version"]
+    after = scrape(client)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("lsml_predictions_total", project=project, policy_version=version) == 3
+    assert delta("lsml_llm_calls_total", role="labeller", source="web") == 3
+    assert delta("lsml_llm_tokens_total", role="labeller", kind="completion", source="web") > 0
+    assert delta("lsml_predict_duration_seconds_count") == 1
+    assert delta("lsml_predict_duration_seconds_sum") > 0
+    assert delta("lsml_http_requests_total", method="POST", route="/predict", status="200") == 1
+    assert value(after, "lsml_redis_up") == 1
+
+
+def test_metric_types_are_declared(authed):
+    client, _ = authed
+    text = client.get("/metrics", headers=AUTH).get_data(as_text=True)
+    types = {family.name: family.type for family in text_string_to_metric_families(text)}
+    assert types["lsml_predictions"] == "counter"
+    assert types["lsml_predict_duration_seconds"] == "histogram"
+    assert types["lsml_llm_calls"] == "counter"
+    assert types["lsml_jobs"] == "gauge"
+    assert types["lsml_policy_promotions"] == "counter"
+    assert len(text.splitlines()) == len(set(text.splitlines())), "no family may be written twice"
+
+
+def test_failed_llm_calls_are_counted(authed, fake_llm, namespace):
+    client, _ = authed
+    project = f"{namespace}.2"
+    assert predict(client, project, ["warm-up settles the output format and logprobs"]).status_code == 200
+    before = scrape(client)
+    for _ in range(2):
+        fake_llm.faults.append(Reply(status=400, error="bad request"))  # not retryable: one call, one error each
+    assert predict(client, project, ["a", "b"]).status_code == 200
+    after = scrape(client)
+    assert value(after, "lsml_prediction_failures_total", project=project, reason="llm") == 2
+    assert (
+        value(after, "lsml_llm_errors_total", role="labeller", source="web")
+        - value(before, "lsml_llm_errors_total", role="labeller", source="web")
+        == 2
+    )
+
+
+def test_jobs_promotions_and_validation_score_come_from_redis(make_settings, redis_server, namespace):
+    settings = make_settings(basic_auth_user="metrics", basic_auth_pass="pw-123456", rq_queue=f"q-{namespace}")
+    app = create_app(settings)
+    client, services = app.test_client(), app.extensions["services"]
+    rq_redis = redis.Redis.from_url(redis_server.url)
+    queue = Queue(settings.rq_queue, connection=rq_redis)
+    queue.enqueue("builtins.print", "one")
+    queue.enqueue("builtins.print", "two")
+
+    store: PolicyStore = services.store
+    project = f"{namespace}.3"
+    parent = store.current(project)
+    better = Policy(instruction="Decide Good or Bad carefully.", meta={"val_score": 0.8125})
+    assert store.promote(project, better, parent.version).ok
+
+    samples = scrape(client)
+    assert value(samples, "lsml_jobs", queue=settings.rq_queue, state="queued") == 2
+    assert value(samples, "lsml_jobs", queue=settings.rq_queue, state="running") == 0
+    assert value(samples, "lsml_policy_promotions_total", project=project) == 1
+    assert value(samples, "lsml_policy_val_score", project=project, policy_version=better.version) == 0.8125
+    rq_redis.close()
+
+
+def test_worker_llm_usage_is_counted_in_redis(authed, fake_llm, settings):
+    client, services = authed
+    before = scrape(client)
+    metrics.set_component("worker")
+    try:
+        proposer = LLMClient(settings.proposer())
+        metrics.instrument_llm(proposer, "proposer", services.redis, settings.redis_namespace)
+        proposer.complete([{"role": "user", "content": "Propose a better instruction."}])
+    finally:
+        metrics.set_component("web")
+    after = scrape(client)
+    assert (
+        value(after, "lsml_llm_calls_total", role="proposer", source="worker")
+        - value(before, "lsml_llm_calls_total", role="proposer", source="worker")
+        == 1
+    )
+    assert value(after, "lsml_llm_tokens_total", role="proposer", kind="prompt", source="worker") > 0
+
+
+def test_metrics_answer_when_redis_is_down(make_settings):
+    from tests.redisserver import free_port
+
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2)
+    client = create_app(settings).test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    samples = parse(response.get_data(as_text=True))
+    assert value(samples, "lsml_redis_up") == 0
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    env = {
+        "REDIS_URL": redis_server.url,
+        "REDIS_NAMESPACE": namespace,
+        "LLM_BASE_URL": fake_llm.base_url,
+        "LLM_MODEL": "fake",
+        "DEFAULT_PROMPT": "Label it.",
+        "BASIC_AUTH_USER": "metrics",
+        "BASIC_AUTH_PASS": "pw-123456",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    fake_llm.delay = 0.05  # keep requests in flight so both workers take some
+    with GunicornServer(env, workers=2, threads=4, workdir=tmp_path) as server:
+        body = json.dumps({"tasks": [{"data": {"prompt": "q", "response": "Good"}}], "label_config": REWARD_CONFIG,
+                           "project": "p1"}).encode()  # fmt: skip
+
+        def call(_):
+            request = urllib.request.Request(server.url + "/predict", data=body, headers={**AUTH, "Content-Type":
+                                             "application/json"})  # fmt: skip
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+
+        with ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(call, range(24))) == [200] * 24
+        counter_pids = {p.name.split("_")[-1] for p in Path(metrics_dir).glob("counter_*.db")}
+        assert len(counter_pids) == 2, "both workers should have answered some requests"
+        for _ in range(4):  # any worker may answer the scrape; each must see the sum
+            request = urllib.request.Request(server.url + "/metrics", headers=AUTH)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                samples = parse(response.read().decode())
+            assert sum(v for (n, labels), v in samples.items() if n == "lsml_predictions_total") == 24
+            assert value(samples, "lsml_llm_calls_total", role="labeller", source="web") == 24
