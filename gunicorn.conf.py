@@ -36,6 +36,7 @@ worker_class = "gthread"
 timeout = int(_settings.predict_deadline) + 30
 graceful_timeout = 30
 keepalive = 5
+control_socket_disable = True  # nothing here uses gunicornc, and $HOME may be read-only in a container
 accesslog = None  # the app writes one structured line per request, with its request id
 errorlog = "-"
 loglevel = _settings.log_level.lower()
