@@ -69,7 +69,7 @@ def test_metrics_is_behind_auth_but_health_is_not(authed):
 
 
 def test_counters_move_after_a_prediction(authed, namespace):
-    client, services = authed
+    client, _ = authed
     project = f"{namespace}.1"
     before = scrape(client)
     response = predict(client, project, ["Good answer", "Bad answer", "ok"])

@@ -1,0 +1,174 @@
+"""Real processes for the benchmarks: redis-server, the fake LLM, the llama.cpp server and gunicorn.
+
+Every server binds to loopback on a free port and is stopped by the context manager that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.gunicornserver import ROOT, GunicornServer
+from tests.redisserver import RedisServer, free_port
+
+LLM_VENV = Path(os.environ.get("LLM_VENV", ROOT / ".venv-llm"))
+LLM_VENV_FALLBACK = Path("/work/main/.venv-llm")  # the lead's build on the team machine
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def fake_llm(delay: float) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fakellm_proc", "--delay", str(delay)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.stdin.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def llm_python() -> Path | None:
+    for venv in (LLM_VENV, LLM_VENV_FALLBACK):
+        python = venv / "bin" / "python"
+        if python.exists():
+            return python
+    return None
+
+
+@contextlib.contextmanager
+def llama_server(n_ctx: int = 4096) -> Iterator[str]:
+    """Our own llama.cpp server on a free port (never the one `make run` may have on 8081)."""
+    python = llm_python()
+    if python is None:
+        raise RuntimeError("the embedded LLM is not built (make llm)")
+    gguf = subprocess.run(
+        [str(python), str(ROOT / "scripts" / "gguf_path.py")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    port = free_port()
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            str(python),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            gguf,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(n_ctx),
+            "--model_alias",
+            "smollm2-135m",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/models", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("llama.cpp server did not start") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+def backend_env(redis_url: str, llm_url: str, **extra) -> dict[str, str]:
+    env = {
+        "REDIS_URL": redis_url,
+        "LLM_BASE_URL": llm_url,
+        "LLM_MODEL": "fake",
+        "LLM_PROVIDER": "openai",
+        "LLM_MAX_RETRIES": "0",
+        "LOG_LEVEL": "WARNING",
+        "DEFAULT_PROMPT": "Label the input.",
+        "PREDICT_DEADLINE": "120",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@contextlib.contextmanager
+def backend(env: dict[str, str], workers: int = 1, threads: int = 8) -> Iterator[GunicornServer]:
+    server = GunicornServer(env, workers=workers, threads=threads)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Client:
+    """One keep-alive HTTP connection, as Label Studio's requests session uses."""
+
+    def __init__(self, url: str, timeout: float = 300) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data else {}
+        self.conn.request(method, path, body=data, headers=headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
