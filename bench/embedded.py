@@ -1,0 +1,96 @@
+"""P5: tasks per second through the backend with the embedded model, against the raw llama.cpp server's own rate.
+
+The raw figure sends the very requests the backend sends (same messages, schema form, logprobs and max_tokens,
+built by the backend's own code) straight to the server, one at a time, since it serves one at a time. The two
+are interleaved (raw, backend, raw, backend) so a change in machine load hits both alike, and the completion
+tokens of both are reported to show the same work was done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+from optimizer.labelconfig import parse_label_config
+from optimizer.llm import LLMClient, LLMConfig
+from optimizer.policy import Policy
+from optimizer.prompting import build_messages, json_schema
+
+from .harness import Client, backend, backend_env, llama_server, median
+from .workload import CONFIG, predict_body, texts
+
+INSTRUCTION = "Label the input."
+MODEL = "smollm2-135m"
+
+
+def _raw_bodies(base: str, n: int) -> list[dict]:
+    schema = parse_label_config(CONFIG)
+    shaper = LLMClient(LLMConfig(base_url=base, model=MODEL, response_format="llama_schema"))
+    return [
+        shaper._request(build_messages(Policy(INSTRUCTION), schema, t), json_schema(schema), None, "llama_schema", True)
+        for t in texts(n)
+    ]
+
+
+def _raw_run(base: str, bodies: list[dict]) -> tuple[float, int]:
+    client = Client(base.removesuffix("/v1"))
+    tokens = 0
+    started = time.perf_counter()
+    for body in bodies:
+        status, payload = client.request("POST", "/v1/chat/completions", body)
+        if status != 200:
+            raise RuntimeError(f"llama.cpp answered {status}: {payload[:200]!r}")
+        tokens += json.loads(payload)["usage"]["completion_tokens"]
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed, tokens
+
+
+def _completion_tokens(server) -> float:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("lsml_llm_tokens_total{") and 'kind="completion"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _backend_run(server, n: int) -> tuple[float, int]:
+    before = _completion_tokens(server)
+    client = Client(server.url)
+    started = time.perf_counter()
+    status, payload = client.request("POST", "/predict", predict_body(n))
+    elapsed = time.perf_counter() - started
+    client.close()
+    if status != 200:
+        raise RuntimeError(f"/predict answered {status}: {payload[:200]!r}")
+    return elapsed, int(_completion_tokens(server) - before)
+
+
+def p5(redis_url: str, tasks: int = 12, repeat: int = 2, concurrency: int = 2) -> dict:
+    with llama_server() as base:
+        bodies = _raw_bodies(base, tasks)
+        _raw_run(base, bodies[:1])  # warm-up: load the model pages, fill caches
+        env = backend_env(redis_url, base, LLM_MODEL=MODEL, LLM_PROVIDER="llamacpp", DEFAULT_PROMPT=INSTRUCTION,
+                          LLM_CONCURRENCY=concurrency, LLM_TIMEOUT=120, REDIS_NAMESPACE="p5")  # fmt: skip
+        raw, through, raw_tokens, backend_tokens = [], [], 0, 0
+        with backend(env) as server:
+            _backend_run(server, 1)  # warm-up
+            for _ in range(repeat):
+                elapsed, raw_tokens = _raw_run(base, bodies)
+                raw.append(elapsed)
+                elapsed, backend_tokens = _backend_run(server, tasks)
+                through.append(elapsed)
+    raw_rate, backend_rate = tasks / median(raw), tasks / median(through)
+    return {
+        "tasks": tasks,
+        "concurrency": concurrency,
+        "raw_tasks_per_s": raw_rate,
+        "backend_tasks_per_s": backend_rate,
+        "ratio": backend_rate / raw_rate,
+        "raw_completion_tokens": raw_tokens,
+        "backend_completion_tokens": backend_tokens,
+        "raw_runs_s": raw,
+        "backend_runs_s": through,
+    }
