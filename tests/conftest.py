@@ -122,3 +122,15 @@ def app(settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def embedded_llm():
+    """The real SmolLM2-135M behind llama.cpp's OpenAI-compatible server, started once per session."""
+    from tests.embedded import EmbeddedLLM, find_server_python
+
+    python = find_server_python()
+    need(python is not None, "the embedded LLM venv (.venv-llm) is not built; run `make llm`")
+    server = EmbeddedLLM(python).start()
+    yield server
+    server.stop()
