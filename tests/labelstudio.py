@@ -171,6 +171,11 @@ class LabelStudioServer:
         """The project's webhooks (the list API returns the whole organisation's)."""
         return [w for w in self._json("GET", "/api/webhooks/") if w.get("project") == project_id]
 
+    def set_webhook_headers(self, project_id: int, url: str, headers: dict[str, str]) -> dict:
+        """Headers for the project's webhook to ``url``, as a user sets them in Settings → Webhooks → Add Header."""
+        (hook,) = [w for w in self.project_webhooks(project_id) if w["url"] == url]
+        return self._json("PATCH", f"/api/webhooks/{hook['id']}/", json={"headers": headers})
+
     def _json(self, method: str, path: str, **kwargs):
         response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:

@@ -165,9 +165,11 @@ def test_webhooks_reach_backend_with_basic_auth_only_with_a_header(labelstudio, 
     training = backend.wait_for_request("/webhook", before + 1)[before:]
     assert [(a.status, a.from_label_studio_ml_api) for a in training] == [(201, True)]
 
-    labelstudio.client.webhooks.update(hook["id"], headers={"X-Webhook-Secret": "not-the-secret"})
+    # What the README tells users to do: add the secret (or basic auth) as a header of that webhook.
+    labelstudio.set_webhook_headers(project.id, hook["url"], {"X-Webhook-Secret": "not-the-secret"})
     assert annotate(task_ids[1]) == 401
-    labelstudio.client.webhooks.update(hook["id"], headers={"X-Webhook-Secret": secret})
+    updated = labelstudio.set_webhook_headers(project.id, hook["url"], {"X-Webhook-Secret": secret})
+    assert updated["headers"] == {"X-Webhook-Secret": secret}
     assert annotate(task_ids[2]) == 201
-    labelstudio.client.webhooks.update(hook["id"], headers={"Authorization": basic_auth_header(*auth)})
+    labelstudio.set_webhook_headers(project.id, hook["url"], {"Authorization": basic_auth_header(*auth)})
     assert annotate(task_ids[3]) == 201
