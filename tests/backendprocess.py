@@ -1,14 +1,15 @@
 """The backend as users run it: a real ``gunicorn _wsgi:app`` process tree on a free loopback port.
 
 End-to-end tests must see what Label Studio sees: several forked workers that share nothing but Redis, real HTTP,
-real basic auth, the real access log. So the backend runs as a subprocess, configured only through environment
+real basic auth, every request on record. So the backend runs as a subprocess, configured only through environment
 variables, in a scratch directory so neither the repo's ``.env`` nor a developer's ``.env.local`` leaks in (settings
 the test does not pass are also removed from the inherited environment).
 
-Every request the backend answers is written to an access log in a fixed tab-separated format, and
-:meth:`BackendProcess.requests` reads it back. That is how tests observe what Label Studio actually called (path,
-status, user agent) without a proxy in between. Extra processes that need the same configuration, such as an RQ
-worker, are started with :meth:`BackendProcess.spawn` and stopped with the backend.
+Every request the backend answers is written to a request log by a gunicorn hook (``tests/gunicorn_e2e_conf.py``,
+which also loads the project's own ``gunicorn.conf.py``), and :meth:`BackendProcess.requests` reads it back. That is
+how tests observe what Label Studio actually called (path, status, user agent) without a proxy in between.
+Extra processes that need the same configuration, such as an RQ worker, are started with
+:meth:`BackendProcess.spawn` and stopped with the backend.
 """
 
 from __future__ import annotations
@@ -32,18 +33,17 @@ import httpx
 from tests.redisserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCESS_FORMAT = "%(m)s\t%(U)s\t%(s)s\t%(M)s\t%(a)s"
+GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_e2e_conf.py"
 PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
 class Access:
-    """One request the backend answered, from its access log."""
+    """One request the backend answered, from the request log."""
 
     method: str
     path: str
     status: int
-    ms: int
     user_agent: str
 
     @property
@@ -152,7 +152,7 @@ class BackendProcess:
         self.workers = workers
         self.threads = threads
         self.dir = Path(tempfile.mkdtemp(prefix="backend-e2e-"))
-        self.access_log = self.dir / "access.log"
+        self.request_log = self.dir / "requests.log"
         self.env = self._environment(redis_url, llm_base_url, namespace, env or {})
         self.processes: list[ManagedProcess] = []
         self.web: ManagedProcess | None = None
@@ -174,6 +174,7 @@ class BackendProcess:
             "BASIC_AUTH_PASS": password,
             "WEBHOOK_SECRET": self.webhook_secret,
             "EMBEDDED_LLM": "0",
+            "E2E_REQUEST_LOG": str(self.request_log),
             **extra,
         }
 
@@ -185,9 +186,7 @@ class BackendProcess:
         argv = [sys.executable, "-m", "gunicorn", "_wsgi:app", "--bind", f"127.0.0.1:{self.port}"]
         argv += ["--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", "gthread"]
         argv += ["--timeout", "120", "--graceful-timeout", "5", "--no-control-socket", "--pythonpath", str(ROOT)]
-        argv += ["--access-logfile", str(self.access_log), "--access-logformat", ACCESS_FORMAT]
-        if (ROOT / "gunicorn.conf.py").is_file():  # the project's own hooks, if it ships any
-            argv += ["--config", str(ROOT / "gunicorn.conf.py")]
+        argv += ["--config", str(GUNICORN_CONF)]
         self.web = self.spawn(argv, name="gunicorn")
         self._wait_healthy(timeout)
         return self
@@ -218,20 +217,20 @@ class BackendProcess:
 
     def requests(self, path: str | None = None) -> list[Access]:
         """What the backend answered so far, oldest first, optionally only for one path."""
-        if not self.access_log.exists():
+        if not self.request_log.exists():
             return []
         entries = []
-        for line in self.access_log.read_text(errors="replace").splitlines():
+        for line in self.request_log.read_text(errors="replace").splitlines():
             parts = line.split("\t")
-            if len(parts) != 5:
+            if len(parts) != 4:
                 continue
-            method, url_path, status, ms, agent = parts
+            method, url_path, status, agent = parts
             if path is None or url_path == path:
-                entries.append(Access(method, url_path, int(status), int(ms), agent))
+                entries.append(Access(method, url_path, int(status), agent))
         return entries
 
     def wait_for_request(self, path: str, count: int, timeout: float = 10.0) -> list[Access]:
-        """Wait until at least ``count`` requests to ``path`` were logged (the access log lags the answer)."""
+        """Wait until at least ``count`` requests to ``path`` were logged (the log line lags the answer)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             seen = self.requests(path)

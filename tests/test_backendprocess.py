@@ -1,5 +1,5 @@
 """The e2e harness's gunicorn backend on its own (no Label Studio): configured only by what the test passes, its
-access log readable, and nothing left running after it stops. The training e2e builds on these guarantees."""
+request log readable, and nothing left running after it stops. The training e2e builds on these guarantees."""
 
 from __future__ import annotations
 
