@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:
 
 from optimizer.settings import Settings  # noqa: E402
 from tests.fakellm import FakeLLM  # noqa: E402
+from tests.labelstudio import labelstudio, start_backend  # noqa: E402, F401  (real Label Studio + gunicorn fixtures)
 from tests.redisserver import RedisServer  # noqa: E402
 
 SUPPORT_CONFIG = """<View>
