@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.llm, pytest.mark.slow]
 CASES = [
     (SUPPORT_CONFIG, [{"dialogue": [{"author": "Customer", "text": "My invoice is wrong, I was charged twice."}]},
                       {"dialogue": [{"author": "Customer", "text": "Hello! Where is my order?"}]}]),
-    (REWARD_CONFIG, [{"prompt": "What is 2+2?", "response": "4"}, {"prompt": "Capital of France?", "response": "Rome"}]),
+    (REWARD_CONFIG, [{"prompt": "What is 2+2?", "response": "4"},
+                     {"prompt": "Capital of France?", "response": "Rome"}]),
     (THREE_CONTROLS_CONFIG, [{"text": "The parcel is late again and nobody answers. Refund me today!"}]),
 ]  # fmt: skip
 
