@@ -12,6 +12,7 @@ from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
 from observability import instrument
+from optimizer.labelconfig import warm_up
 from optimizer.services import Services
 from optimizer.settings import Settings
 from optimizer.startup import prepare, start
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # A bad setting stops the worker here with one line; gunicorn.conf.py already checked it in the master.
     settings = prepare(settings, "web") if settings is not None else start("web")
     services = services or Services(settings)
+    warm_up()
     auth = None
     if settings.basic_auth_user:
         auth = BasicAuth(settings.basic_auth_user, settings.basic_auth_pass.get_secret_value())
