@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.gunicornserver import ROOT, GunicornServer
+from tests.backendprocess import ROOT, BackendProcess
 from tests.redisserver import RedisServer, free_port
 
 LLM_VENV = Path(os.environ.get("LLM_VENV", ROOT / ".venv-llm"))
@@ -115,6 +115,7 @@ def backend_env(redis_url: str, llm_url: str, **extra) -> dict[str, str]:
         "LLM_PROVIDER": "openai",
         "LLM_MAX_RETRIES": "0",
         "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
         "DEFAULT_PROMPT": "Label the input.",
         "PREDICT_DEADLINE": "120",
     }
@@ -122,14 +123,46 @@ def backend_env(redis_url: str, llm_url: str, **extra) -> dict[str, str]:
     return env
 
 
+class Backend:
+    """gunicorn with the project's gunicorn.conf.py (tests/backendprocess.py), and its worker processes' ids."""
+
+    def __init__(self, process: BackendProcess) -> None:
+        self.process = process
+        self.url = process.url
+
+    def workers(self) -> list[int]:
+        return children(self.process.web.pid)
+
+
 @contextlib.contextmanager
-def backend(env: dict[str, str], workers: int = 1, threads: int = 8) -> Iterator[GunicornServer]:
-    server = GunicornServer(env, workers=workers, threads=threads)
-    server.start()
+def backend(env: dict[str, str], workers: int = 1, threads: int = 8) -> Iterator[Backend]:
+    process = BackendProcess(
+        redis_url=env["REDIS_URL"],
+        llm_base_url=env["LLM_BASE_URL"],
+        namespace=env.get("REDIS_NAMESPACE", "bench"),
+        workers=workers,
+        threads=threads,
+        env=env,
+        config=ROOT / "gunicorn.conf.py",  # as deployed: no test request log in the request path
+    )
     try:
-        yield server
+        process.start()
+        yield Backend(process)
     finally:
-        server.stop()
+        process.cleanup()
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MiB, as ``ps`` reports it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 class Client:

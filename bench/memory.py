@@ -14,9 +14,9 @@ import time
 import redis
 from rq import Queue
 
-from tests.gunicornserver import ROOT, rss_mb
+from tests.backendprocess import ROOT
 
-from .harness import Client, backend, backend_env, fake_llm
+from .harness import Client, backend, backend_env, fake_llm, rss_mb
 from .workload import predict_body
 
 BATCH = 25

@@ -13,9 +13,9 @@ import pytest
 
 from _wsgi import create_app
 from optimizer.logconfig import make_handler, register_secret, request_id
+from tests.backendprocess import BackendProcess
 from tests.conftest import REWARD_CONFIG
 from tests.fakellm import FakeLLM, Reply, keyword_responder
-from tests.gunicornserver import GunicornServer
 
 API_KEY = "sk-live-Zq81xKm2Pw7Rt5Vb3Nc9"
 USER, PASSWORD = "annotator", "pa55-w0rd-Kx93"
@@ -36,7 +36,7 @@ def call(url: str, path: str, body: dict | None, token: str | None, request_id: 
 
 
 @pytest.mark.slow
-def test_no_secret_in_logs_of_a_real_run(redis_server, namespace, tmp_path):
+def test_no_secret_in_logs_of_a_real_run(redis_server, namespace):
     def leaky(body: dict) -> Reply:
         # A provider that echoes what it was sent in its error, as some do: the backend must still not log it.
         if "fail" in json.dumps(body):
@@ -44,28 +44,33 @@ def test_no_secret_in_logs_of_a_real_run(redis_server, namespace, tmp_path):
         return keyword_responder(body)
 
     with FakeLLM(leaky) as fake:
-        env = {
-            "REDIS_URL": redis_server.url,
-            "REDIS_NAMESPACE": namespace,
-            "LLM_BASE_URL": fake.base_url,
-            "LLM_API_KEY": API_KEY,
-            "LLM_MODEL": "fake",
-            "LLM_PROVIDER": "openai",
-            "LLM_MAX_RETRIES": "1",
-            "BASIC_AUTH_USER": USER,
-            "BASIC_AUTH_PASS": PASSWORD,
-            "LOG_LEVEL": "DEBUG",
-            "LOG_FORMAT": "json",
-            "DEFAULT_PROMPT": "Label it.",
-        }
+        server = BackendProcess(
+            redis_url=redis_server.url,
+            llm_base_url=fake.base_url,
+            namespace=namespace,
+            basic_auth=(USER, PASSWORD),
+            workers=1,
+            env={
+                "LLM_API_KEY": API_KEY,
+                "LLM_PROVIDER": "openai",
+                "LLM_MAX_RETRIES": "1",
+                "LOG_LEVEL": "DEBUG",
+                "LOG_FORMAT": "json",
+                "DEFAULT_PROMPT": "Label it.",
+            },
+        )
         tasks = [{"data": {"prompt": "q", "response": r}} for r in ("Good", "please fail", "Bad")]
         body = {"tasks": tasks, "label_config": REWARD_CONFIG, "project": "1.5"}
-        with GunicornServer(env, workers=1, workdir=tmp_path) as server:
+        try:
+            server.start()
             assert call(server.url, "/predict", body, TOKEN, "rid-predict-0001") == 200
             assert call(server.url, "/predict", body, base64.b64encode(b"annotator:wrong").decode(), "rid-401") == 401
             assert call(server.url, "/setup", {"schema": REWARD_CONFIG}, None, "rid-no-auth") == 401
             assert call(server.url, "/metrics", None, TOKEN, "rid-metrics") == 200
-        log = server.log()
+            server.stop()
+            log = server.web.log_path.read_text()
+        finally:
+            server.cleanup()
         # The key really was used (so its absence from the log means something).
         assert any(
             {k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {API_KEY}" for h in fake.headers

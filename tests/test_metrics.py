@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,9 +17,9 @@ from optimizer import metrics
 from optimizer.llm import LLMClient
 from optimizer.policy import Policy
 from optimizer.store import PolicyStore
+from tests.backendprocess import BackendProcess
 from tests.conftest import REWARD_CONFIG
 from tests.fakellm import Reply
-from tests.gunicornserver import GunicornServer
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"metrics:pw-123456").decode()}
 
@@ -173,35 +172,30 @@ def test_metrics_answer_when_redis_is_down(make_settings):
 
 @pytest.mark.slow
 def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, tmp_path):
+    """Under gunicorn (the project's gunicorn.conf.py), any worker answering /metrics reports all workers' counts."""
     metrics_dir = tmp_path / "metrics"
-    env = {
-        "REDIS_URL": redis_server.url,
-        "REDIS_NAMESPACE": namespace,
-        "LLM_BASE_URL": fake_llm.base_url,
-        "LLM_MODEL": "fake",
-        "DEFAULT_PROMPT": "Label it.",
-        "BASIC_AUTH_USER": "metrics",
-        "BASIC_AUTH_PASS": "pw-123456",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
+    server = BackendProcess(
+        redis_url=redis_server.url,
+        llm_base_url=fake_llm.base_url,
+        namespace=namespace,
+        basic_auth=("metrics", "pw-123456"),
+        workers=2,
+        threads=4,
+        env={"DEFAULT_PROMPT": "Label it.", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )
     fake_llm.delay = 0.05  # keep requests in flight so both workers take some
-    with GunicornServer(env, workers=2, threads=4, workdir=tmp_path) as server:
-        body = json.dumps({"tasks": [{"data": {"prompt": "q", "response": "Good"}}], "label_config": REWARD_CONFIG,
-                           "project": "p1"}).encode()  # fmt: skip
-
-        def call(_):
-            request = urllib.request.Request(server.url + "/predict", data=body, headers={**AUTH, "Content-Type":
-                                             "application/json"})  # fmt: skip
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status
-
-        with ThreadPoolExecutor(12) as pool:
-            assert list(pool.map(call, range(24))) == [200] * 24
-        counter_pids = {p.name.split("_")[-1] for p in Path(metrics_dir).glob("counter_*.db")}
-        assert len(counter_pids) == 2, "both workers should have answered some requests"
-        for _ in range(4):  # any worker may answer the scrape; each must see the sum
-            request = urllib.request.Request(server.url + "/metrics", headers=AUTH)
-            with urllib.request.urlopen(request, timeout=10) as response:
-                samples = parse(response.read().decode())
-            assert sum(v for (n, labels), v in samples.items() if n == "lsml_predictions_total") == 24
-            assert value(samples, "lsml_llm_calls_total", role="labeller", source="web") == 24
+    body = {"tasks": [{"data": {"prompt": "q", "response": "Good"}}], "label_config": REWARD_CONFIG, "project": "p1"}
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
+            with ThreadPoolExecutor(12) as pool:
+                statuses = list(pool.map(lambda _: http.post("/predict", json=body).status_code, range(24)))
+            assert statuses == [200] * 24
+            counter_pids = {p.name.split("_")[-1] for p in Path(metrics_dir).glob("counter_*.db")}
+            assert len(counter_pids) == 2, "both workers should have answered some requests"
+            for _ in range(4):  # any worker may answer the scrape; each must see the sum
+                samples = parse(http.get("/metrics").text)
+                assert sum(v for (n, _labels), v in samples.items() if n == "lsml_predictions_total") == 24
+                assert value(samples, "lsml_llm_calls_total", role="labeller", source="web") == 24
+    finally:
+        server.cleanup()

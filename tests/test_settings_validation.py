@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from optimizer.settings import Settings, load_settings
-from tests.gunicornserver import ROOT, GunicornServer
+from tests.backendprocess import ROOT
 
 # (kind, environment, variable the one line must name, words the message must contain)
 BAD = [
@@ -68,8 +68,14 @@ def test_error_line_never_echoes_a_secret_or_url_password(clean_env, capsys):
 
 def test_gunicorn_stops_in_the_master_with_one_line(tmp_path):
     """A worker failing at import would be respawned forever; gunicorn.conf.py checks before forking."""
-    server = GunicornServer({"REDIS_URL": "redis://127.0.0.1:1/0", "LLM_PROVIDER": "gpt"}, workdir=tmp_path)
-    proc = subprocess.run(server.command(), cwd=tmp_path, env=server.env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "LLM_PROVIDER": "gpt",
+    }
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "_wsgi:app"]
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "configuration error: LLM_PROVIDER: Input should be 'auto', 'openai', 'azure', 'ollama', 'vllm' or 'llamacpp'"
