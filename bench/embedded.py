@@ -10,48 +10,21 @@ same work was done.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
-from optimizer.labelconfig import parse_label_config
-from optimizer.llm import LLMClient, LLMConfig
-from optimizer.policy import Policy
-from optimizer.prompting import build_messages, json_schema
-
-from .harness import Client, backend, backend_env, llama_server, median
+from .harness import Client, DirectLLM, backend, backend_env, llama_server, llm_bodies, median
 from .workload import CONFIG, predict_body, texts
 
 INSTRUCTION = "Label the input."
 MODEL = "smollm2-135m"
 
 
-def _raw_bodies(base: str, n: int) -> list[dict]:
-    schema = parse_label_config(CONFIG)
-    shaper = LLMClient(LLMConfig(base_url=base, model=MODEL, response_format="llama_schema"))
-    return [
-        shaper._request(build_messages(Policy(INSTRUCTION), schema, t), json_schema(schema), None, "llama_schema", True)
-        for t in texts(n)
-    ]
-
-
 def _raw_run(base: str, bodies: list[dict], concurrency: int) -> tuple[float, int]:
-    local = threading.local()
-
-    def send(body: dict) -> int:
-        if not hasattr(local, "client"):
-            local.client = Client(base.removesuffix("/v1"))
-        status, payload = local.client.request("POST", "/v1/chat/completions", body)
-        if status != 200:
-            raise RuntimeError(f"llama.cpp answered {status}: {payload[:200]!r}")
-        return json.loads(payload)["usage"]["completion_tokens"]
-
-    with ThreadPoolExecutor(concurrency) as pool:
+    with DirectLLM(base, concurrency) as direct:
         started = time.perf_counter()
-        tokens = sum(pool.map(send, bodies))
-        return time.perf_counter() - started, tokens
+        replies = direct.send_all(bodies)
+        return time.perf_counter() - started, sum(r["usage"]["completion_tokens"] for r in replies)
 
 
 def _completion_tokens(server) -> float:
@@ -77,7 +50,7 @@ def _backend_run(server, n: int) -> tuple[float, int]:
 
 def p5(redis_url: str, tasks: int = 12, repeat: int = 2, concurrency: int = 2) -> dict:
     with llama_server() as base:
-        bodies = _raw_bodies(base, tasks)
+        bodies = llm_bodies(base, MODEL, "llama_schema", INSTRUCTION, texts(tasks), CONFIG)
         _raw_run(base, bodies[:1], 1)  # warm-up: load the model pages, fill caches
         env = backend_env(redis_url, base, LLM_MODEL=MODEL, LLM_PROVIDER="llamacpp", DEFAULT_PROMPT=INSTRUCTION,
                           LLM_CONCURRENCY=concurrency, LLM_TIMEOUT=120, REDIS_NAMESPACE="p5")  # fmt: skip

@@ -12,9 +12,11 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.backendprocess import ROOT, BackendProcess
@@ -181,6 +183,51 @@ class Client:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def llm_bodies(base: str, model: str, form: str, instruction: str, inputs: list[str], schema_config: str) -> list[dict]:
+    """The exact chat-completion bodies the backend sends for ``inputs``, built by the backend's own code."""
+    from optimizer.labelconfig import parse_label_config
+    from optimizer.llm import LLMClient, LLMConfig
+    from optimizer.policy import Policy
+    from optimizer.prompting import build_messages, json_schema
+
+    schema = parse_label_config(schema_config)
+    shaper = LLMClient(LLMConfig(base_url=base, model=model, response_format=form))
+    return [
+        shaper._request(build_messages(Policy(instruction), schema, text), json_schema(schema), None, form, True)
+        for text in inputs
+    ]
+
+
+class DirectLLM:
+    """Sends chat-completion bodies straight to an LLM server, ``concurrency`` at a time, one keep-alive connection
+    per thread: the server's own time for a batch, with no backend in between."""
+
+    def __init__(self, base: str, concurrency: int) -> None:
+        self.base = base.removesuffix("/v1")
+        self.pool = ThreadPoolExecutor(concurrency)
+        self.local = threading.local()
+
+    def _send(self, body: dict) -> dict:
+        if not hasattr(self.local, "client"):
+            self.local.client = Client(self.base)
+        status, payload = self.local.client.request("POST", "/v1/chat/completions", body)
+        if status != 200:
+            raise RuntimeError(f"LLM server answered {status}: {payload[:200]!r}")
+        return json.loads(payload)
+
+    def send_all(self, bodies: list[dict]) -> list[dict]:
+        return list(self.pool.map(self._send, bodies))
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def __enter__(self) -> DirectLLM:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def timed(fn, repeat: int) -> list[float]:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 
 from optimizer.settings import Settings
 
-from .harness import Client, backend, backend_env, cpu_seconds, fake_llm, median, percentile, timed
-from .workload import predict_body
+from .harness import (
+    Client,
+    DirectLLM,
+    backend,
+    backend_env,
+    cpu_seconds,
+    fake_llm,
+    llm_bodies,
+    median,
+    percentile,
+    timed,
+)
+from .workload import CONFIG, predict_body, texts
 
 DEFAULT_CONCURRENCY = Settings.model_fields["llm_concurrency"].default
 
@@ -138,32 +148,7 @@ def p2(
 
 def _direct_llm_walls(llm_url: str, tasks: int, repeat: int) -> list[float]:
     """The fake LLM's own time for the same batch: the same bodies, sent straight to it at the same concurrency."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from optimizer.labelconfig import parse_label_config
-    from optimizer.llm import LLMClient, LLMConfig
-    from optimizer.policy import Policy
-    from optimizer.prompting import build_messages, json_schema
-
-    from .workload import CONFIG, texts
-
-    schema = parse_label_config(CONFIG)
-    shaper = LLMClient(LLMConfig(base_url=llm_url, model="fake", response_format="json_schema"))
-    bodies = [
-        shaper._request(
-            build_messages(Policy("Label the input."), schema, t), json_schema(schema), None, "json_schema", True
-        )
-        for t in texts(tasks)
-    ]
-    local = threading.local()
-
-    def send(body: dict) -> None:
-        if not hasattr(local, "client"):
-            local.client = Client(llm_url.removesuffix("/v1"))
-        status, _ = local.client.request("POST", "/v1/chat/completions", body)
-        if status != 200:
-            raise RuntimeError(f"fake LLM answered {status}")
-
-    with ThreadPoolExecutor(DEFAULT_CONCURRENCY) as pool:
-        list(pool.map(send, bodies))  # warm-up: open the connections
-        return timed(lambda: list(pool.map(send, bodies)), repeat)
+    bodies = llm_bodies(llm_url, "fake", "json_schema", "Label the input.", texts(tasks), CONFIG)
+    with DirectLLM(llm_url, DEFAULT_CONCURRENCY) as direct:
+        direct.send_all(bodies)  # warm-up: open the connections
+        return timed(lambda: direct.send_all(bodies), repeat)
