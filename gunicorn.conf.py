@@ -63,7 +63,6 @@ class JsonLogger(Logger):
 
 
 logger_class = JsonLogger
-_SWITCH_INTERVAL = float(os.environ.get("GUNICORN_SWITCH_INTERVAL", "0.001"))
 
 
 def on_starting(server):
@@ -78,9 +77,9 @@ def post_fork(server, worker):
     A request thread that is ready to answer can wait a whole interval for the GIL held by a busy one (and so can
     the main thread that accepts connections): up to 5 ms per hand-off, straight into the latency tail. 1 ms trades
     a little throughput for a shorter tail: in an interleaved A/B of bench P2's paced /health load (8 runs each, on
-    a loaded 2-core machine) the median p99 went from 79 ms to 40 ms. ``GUNICORN_SWITCH_INTERVAL`` overrides it.
+    a loaded 2-core machine) the median p99 went from 79 ms to 40 ms.
     """
-    sys.setswitchinterval(_SWITCH_INTERVAL)
+    sys.setswitchinterval(0.001)
 
 
 def child_exit(server, worker):
