@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from .harness import llm_python, redis_server
+from tests.embedded import find_server_python
+
+from .harness import redis_server
 
 HERE = Path(__file__).resolve().parent
 NO_GROWTH_MB = 5.0  # RSS change between 1,000 and 2,000 predictions below which memory counts as flat
@@ -38,8 +40,8 @@ def run(only: set[str]) -> dict:
 
             results["P2"] = p2(redis.url)
         if "P5" in only:
-            if llm_python() is None:
-                results["P5"] = {"skipped": "the embedded LLM is not built (make llm)"}
+            if find_server_python() is None:
+                results["P5"] = {"skipped": "the embedded LLM is not built (make llm, or LLM_VENV=<venv>)"}
             else:
                 from .embedded import p5
 

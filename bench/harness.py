@@ -14,16 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.backendprocess import ROOT, BackendProcess
-from tests.redisserver import RedisServer, free_port
-
-LLM_VENV = Path(os.environ.get("LLM_VENV", ROOT / ".venv-llm"))
-LLM_VENV_FALLBACK = Path("/work/main/.venv-llm")  # the lead's build on the team machine
+from tests.embedded import EmbeddedLLM, find_server_python
+from tests.redisserver import RedisServer
 
 
 @contextlib.contextmanager
@@ -53,60 +50,17 @@ def fake_llm(delay: float) -> Iterator[str]:
         proc.wait(10)
 
 
-def llm_python() -> Path | None:
-    for venv in (LLM_VENV, LLM_VENV_FALLBACK):
-        python = venv / "bin" / "python"
-        if python.exists():
-            return python
-    return None
-
-
 @contextlib.contextmanager
-def llama_server(n_ctx: int = 4096) -> Iterator[str]:
-    """Our own llama.cpp server on a free port (never the one `make run` may have on 8081)."""
-    python = llm_python()
+def llama_server() -> Iterator[str]:
+    """Our own llama.cpp server with SmolLM2 on a free port (never the one `make run` may have on 8081)."""
+    python = find_server_python()
     if python is None:
-        raise RuntimeError("the embedded LLM is not built (make llm)")
-    gguf = subprocess.run(
-        [str(python), str(ROOT / "scripts" / "gguf_path.py")], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    port = free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            str(python),
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            gguf,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            str(n_ctx),
-            "--model_alias",
-            "smollm2-135m",
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
+        raise RuntimeError("the embedded LLM is not built (make llm, or LLM_VENV=<venv>)")
+    server = EmbeddedLLM(python).start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/models", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("llama.cpp server did not start") from None
-                time.sleep(0.5)
-        yield base
+        yield server.base_url
     finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+        server.stop()
 
 
 def backend_env(redis_url: str, llm_url: str, **extra) -> dict[str, str]:
