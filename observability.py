@@ -35,21 +35,23 @@ def instrument(app: Flask, services: Services) -> None:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         metrics.observe_request(request.method, route, response.status_code, seconds)
-        access.log(
-            logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-            "%s %s %s %.1fms",
-            request.method,
-            request.path,
-            response.status_code,
-            seconds * 1000,
-            extra={
-                "request_id": g.get("request_id"),
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 2),
-            },
-        )
+        level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+        if access.isEnabledFor(level):  # /health is probed constantly: build nothing for a line nobody keeps
+            access.log(
+                level,
+                "%s %s %s %.1fms",
+                request.method,
+                request.path,
+                response.status_code,
+                seconds * 1000,
+                extra={
+                    "request_id": g.get("request_id"),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
         return response
 
     @app.teardown_request
