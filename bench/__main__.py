@@ -84,8 +84,12 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             r["overhead_ms_per_task"] <= 2,
         )
         add("P2", "  backend CPU per task (gunicorn worker)", f"{r['backend_cpu_ms_per_task']:.2f} ms", "(info)", None)
-        what = f"/health, {r['health_clients']} clients x {1 / r['health_interval_s']:.0f} req/s"
-        measured = f"p99 {r['health_p99_ms']:.1f} ms (p50 {r['health_p50_ms']:.1f}) at {r['health_rps']:.0f} req/s"
+        what = f"/health, {r['health_clients']} clients x {1 / r['health_interval_s']:.0f} req/s (median round)"
+        worst = max(r["health_p99_ms_rounds"])
+        measured = (
+            f"p99 {r['health_p99_ms']:.1f} ms (worst round {worst:.1f}; p50 {r['health_p50_ms']:.1f}) at "
+            f"{r['health_rps']:.0f} req/s"
+        )
         add("P2", what, measured, "p99 <= 5 ms", r["health_p99_ms"] <= 5)
         measured = (
             f"p99 {r['health_closed_loop_p99_ms']:.1f} ms (p50 {r['health_closed_loop_p50_ms']:.1f}) at "
