@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from optimizer import metrics
 from optimizer.llm import LLMClient
 from optimizer.policy import Policy
 from optimizer.store import PolicyStore
-from tests.backendprocess import BackendProcess
+from tests.backendprocess import ROOT, BackendProcess
 from tests.conftest import REWARD_CONFIG
 from tests.fakellm import Reply
 
@@ -199,3 +202,32 @@ def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, t
                 assert value(samples, "lsml_llm_calls_total", role="labeller", source="web") == 24
     finally:
         server.cleanup()
+
+
+MULTIPROCESS_SCRIPT = """
+import sys
+import redis
+from optimizer import metrics
+from optimizer.llm import LLMClient, LLMConfig
+
+store = redis.Redis.from_url(sys.argv[1], decode_responses=True)
+client = LLMClient(LLMConfig(base_url="http://127.0.0.1:1/v1", model="x"))
+metrics.instrument_llm(client, "labeller", store, sys.argv[2])
+client.usage.add("calls", 3)
+store.hincrby(metrics.usage_hash(sys.argv[2]), "worker|proposer|calls", 5)
+sys.stdout.write(metrics.render(metrics.RedisStateCollector(store, sys.argv[2], "q")).decode())
+"""
+
+
+def test_multiprocess_mode_merges_web_and_worker_llm_counters(redis_server, namespace, tmp_path):
+    """As under gunicorn: the web's file-backed counters and the workers' Redis ones come out as one family."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT, redis_server.url, namespace],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    samples = parse(proc.stdout)
+    assert value(samples, "lsml_llm_calls_total", role="labeller", source="web") == 3
+    assert value(samples, "lsml_llm_calls_total", role="proposer", source="worker") == 5
+    assert proc.stdout.count("# TYPE lsml_llm_calls_total counter") == 1
+    assert list(tmp_path.glob("counter_*.db")), "counters must live in the multiprocess directory"
