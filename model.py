@@ -11,7 +11,7 @@ import logging
 import time
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
-from optimizer import metrics
+from optimizer import telemetry
 from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.lsformat import to_results, typed_prompt
 from optimizer.policy import Policy
@@ -68,7 +68,7 @@ class PromptPolicyModel(LabelStudioMLBase):
                 texts.append(None)
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
-        self._account(policy.version if not typed else metrics.INTERACTIVE, [p.error for p in predictions])
+        self._account(policy.version if not typed else telemetry.INTERACTIVE, [p.error for p in predictions])
         return [
             {
                 "result": to_results(self.schema, p.choices, p.texts, p.control_scores, prompt=policy.instruction),
@@ -79,7 +79,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         ]
 
     def _account(self, version: str, errors: list[str | None]) -> None:
-        metrics.record_predictions(self.project, version, errors)
+        telemetry.record_predictions(self.project, version, errors)
         failed = [e for e in errors if e]
         if failed:
             log.warning(

@@ -13,7 +13,7 @@ import time
 
 from flask import Flask, Response, g, request
 
-from optimizer import metrics
+from optimizer import telemetry
 from optimizer.logconfig import request_id
 from optimizer.services import Services
 
@@ -23,7 +23,7 @@ QUIET_ROUTES = frozenset({"/health", "/metrics"})  # probed constantly; logged a
 
 def instrument(app: Flask, services: Services) -> None:
     settings = services.settings
-    state = metrics.RedisStateCollector(services.redis, settings.redis_namespace, settings.rq_queue)
+    state = telemetry.RedisStateCollector(services.redis, settings.redis_namespace, settings.rq_queue)
 
     @app.before_request
     def _bind_request_id() -> None:
@@ -34,7 +34,7 @@ def instrument(app: Flask, services: Services) -> None:
     def _observe(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe_request(request.method, route, response.status_code, seconds)
+        telemetry.observe_request(request.method, route, response.status_code, seconds)
         level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
         if access.isEnabledFor(level):  # /health is probed constantly: build nothing for a line nobody keeps
             access.log(
@@ -63,4 +63,4 @@ def instrument(app: Flask, services: Services) -> None:
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
-        return Response(metrics.render(state), mimetype=None, content_type=metrics.CONTENT_TYPE)
+        return Response(telemetry.render(state), mimetype=None, content_type=telemetry.CONTENT_TYPE)

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import redis
 
-from . import metrics
+from . import telemetry
 from .llm import LLMClient
 from .policy import Policy, load_prompt
 from .predictor import Predictor
@@ -51,7 +51,7 @@ class Services:
     @cached_property
     def labeller(self) -> LLMClient:
         client = LLMClient(self.settings.labeller())
-        metrics.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
+        telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
         return client
 
     @cached_property

@@ -6,7 +6,7 @@ stops each of them with one line naming it (exit status 2) before anything else 
 
 from __future__ import annotations
 
-from . import metrics
+from . import telemetry
 from .logconfig import configure_logging, register_secret
 from .settings import Settings, load_settings
 
@@ -16,7 +16,7 @@ def prepare(settings: Settings, component: str) -> Settings:
     configure_logging(settings.log_level, settings.log_format)
     for secret in settings.secret_values():
         register_secret(secret)
-    metrics.set_component(component)
+    telemetry.set_component(component)
     return settings
 
 

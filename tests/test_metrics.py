@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 
 from _wsgi import create_app
-from optimizer import metrics
+from optimizer import telemetry
 from optimizer.llm import LLMClient
 from optimizer.policy import Policy
 from optimizer.store import PolicyStore
@@ -146,13 +146,13 @@ def test_jobs_promotions_and_validation_score_come_from_redis(make_settings, red
 def test_worker_llm_usage_is_counted_in_redis(authed, fake_llm, settings):
     client, services = authed
     before = scrape(client)
-    metrics.set_component("worker")
+    telemetry.set_component("worker")
     try:
         proposer = LLMClient(settings.proposer())
-        metrics.instrument_llm(proposer, "proposer", services.redis, settings.redis_namespace)
+        telemetry.instrument_llm(proposer, "proposer", services.redis, settings.redis_namespace)
         proposer.complete([{"role": "user", "content": "Propose a better instruction."}])
     finally:
-        metrics.set_component("web")
+        telemetry.set_component("web")
     after = scrape(client)
     assert (
         value(after, "lsml_llm_calls_total", role="proposer", source="worker")
@@ -207,15 +207,15 @@ def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, t
 MULTIPROCESS_SCRIPT = """
 import sys
 import redis
-from optimizer import metrics
+from optimizer import telemetry
 from optimizer.llm import LLMClient, LLMConfig
 
 store = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 client = LLMClient(LLMConfig(base_url="http://127.0.0.1:1/v1", model="x"))
-metrics.instrument_llm(client, "labeller", store, sys.argv[2])
+telemetry.instrument_llm(client, "labeller", store, sys.argv[2])
 client.usage.add("calls", 3)
-store.hincrby(metrics.usage_hash(sys.argv[2]), "worker|proposer|calls", 5)
-sys.stdout.write(metrics.render(metrics.RedisStateCollector(store, sys.argv[2], "q")).decode())
+store.hincrby(telemetry.usage_hash(sys.argv[2]), "worker|proposer|calls", 5)
+sys.stdout.write(telemetry.render(telemetry.RedisStateCollector(store, sys.argv[2], "q")).decode())
 """
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics: what this service did (counted in-process) and what Redis holds (read at scrape time).
+"""Prometheus telemetry: what this service did (counted in-process) and what Redis holds (read at scrape time).
 
 Two sources, because they live in different places:
 
