@@ -116,13 +116,23 @@ def _records_to_items(
         if not control.multiple and len(chosen) != 1:
             skipped["not exactly one label for a single choice"] += 1
             continue
-        try:
-            text = render_input(schema, data)
-        except MissingInput:
-            skipped["input missing"] += 1
-            continue
-        items.append(GoldItem(item_id, text, {control.name: chosen}))
+        text = _render(schema, data, skipped)
+        if text is not None:
+            items.append(GoldItem(item_id, text, {control.name: chosen}))
     return GoldSet(schema, items, config, "", skipped)
+
+
+def _render(schema: Schema, data: Mapping, skipped: Counter) -> str | None:
+    """The item's model input, or None (counted in ``skipped``) when it has none to show."""
+    try:
+        text = render_input(schema, data)
+    except MissingInput:
+        skipped["input missing"] += 1
+        return None
+    if not text.strip():
+        skipped["input empty"] += 1
+        return None
+    return text
 
 
 def _parse(config: str) -> Schema:
@@ -201,10 +211,8 @@ def items_from_tasks(schema: Schema, tasks: Iterable) -> tuple[list[GoldItem], C
         if annotation is None:
             skipped["no usable annotation"] += 1
             continue
-        try:
-            text = render_input(schema, task["data"])
-        except MissingInput:
-            skipped["input missing"] += 1
+        text = _render(schema, task["data"], skipped)
+        if text is None:
             continue
         result = annotation.get("result") or []
         items.append(

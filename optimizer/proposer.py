@@ -9,8 +9,8 @@ Validation (:func:`check`) drops, and the loop counts, a proposal that is:
 - longer than the cap;
 - trying to define the answer format (JSON/XML/YAML/CSV, braces, code fences): the format spec is generated from
   the label config and appended by ``prompting``; a conflicting one in the instruction confuses the labeller;
-- pasting gold text: it shares a run of :data:`NGRAM` words with a gold input that its parent does not already
-  contain.
+- pasting gold text: it shares a run of :data:`NGRAM` words with a gold input (or a whole gold input of 4-5
+  words) that its parent does not already contain.
 
 Label definitions grounded in gold (:func:`label_guide`) are written once per run from a few training examples per
 label, and go through the same check.
@@ -28,6 +28,7 @@ from .llm import LLMClient, LLMError
 from .retrieval import tokenize
 
 NGRAM = 6
+MIN_WORDS = 4
 MAX_EXAMPLE_CHARS = 160
 
 ANGLES = (
@@ -65,20 +66,28 @@ class Proposal:
 
 
 class GoldText:
-    """Word n-grams of every gold input, to catch a proposal that pastes them."""
+    """Word n-grams of every gold input, to catch a proposal that pastes them.
+
+    A gold text shorter than ``n`` words (but at least :data:`MIN_WORDS`) counts as one whole gram, so pasting a
+    short item entirely is caught too.
+    """
 
     def __init__(self, items: Iterable[GoldItem], n: int = NGRAM) -> None:
         self.n = n
-        self.grams: set[tuple[str, ...]] = set()
+        self.grams: dict[int, set[tuple[str, ...]]] = {}
         for item in items:
-            self.grams |= self._grams(item.input)
-
-    def _grams(self, text: str) -> set[tuple[str, ...]]:
-        words = tokenize(text)
-        return {tuple(words[i : i + self.n]) for i in range(len(words) - self.n + 1)}
+            words = tokenize(item.input)
+            size = min(n, len(words))
+            if size >= MIN_WORDS:
+                self.grams.setdefault(size, set()).update(_grams(words, size))
 
     def pasted(self, text: str, allowed: str = "") -> bool:
-        return bool((self._grams(text) - self._grams(allowed)) & self.grams)
+        words, known = tokenize(text), tokenize(allowed)
+        return any((_grams(words, size) - _grams(known, size)) & grams for size, grams in self.grams.items())
+
+
+def _grams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def clean(text: str) -> str:
@@ -102,7 +111,7 @@ def check(instruction: str, parent: str, gold: GoldText, max_chars: int) -> str 
     if _FORMAT.search(instruction) and not _FORMAT.search(parent):
         return "defines an output format (the format spec is appended automatically)"
     if gold.pasted(instruction, allowed=parent):
-        return f"pastes gold text verbatim ({gold.n}+ words)"
+        return "pastes gold text verbatim"
     return None
 
 

@@ -96,7 +96,8 @@ def accuracy(predicted: Value | None, gold: Value) -> Verdict:
 # --- free text ------------------------------------------------------------------------------------------------------
 
 _SPACE = re.compile(r"\s+")
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:[.,]\d+)*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+# Thousands separators only in groups of three ("1,000"), so "1,5" is two numbers, not fifteen.
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _text(value: Value | None) -> str:
