@@ -119,17 +119,15 @@ class Search:
             if self.budget.expired:
                 stop = "wall-time limit reached"
                 break
-            record, outcome = self._step(step, pool, champion, champion_val, train, val, reserve)
+            record, (new, new_val) = self._step(step, pool, champion, champion_val, train, val, reserve)
             report["steps"].append(record)
-            if outcome is None:
-                stop = record.get("stop", "budget exhausted")
-                break
-            if outcome[0].version != champion.version:
-                champion, champion_val = outcome
-                stale = 0
-            else:
-                stale += 1
+            promoted = new.version != champion.version
+            champion, champion_val = new, new_val
+            stale = 0 if promoted else stale + 1
             self._emit(phase="step", step=step, best=champion_val.mean)
+            if "stop" in record:
+                stop = record["stop"]
+                break
             if stale >= self.config.patience:
                 stop = f"no new champion in {stale} steps"
                 break
@@ -152,23 +150,23 @@ class Search:
     # --- one step --------------------------------------------------------------------------------------------------
 
     def _step(self, step, pool: Pool, champion: Policy, champion_val: Evaluation, train, val, reserve):
-        """(step record, (champion, its validation) after the step) — or None as outcome when the run must stop."""
+        """(step record, (champion, its validation) after the step). ``record["stop"]`` says the run must end."""
         rng = random.Random(f"step:{self.seed}:{self.tag}:{step}")
         parent = pool.select(rng)
+        outcome = (champion, champion_val)
         if not train:
-            return {"step": step, "stop": "no training items"}, None
+            return {"step": step, "stop": "no training items"}, outcome
         batch = rng.sample(list(train), min(self.config.minibatch, len(train)))
         record: dict = {"step": step, "parent": parent.policy.version, "minibatch": [item.id for item in batch]}
         parent_mb = self.evaluator.evaluate(parent.policy, batch, reserve=reserve)
         if parent_mb is None:
             record["stop"] = "budget exhausted"
-            return record, None
+            return record, outcome
         record["parent_minibatch"] = round(parent_mb.mean, 6)
         feedback = aggregate(self.schema, parent_mb)
         record["feedback"] = feedback
         candidates = self._candidates(parent.policy, feedback, train, reserve + len(batch))
         record["candidates"] = entries = []
-        outcome = (champion, champion_val)
         for kind, policy, status, reason in candidates:
             entry = {"kind": kind, **describe(policy)} if policy else {"kind": kind}
             entries.append(entry)
@@ -183,7 +181,7 @@ class Search:
             if cand_mb is None:
                 entry.update(status="unaffordable", reason="budget exhausted before the minibatch")
                 record["stop"] = "budget exhausted"
-                return record, None
+                break
             passed, diff = minibatch_gate(parent_mb, cand_mb)
             entry["minibatch"] = round(cand_mb.mean, 6)
             if not passed:
@@ -193,7 +191,7 @@ class Search:
             if cand_val is None:
                 entry.update(status="unaffordable", reason="budget exhausted before validation")
                 record["stop"] = "budget exhausted"
-                return record, None
+                break
             entry["val"] = round(cand_val.mean, 6)
             pool.add(policy, cand_val, outcome[0].version)
             decision = promotion(
