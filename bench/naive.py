@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from optimizer.evaluation import score_prediction
+from optimizer.feedback import answer_text
 from optimizer.gold import GoldItem
 from optimizer.labelconfig import Schema
 from optimizer.llm import LLMClient, LLMError
@@ -22,10 +23,6 @@ from optimizer.predictor import Predictor
 
 EPOCHS = 3
 SHOWN_MISTAKES = 5
-
-
-def _answer(answer: dict) -> str:
-    return "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in answer.items()) or "(nothing)"
 
 
 def rewrite_request(prompt: str, mistakes: list[tuple[GoldItem, dict]], f1: float) -> list[dict]:
@@ -39,7 +36,7 @@ def rewrite_request(prompt: str, mistakes: list[tuple[GoldItem, dict]], f1: floa
     ]
     for item, got in mistakes:
         lines.append("Text: " + item.input[:300].replace("\n", " "))
-        lines.append("Correct: " + _answer(item.answer) + " | Predicted: " + _answer(got))
+        lines.append("Correct: " + answer_text(item.answer) + " | Predicted: " + answer_text(got))
     lines += ["", "Write an improved prompt. Reply with the prompt only."]
     return [{"role": "user", "content": "\n".join(lines)}]
 

@@ -241,10 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "optimize.json"))
     parser.add_argument("--probe", action="store_true", help="time a few calls and exit")
-    parser.add_argument("--table", action="store_true", help="print the table of saved results and exit")
+    parser.add_argument("--table", help="comma-separated result files: merge them into --out, print the table")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(json.loads(Path(args.out).read_text())))
+        merged: dict = {}
+        for path in args.table.split(","):
+            merged.update(json.loads(Path(path).read_text()))
+        Path(args.out).write_text(json.dumps(merged, indent=1, ensure_ascii=False))
+        print(table(merged))
         return 0
     server = None
     if not args.base_url:
@@ -260,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.terminate()
-            server.wait(10)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
     return 0
 
 

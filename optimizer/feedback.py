@@ -66,7 +66,7 @@ def _pairs(counts: list) -> str:
     return ", ".join(f"{label} ({n}x)" for label, n in counts) or "none"
 
 
-def _answer(answer: dict) -> str:
+def answer_text(answer: dict) -> str:
     return "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in answer.items()) or "(nothing)"
 
 
@@ -95,5 +95,5 @@ def render(report: dict) -> str:
         lines.append("Worst examples:")
         for item in report["worst"]:
             lines.append('- input: "' + item["input"].replace("\n", " / ") + '"')
-            lines.append("  expected: " + _answer(item["expected"]) + " | got: " + _answer(item["got"]))
+            lines.append("  expected: " + answer_text(item["expected"]) + " | got: " + answer_text(item["got"]))
     return "\n".join(lines)

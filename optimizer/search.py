@@ -224,7 +224,8 @@ class Search:
         wants_guide = self.config.label_guide and not self.guide_done and not nothing_wrong and len(out) < want
         if wants_guide and self.budget.affords(reserve + each):
             self.guide_done = True
-            guide, error = label_guide(self.proposer, self.schema, train, self._guide_labels(feedback))
+            labels = self._guide_labels(feedback)
+            guide, error = label_guide(self.proposer, self.schema, train, labels, self.config.proposer_max_tokens)
             if guide:
                 proposals.append(Proposal("guide", parent.instruction.rstrip() + "\n\n" + guide))
             else:
