@@ -94,6 +94,7 @@ class Bench:
         self.results = json.loads(self.out.read_text()) if self.out.exists() else {}
         self.base_url = args.base_url
         self.initial = Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
+        self.dataset = ""
         # At most 4 retrieved demos: on this CPU a call with 4 demos takes ~5 s, with 8 ~10 s.
         self.config = LoopConfig(
             fractions=(0.75, 0.25, 0.0), proposer_max_tokens=args.proposer_tokens, max_demo_k=args.max_demo_k
@@ -144,6 +145,9 @@ class Bench:
                               config=config)  # fmt: skip
             policy, calls = result.best, result.calls
             run = result.report["run"]
+            reports = self.out.parent / "reports"
+            reports.mkdir(parents=True, exist_ok=True)
+            (reports / f"{self.dataset}-{method}-{seed}.json").write_text(json.dumps(result.report, indent=1))
             info = {
                 "accepted": result.accepted,
                 "val": [run.get("initial_val", {}).get("reward"), run.get("champion_val", {}).get("reward")],
@@ -160,6 +164,7 @@ class Bench:
 
     def run(self) -> None:
         for name in self.args.datasets:
+            self.dataset = name
             schema, train, test = self.data(name)
             ds = self.results.setdefault(name, {"runs": {}})
             ds["sizes"] = {"gold": self.args.gold, "test": len(test)}

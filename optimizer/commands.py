@@ -6,9 +6,12 @@
 - ``report.json``: every step's candidates with minibatch and validation scores, accepted or rejected and why, the
   test scores of the initial and the returned policy, and the LLM calls and tokens spent.
 
-``evaluate`` scores one policy on a split of the same gold (the split ``optimize`` uses for the same seed) and prints
-the metrics as JSON. Both use the labelling endpoint from the settings (``LLM_BASE_URL``...; the embedded model by
-default); ``optimize`` sends proposals to the optimiser endpoint (``OPTIMIZER_BASE_URL``..., else the same one).
+``evaluate`` scores one policy on a split of the same gold and prints the metrics as JSON. For 30 or more items it
+is the split ``optimize`` uses with the same seed; smaller gold is optimised with repeated folds instead, and
+``evaluate`` then uses the same 60/20/20 split rule on it.
+
+Both use the labelling endpoint from the settings (``LLM_BASE_URL``...; the embedded model by default);
+``optimize`` sends proposals to the optimiser endpoint (``OPTIMIZER_BASE_URL``..., else the same one).
 """
 
 from __future__ import annotations

@@ -47,8 +47,10 @@ class OptimizeResult:
     calls: int
 
 
-def _usage(client: LLMClient) -> dict:
-    return client.usage.snapshot()
+def _since(client: LLMClient, before: dict[str, int]) -> dict[str, int]:
+    """This run's share of a client's usage counters (a worker may reuse one client for many runs)."""
+    now = client.usage.snapshot()
+    return {name: now[name] - before.get(name, 0) for name in now}
 
 
 def optimize(
@@ -74,6 +76,7 @@ def optimize(
     started = time.monotonic()
     budget = Budget(budget_calls, max_seconds)
     gold_text = GoldText(gold)
+    before = {"labeller": labeller.usage.snapshot(), "proposer": proposer.usage.snapshot()}
     with budget.attach(labeller, proposer):
         evaluator = Evaluator(Predictor(labeller, cache={}), schema, budget, verifiers=verifiers, weights=weights)
 
@@ -123,7 +126,8 @@ def optimize(
             accepted=accepted,
             test=test,
             calls=budget.spent,
-            usage={"labeller": _usage(labeller), "proposer": _usage(proposer)},
+            # ``calls`` counts requests sent; usage ``calls`` also counts those the budget refused before sending.
+            usage={"labeller": _since(labeller, before["labeller"]), "proposer": _since(proposer, before["proposer"])},
             timing={"seconds": round(time.monotonic() - started, 3)},
         )
     return OptimizeResult(initial, best, accepted, report, budget.spent)
