@@ -1,0 +1,280 @@
+"""Benchmark the optimiser on BANKING77 and GoEmotions-Ekman with the embedded model (issue 3).
+
+For each dataset and seed: a gold set of ``--gold`` stratified training items (seeded), and one fixed stratified
+sample of ``--test`` test items (the same for every seed). Four policies, each scored on the test sample:
+- (a) ``initial``: the default prompt (``prompts/default.txt``), no demos;
+- (b) ``naive``: the seed's loop (``bench/naive.py``): 3 epochs over all gold, every rewrite accepted;
+- (c) ``ours``: ``optimizer.loop.optimize`` on the gold (75 % train / 25 % validation, no internal test);
+- (d) ``ours-nodemo``: the same without demo candidates (instruction changes only).
+(b), (c) and (d) get the same LLM-call budget: what the naive loop spends, 3 x gold + 3.
+
+The labeller and the proposer are the same embedded SmolLM2-135M (that is what runs offline). Test scoring is
+cached by policy version, so a policy that several runs return (the initial prompt, typically) is scored once.
+Progress is saved after every (dataset, method, seed) to ``--out``; a rerun resumes.
+
+    python -m bench.optimize --probe                 # time a few calls and estimate the full run
+    python -m bench.optimize                         # the full run (hours on 2 shared cores)
+    python -m bench.optimize --gold 100 --test 200 --seeds 0  # a smaller one
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.naive import EPOCHS, naive_loop
+from optimizer.budget import Budget
+from optimizer.evaluation import Evaluator
+from optimizer.gold import GoldItem, load_gold
+from optimizer.llm import LLMClient, LLMConfig
+from optimizer.loop import LoopConfig, optimize
+from optimizer.policy import Demo, Policy, load_prompt
+from optimizer.predictor import Predictor
+from optimizer.splits import split
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ("banking77", "goemotions_ekman")
+METHODS = ("initial", "naive", "ours", "ours-nodemo")
+
+
+def sample(items: list[GoldItem], n: int, seed: int) -> list[GoldItem]:
+    """A stratified, seeded sample of ``n`` items (the train part of an n : rest split)."""
+    if n >= len(items):
+        return list(items)
+    return list(split(items, seed, (float(n), float(len(items) - n), 0.0)).train)
+
+
+def start_server(port: int, threads: int) -> subprocess.Popen:
+    venv = Path(os.environ.get("LLM_VENV") or ROOT / ".venv-llm")
+    python = venv / "bin" / "python"
+    gguf = subprocess.run([str(python), str(ROOT / "scripts/gguf_path.py")], capture_output=True, text=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # spinning OpenMP threads starve everyone on shared cores
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    log = open(ROOT / "bench" / "results" / f"llm-{port}.log", "wb")  # noqa: SIM115 (kept open for the server's lifetime)
+    proc = subprocess.Popen(
+        [str(python), "-m", "llama_cpp.server", "--model", gguf.stdout.strip(), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2-135m",
+         "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("llama.cpp server did not start; see bench/results/llm-*.log")
+
+
+def clients(base_url: str, max_tokens: int) -> tuple[LLMClient, LLMClient]:
+    """Labeller without logprobs: scoring needs labels, not confidences, and llama.cpp's logprobs triple a call."""
+    labeller = LLMClient(
+        LLMConfig(base_url=base_url, model="smollm2-135m", response_format="llama_schema", max_tokens=max_tokens,
+                  concurrency=2, timeout=300, max_retries=1, logprobs=False)
+    )  # fmt: skip
+    proposer = LLMClient(
+        LLMConfig(base_url=base_url, model="smollm2-135m", response_format="text", logprobs=False, temperature=0.7,
+                  concurrency=1, timeout=600, max_retries=1)
+    )  # fmt: skip
+    return labeller, proposer
+
+
+class Bench:
+    def __init__(self, args) -> None:
+        self.args = args
+        self.out = Path(args.out)
+        self.results = json.loads(self.out.read_text()) if self.out.exists() else {}
+        self.base_url = args.base_url
+        self.initial = Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
+        self.dataset = ""
+        # At most 4 retrieved demos: on this CPU a call with 4 demos takes ~5 s, with 8 ~10 s.
+        self.config = LoopConfig(
+            fractions=(0.75, 0.25, 0.0), proposer_max_tokens=args.proposer_tokens, max_demo_k=args.max_demo_k
+        )
+
+    def save(self) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.results, indent=1, ensure_ascii=False))
+        tmp.replace(self.out)
+
+    def data(self, name: str):
+        folder = Path(self.args.data) / name
+        train = load_gold(folder / "train.jsonl", labels_path=folder / "labels.json")
+        test = load_gold(folder / "test.jsonl", labels_path=folder / "labels.json", config=train.label_config)
+        return train.schema, train.items, sample(test.items, self.args.test, 0)
+
+    def test_score(self, ds: dict, schema, policy: Policy, test) -> dict:
+        """Test metrics of ``policy``, computed once per policy version."""
+        cache = ds.setdefault("test_by_policy", {})
+        if policy.version not in cache:
+            labeller, _ = clients(self.base_url, self.args.max_tokens)
+            started = time.monotonic()
+            with Budget(10**9).attach(labeller) as budget:
+                evaluation = Evaluator(Predictor(labeller), schema, budget).evaluate(policy, test)
+            cache[policy.version] = {
+                **evaluation.metrics(schema),
+                "calls": budget.spent,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+            self.save()
+        return cache[policy.version]
+
+    def run_method(self, method: str, schema, gold, seed: int) -> tuple[Policy, dict]:
+        labeller, proposer = clients(self.base_url, self.args.max_tokens)
+        budget = EPOCHS * len(gold) + EPOCHS
+        started = time.monotonic()
+        if method == "initial":
+            return self.initial, {"calls": 0, "seconds": 0.0}
+        if method == "naive":
+            policy, report = naive_loop(self.initial, schema, gold, labeller, proposer,
+                                        max_tokens=self.args.proposer_tokens)  # fmt: skip
+            calls = labeller.usage.snapshot()["calls"] + proposer.usage.snapshot()["calls"]
+            info = {"self_reported": report["epochs"], "accepted": True}
+        else:
+            config = self.config if method == "ours" else LoopConfig(**{**self.config.__dict__, "demos": False})
+            result = optimize(self.initial, schema, gold, labeller, proposer, budget_calls=budget, seed=seed,
+                              config=config)  # fmt: skip
+            policy, calls = result.best, result.calls
+            run = result.report["run"]
+            reports = self.out.parent / "reports"
+            reports.mkdir(parents=True, exist_ok=True)
+            (reports / f"{self.dataset}-{method}-{seed}.json").write_text(json.dumps(result.report, indent=1))
+            info = {
+                "accepted": result.accepted,
+                "val": [run.get("initial_val", {}).get("reward"), run.get("champion_val", {}).get("reward")],
+                "steps": len(run["steps"]),
+                "stop": run.get("stop"),
+                "invalid_proposals": run.get("invalid_proposals"),
+                "promoted": [
+                    c["kind"] for s in run["steps"] for c in s.get("candidates", []) if c.get("status") == "promoted"
+                ],
+            }
+        usage = {"labeller": labeller.usage.snapshot(), "proposer": proposer.usage.snapshot()}
+        return policy, {**info, "calls": calls, "budget": budget, "usage": usage,
+                        "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+
+    def run(self) -> None:
+        for name in self.args.datasets:
+            self.dataset = name
+            schema, train, test = self.data(name)
+            ds = self.results.setdefault(name, {"runs": {}})
+            ds["sizes"] = {"gold": self.args.gold, "test": len(test)}
+            for seed in self.args.seeds:
+                gold = sample(train, self.args.gold, seed)
+                for method in self.args.methods:
+                    key = f"{method}/{seed}"
+                    if key in ds["runs"]:
+                        continue
+                    print(f"[{time.strftime('%H:%M:%S')}] {name} {key} ...", file=sys.stderr, flush=True)
+                    policy, info = self.run_method(method, schema, gold, seed)
+                    info.update(policy=policy.version, demo_k=policy.demo_k, instruction=policy.instruction[:400])
+                    info["test"] = self.test_score(ds, schema, policy, test)
+                    ds["runs"][key] = info
+                    self.save()
+                    print(f"    test reward {info['test']['reward']:.3f}, calls {info['calls']}, "
+                          f"{info['seconds']}s", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def headline(name: str, test: dict) -> float:
+    """BANKING77: accuracy. GoEmotions: mean per-item F1 (the seed's F1, what the loop optimises)."""
+    return test["label"]["accuracy"] if name.startswith("banking") else test["reward"]
+
+
+def table(results: dict) -> str:
+    lines = ["| dataset | method | test metric (mean ± sd over seeds) | per seed | macro-F1 | calls | wall s |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, ds in results.items():
+        metric = "accuracy" if name.startswith("banking") else "item F1"
+        for method in METHODS:
+            runs = [v for k, v in sorted(ds["runs"].items()) if k.split("/")[0] == method]
+            if not runs:
+                continue
+            scores = [headline(name, r["test"]) for r in runs]
+            sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            macro = statistics.mean(r["test"]["label"]["macro_f1"] for r in runs)
+            lines.append(
+                f"| {name} | {method} | {metric} {statistics.mean(scores):.3f} ± {sd:.3f} | "
+                + " ".join(f"{s:.3f}" for s in scores)
+                + f" | {macro:.3f} | {statistics.mean(r['calls'] for r in runs):.0f} | "
+                f"{statistics.mean(r['seconds'] for r in runs):.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def probe(base_url: str, data: str, max_tokens: int) -> None:
+    """Median seconds per labelling call with and without retrieved demos, per dataset."""
+    for name in DATASETS:
+        folder = Path(data) / name
+        gold = load_gold(folder / "train.jsonl", labels_path=folder / "labels.json")
+        pool = sample(gold.items, 200, 0)
+        for k in (0, 4):
+            policy = Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
+            if k:
+                policy = Policy(policy.instruction, tuple(Demo(i.input, i.answer) for i in pool), k)
+            labeller, _ = clients(base_url, max_tokens)
+            predictor = Predictor(labeller)
+            times = []
+            for item in pool[:8]:
+                started = time.monotonic()
+                predictor.predict(policy, gold.schema, item.input)
+                times.append(time.monotonic() - started)
+            print(f"{name} demo_k={k}: median {statistics.median(times):.2f} s/call over {len(times)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", "/work/shared/data"))
+    parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--gold", type=int, default=200)
+    parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--max-tokens", type=int, default=64, help="labelling answer cap")
+    parser.add_argument("--proposer-tokens", type=int, default=256, help="proposal cap (naive and ours)")
+    parser.add_argument("--max-demo-k", type=int, default=4, help="largest retrieval size the loop may try")
+    parser.add_argument("--base-url", help="an OpenAI-compatible endpoint; default: start the embedded model")
+    parser.add_argument("--port", type=int, default=18431)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "optimize.json"))
+    parser.add_argument("--probe", action="store_true", help="time a few calls and exit")
+    parser.add_argument("--table", help="comma-separated result files: merge them into --out, print the table")
+    args = parser.parse_args(argv)
+    if args.table:
+        merged: dict = {}
+        for path in args.table.split(","):
+            merged.update(json.loads(Path(path).read_text()))
+        Path(args.out).write_text(json.dumps(merged, indent=1, ensure_ascii=False))
+        print(table(merged))
+        return 0
+    server = None
+    if not args.base_url:
+        server = start_server(args.port, args.threads)
+        args.base_url = f"http://127.0.0.1:{args.port}/v1"
+    try:
+        if args.probe:
+            probe(args.base_url, args.data, args.max_tokens)
+            return 0
+        bench = Bench(args)
+        bench.run()
+        print(table(bench.results))
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

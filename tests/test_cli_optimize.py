@@ -1,0 +1,113 @@
+"""``python -m optimizer optimize|evaluate`` against scripted LLMs over real HTTP, and its error handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from optimizer import cli
+from tests.conftest import ROOT
+from tests.fakellm import FakeLLM
+from tests.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold
+
+GOLD = make_gold(40)
+
+
+@pytest.fixture
+def endpoints(monkeypatch, tmp_path):
+    """Fake labeller and proposer, wired in through the same environment variables users set."""
+    with (
+        FakeLLM(Labeller(GOLD, base=0.4, markers={"CAREFUL": 0.95})) as lab,
+        FakeLLM(fixed_proposer("Read each request twice. CAREFUL")) as prop,
+    ):
+        monkeypatch.chdir(tmp_path)  # no .env from the checkout
+        monkeypatch.setenv("LLM_BASE_URL", lab.base_url)
+        monkeypatch.setenv("LLM_MODEL", "fake")
+        monkeypatch.setenv("OPTIMIZER_BASE_URL", prop.base_url)
+        monkeypatch.setenv("LLM_MAX_RETRIES", "0")
+        yield lab, prop
+
+
+def write_gold(tmp_path):
+    path = tmp_path / "gold.jsonl"
+    path.write_text(gold_jsonl(GOLD))
+    return path
+
+
+def test_optimize_writes_prompt_policy_and_report(endpoints, tmp_path, capsys):
+    lab, prop = endpoints
+    out = tmp_path / "out"
+    status = cli.main(["optimize", "--gold", str(write_gold(tmp_path)), "--prompt", "Label the request.",
+                       "--budget", "150", "--seed", "2", "--out", str(out)])  # fmt: skip
+    assert status == 0
+    captured = capsys.readouterr()
+    assert "promoted" in captured.out and "calls" in captured.out
+    assert "calls" in captured.err and "best val" in captured.err  # the progress bar
+    assert (out / "optimized_prompt.txt").read_text().strip() == "Read each request twice. CAREFUL"
+    policy = json.loads((out / "policy.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert report["accepted"] and report["best"]["version"] == policy["version"]
+    assert report["calls"] == len(lab.requests) + len(prop.requests) <= 150
+    assert report["test"]["best"]["reward"] > report["test"]["initial"]["reward"]
+    assert report["gold"]["format"] == "jsonl" and report["gold"]["items"] == 40
+    assert "<Choices" in report["label_config"]
+    statuses = {c["status"] for s in report["run"]["steps"] for c in s["candidates"]}
+    assert "promoted" in statuses
+    assert report["usage"]["labeller"]["prompt_tokens"] > 0
+    assert not any(body.get("logprobs") for body in lab.requests)  # scoring does not pay for confidences
+
+
+def test_evaluate_scores_a_split_and_reads_a_written_policy(endpoints, tmp_path, capsys):
+    gold = str(write_gold(tmp_path))
+    assert cli.main(["evaluate", "--gold", gold, "--prompt", "Be CAREFUL.", "--split", "val"]) == 0
+    careful = json.loads(capsys.readouterr().out)
+    assert careful["split"] == "val" and careful["metrics"]["n"] == 8 and careful["calls"] == 8
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"instruction": "Plain.", "demos": [], "demo_k": 0}))
+    assert cli.main(["evaluate", "--gold", gold, "--policy", str(policy), "--split", "val"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["metrics"]["reward"] < careful["metrics"]["reward"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gold", "missing.jsonl"], "cannot read"),
+        (["--gold", "{gold}", "--candidates", "5"], "candidates per step must be 2-4"),
+        (["--gold", "{gold}", "--labels", "{labels}"], "labels not in the label set"),
+        (["--gold", "{export}"], "needs the project's label config"),
+        (["--gold", "{gold}", "--policy", "nope.json"], "nope.json"),
+    ],
+)
+def test_bad_input_is_a_clear_error_not_a_crash(endpoints, tmp_path, capsys, args, message):
+    files = {
+        "gold": str(write_gold(tmp_path)),
+        "labels": str(tmp_path / "labels.json"),
+        "export": str(tmp_path / "export.json"),
+    }
+    (tmp_path / "labels.json").write_text(json.dumps(["alpha"]))
+    (tmp_path / "export.json").write_text(json.dumps([{"id": 1, "data": {"text": "x"}, "annotations": []}]))
+    argv = ["optimize", *[a.format(**files) for a in args], "--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def register(subparsers):
+    hello = subparsers.add_parser("hello")
+    hello.set_defaults(func=lambda args: 7)
+
+
+def test_commands_from_other_modules_plug_in(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "tests.test_cli_optimize"])
+    assert cli.main(["hello"]) == 7
+
+
+def test_module_entry_point_lists_the_commands():
+    done = subprocess.run([sys.executable, "-m", "optimizer", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "optimize" in done.stdout and "evaluate" in done.stdout
