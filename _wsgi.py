@@ -14,6 +14,7 @@ from model import PromptPolicyModel
 from optimizer.logconfig import configure_logging
 from optimizer.services import Services
 from optimizer.settings import Settings, load_settings
+from policy_api import bp as policy_api
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         name="prompt-policy-backend",
     )
     app.extensions["services"] = services
+    app.register_blueprint(policy_api)
     return app
 
 

@@ -1,0 +1,146 @@
+"""One training run for one project: annotations from Label Studio → gold → the optimiser's loop → gated promotion.
+
+This module knows nothing about RQ (``jobs.py`` runs it inside a job): it takes a ``progress`` callback and
+returns a JSON-serialisable summary, or raises :class:`TrainingError` with a reason a person can act on.
+
+The live policy is touched at exactly one point: the store's compare-and-set promotion, which applies only if
+the live version is still the one this run started from and the project is not pinned. Whatever fails before that
+point (Label Studio unreachable, too little gold, the LLM down, the worker killed) leaves the live policy serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from .labelconfig import LabelConfigError, parse_label_config
+from .llm import LLMClient
+from .lsclient import LabelStudioClient, LabelStudioError
+from .lsgold import gold_from_tasks, typed_prompt
+from .policy import Policy
+from .projects import numeric_id
+from .services import Services
+
+log = logging.getLogger("optimizer.training")
+
+Progress = Callable[..., None]
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot proceed; the message is the job's failure reason."""
+
+
+def _scores(policy: Policy) -> dict:
+    keys = ("val_score", "test_score", "train_score", "initial_val_score", "initial_test_score")
+    return {k: policy.meta[k] for k in keys if k in policy.meta}
+
+
+def label_studio(services: Services) -> LabelStudioClient:
+    settings = services.settings
+    try:
+        return LabelStudioClient(
+            settings.label_studio_url,
+            settings.label_studio_api_key.get_secret_value(),
+            timeout=settings.label_studio_timeout,
+        )
+    except LabelStudioError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+def _optimize():
+    from .loop import optimize
+
+    return optimize
+
+
+def train_project(
+    services: Services,
+    project: str,
+    job_id: str,
+    progress: Progress,
+    *,
+    ls: LabelStudioClient | None = None,
+    optimize: Callable | None = None,
+) -> dict:
+    settings = services.settings
+    store = services.store
+    number = numeric_id(project)
+    if number is None:
+        raise TrainingError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
+    if services.history.pinned(project) is not None:
+        return {"promoted": False, "status": "skipped", "reason": "project is pinned; unpin it to train"}
+    live = store.current(project)
+    if store.degraded:
+        raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
+
+    progress(phase="fetching annotations")
+    ls = ls or label_studio(services)
+    config = services.projects.label_config(project)
+    try:
+        config = config or ls.label_config(number)
+        schema = parse_label_config(config)
+        tasks = ls.annotated_tasks(number)
+    except LabelConfigError as exc:
+        raise TrainingError(f"the project's label config cannot be used: {exc}") from None
+    except LabelStudioError as exc:
+        raise TrainingError(str(exc)) from None
+    gold, stats = gold_from_tasks(schema, tasks)
+    progress(phase="gold ready", gold=stats.to_dict())
+    if len(gold) < settings.train_min_gold:
+        raise TrainingError(
+            f"only {len(gold)} usable annotated tasks (of {stats.tasks} annotated); "
+            f"training needs at least TRAIN_MIN_GOLD={settings.train_min_gold}"
+        )
+
+    initial, seeded_from = live, "live policy"
+    if live.version == services.default_policy.version:
+        typed = typed_prompt(stats)
+        if typed:
+            initial, seeded_from = Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+    progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
+
+    started = time.monotonic()
+    result = (optimize or _optimize())(
+        initial,
+        schema,
+        gold,
+        services.labeller,
+        LLMClient(settings.proposer()),
+        budget_calls=settings.optimize_budget,
+        seed=settings.train_seed,
+        max_seconds=settings.optimize_max_seconds,
+        progress=lambda event: progress(phase="optimizing", optimizer=event),
+    )
+    best = result.best
+    summary = {
+        "project": project,
+        "live_before": live.version,
+        "start": initial.version,
+        "seeded_from": seeded_from,
+        "candidate": best.version,
+        "accepted": bool(result.accepted),
+        "scores": _scores(best),
+        "calls": result.calls,
+        "seconds": round(time.monotonic() - started, 2),
+        "gold": stats.to_dict(),
+        "report": result.report,
+    }
+    info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
+    if not result.accepted or best.version == live.version:
+        store.record(project, best, parent=live.version, status="rejected", **info)
+        reason = "no candidate beat the starting policy on validation by more than noise"
+        return {**summary, "promoted": False, "status": "rejected", "reason": reason}
+
+    progress(phase="promoting", candidate=best.version)
+    outcome = store.promote(project, best, live.version, **info)
+    if outcome.ok:
+        log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
+        return {**summary, "promoted": True, "status": "promoted", "live_after": best.version}
+    store.record(project, best, parent=live.version, status=outcome.status, **info)
+    reasons = {
+        "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
+        "pinned": "the project was pinned while the job ran; candidate kept in history",
+        "unchanged": "the candidate is already live",
+    }
+    return {**summary, "promoted": False, "status": outcome.status, "reason": reasons.get(outcome.status, "")}

@@ -1,0 +1,56 @@
+"""The RQ worker process (``python -m optimizer worker``): runs training and re-predict jobs from ``RQ_QUEUE``.
+
+It is RQ's standard forking worker (one fresh process per job, so a leak or a crash in one job cannot poison the
+next), plus one thing: its periodic maintenance also queues the follow-up runs of jobs whose worker died (their
+project lease expired), so a trigger coalesced into a killed run is not left waiting for the next webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Worker
+
+from .logconfig import configure_logging, register_secret
+from .services import Services
+from .settings import Settings
+
+log = logging.getLogger("optimizer.worker")
+
+
+class TrainingWorker(Worker):
+    services: Services | None = None
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        self.sweep()
+
+    def sweep(self) -> None:
+        if self.services is None:
+            return
+        try:
+            queued = self.services.jobs.sweep()
+        except redis.RedisError as exc:
+            log.warning("sweep for orphaned follow-ups failed: %s", exc.__class__.__name__)
+            return
+        if queued:
+            log.info("queued %d follow-up run(s) left by dead workers: %s", len(queued), ", ".join(queued))
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    configure_logging(settings.log_level, settings.log_format)
+    for secret in (settings.label_studio_api_key, settings.llm_api_key, settings.optimizer_api_key):
+        register_secret(secret.get_secret_value())
+    # No socket timeout on the worker's own connection: RQ blocks on the queue for long stretches.
+    connection = redis.Redis.from_url(settings.redis_url)
+    worker = TrainingWorker(
+        [settings.rq_queue],
+        connection=connection,
+        name=name,
+        maintenance_interval=max(10, int(settings.train_lease_ttl)),
+    )
+    worker.services = Services(settings)
+    worker.sweep()
+    log.info("worker %s listening on queue %s", worker.name, settings.rq_queue)
+    return worker.work(burst=burst, logging_level=settings.log_level)
