@@ -150,14 +150,15 @@ class PolicyHistory:
 def diff_policies(a: Policy, b: Policy) -> dict:
     """A unified diff of the instructions plus the demos added and removed (demos compare by input and answer)."""
     lines = difflib.unified_diff(
-        a.instruction.splitlines(keepends=True),
-        b.instruction.splitlines(keepends=True),
+        a.instruction.splitlines(),
+        b.instruction.splitlines(),
         fromfile=a.version,
         tofile=b.version,
+        lineterm="",
     )
     old, new = _demo_keys(a.demos), _demo_keys(b.demos)
     return {
-        "instruction_diff": "".join(lines),
+        "instruction_diff": "".join(line + "\n" for line in lines),
         "demos_added": [d.to_dict() for key, d in new.items() if key not in old],
         "demos_removed": [d.to_dict() for key, d in old.items() if key not in new],
         "demo_k": {"from": a.demo_k, "to": b.demo_k},

@@ -40,6 +40,7 @@ if ARGV[8] ~= '' then redis.call('SET', KEYS[2], ARGV[8]) end
 if current == ARGV[2] then return 'unchanged' end
 redis.call('SET', KEYS[4], ARGV[3], 'NX')
 redis.call('HSETNX', KEYS[6], ARGV[2], ARGV[7])
+if current ~= '' then redis.call('HSETNX', KEYS[6], current, ARGV[9]) end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('RPUSH', KEYS[3], ARGV[4])
 redis.call('SADD', KEYS[5], ARGV[6])
@@ -183,6 +184,9 @@ class PolicyStore:
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(self.key("policy", self.default.version), self.default.to_json(), nx=True)
             pipe.set(current_key, self.default.version, nx=True)
+            pipe.hsetnx(
+                self.records_key(project), self.default.version, json.dumps({"source": "default", "at": time.time()})
+            )
             pipe.sadd(self.key("projects"), project)
             pipe.get(current_key)
             version = pipe.execute()[-1]
@@ -236,6 +240,7 @@ class PolicyStore:
                     project,
                     json.dumps(record, sort_keys=True, default=str),
                     json.dumps(pin, sort_keys=True) if pin else "",
+                    json.dumps({"source": "default", "at": now}),
                 ],
             )
         except redis.RedisError as exc:

@@ -1,8 +1,9 @@
 """The RQ worker process (``python -m optimizer worker``): runs training and re-predict jobs from ``RQ_QUEUE``.
 
 It is RQ's standard forking worker (one fresh process per job, so a leak or a crash in one job cannot poison the
-next), plus one thing: its periodic maintenance also queues the follow-up runs of jobs whose worker died (their
-project lease expired), so a trigger coalesced into a killed run is not left waiting for the next webhook.
+next), plus two things: when a job's process dies it releases the job's project at once, and its periodic
+maintenance queues the follow-up runs of jobs whose whole worker died (their project lease expired), so a trigger
+coalesced into a killed run is not left waiting for the next webhook.
 """
 
 from __future__ import annotations
@@ -21,6 +22,28 @@ log = logging.getLogger("optimizer.worker")
 
 class TrainingWorker(Worker):
     services: Services | None = None
+
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:
+        """The job's process died without cleaning up (OOM killer, SIGKILL): free its project at once.
+
+        Without this the project would wait for the lease to expire. Releasing is safe: the dead process cannot
+        promote any more, and the store's compare-and-set stops anything it might have raced.
+        """
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        if self.services is None:
+            return
+        try:
+            meta = job.get_meta(refresh=True)
+            meta["phase"] = "failed"
+            meta["error"] = "the process running this job died (killed or out of memory); the live policy is unchanged"
+            job.save_meta()
+            project = meta.get("project")
+            if meta.get("kind") == "train" and project:
+                followup = self.services.coalescer.finish(project, job.id)
+                if followup:
+                    self.services.jobs.ensure_enqueued(project, followup, f"follow-up of dead job {job.id}")
+        except redis.RedisError as exc:
+            log.warning("could not release the project of dead job %s: %s", job.id, exc.__class__.__name__)
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
