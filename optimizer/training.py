@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
+from .gold import GoldItem, items_from_tasks
 from .labelconfig import LabelConfigError, parse_label_config
 from .llm import LLMClient
 from .lsclient import LabelStudioClient, LabelStudioError
-from .lsgold import gold_from_tasks, typed_prompt
 from .policy import Policy
 from .projects import numeric_id
 from .services import Services
@@ -34,6 +35,18 @@ class TrainingError(RuntimeError):
 def _scores(policy: Policy) -> dict:
     keys = ("val_score", "test_score", "train_score", "initial_val_score", "initial_test_score")
     return {k: policy.meta[k] for k in keys if k in policy.meta}
+
+
+def typed_prompt(gold: Sequence[GoldItem]) -> str | None:
+    """The prompt annotators typed most often into the prompt TextArea (seed 001's starting prompt), if any.
+
+    Ties go to the prompt of the later item, so the choice is deterministic for the same annotations.
+    """
+    counts = Counter(item.prompt for item in gold if item.prompt)
+    if not counts:
+        return None
+    order = {item.prompt: i for i, item in enumerate(gold) if item.prompt}
+    return max(counts, key=lambda prompt: (counts[prompt], order[prompt]))
 
 
 def label_studio(services: Services) -> LabelStudioClient:
@@ -85,17 +98,18 @@ def train_project(
         raise TrainingError(f"the project's label config cannot be used: {exc}") from None
     except LabelStudioError as exc:
         raise TrainingError(str(exc)) from None
-    gold, stats = gold_from_tasks(schema, tasks)
-    progress(phase="gold ready", gold=stats.to_dict())
+    gold, skipped = items_from_tasks(schema, tasks)
+    stats = {"annotated_tasks": len(tasks), "used": len(gold), "skipped": dict(skipped)}
+    progress(phase="gold ready", gold=stats)
     if len(gold) < settings.train_min_gold:
         raise TrainingError(
-            f"only {len(gold)} usable annotated tasks (of {stats.tasks} annotated); "
+            f"only {len(gold)} usable annotated tasks (of {len(tasks)} annotated); "
             f"training needs at least TRAIN_MIN_GOLD={settings.train_min_gold}"
         )
 
     initial, seeded_from = live, "live policy"
     if live.version == services.default_policy.version:
-        typed = typed_prompt(stats)
+        typed = typed_prompt(gold)
         if typed:
             initial, seeded_from = Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
     progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
@@ -123,7 +137,7 @@ def train_project(
         "scores": _scores(best),
         "calls": result.calls,
         "seconds": round(time.monotonic() - started, 2),
-        "gold": stats.to_dict(),
+        "gold": stats,
         "report": result.report,
     }
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
