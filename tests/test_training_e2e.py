@@ -50,9 +50,12 @@ def magic_llm():
 def test_start_training_in_label_studio_promotes_v2_and_retrieve_stores_v2(labelstudio, start_backend, magic_llm):
     auth = ("labelstudio", secrets.token_urlsafe(12))
     secret = secrets.token_urlsafe(24)
+    # The worker authenticates with a personal access token (a JWT the SDK refreshes); the harness uses the legacy one.
+    personal_token = labelstudio.client.tokens.create().token
+    assert personal_token.count(".") == 2 and personal_token != labelstudio.token
     env = {
         "LABEL_STUDIO_URL": labelstudio.url,
-        "LABEL_STUDIO_API_KEY": labelstudio.token,
+        "LABEL_STUDIO_API_KEY": personal_token,
         "RQ_QUEUE": "e2e-" + secrets.token_hex(4),
         "RETRAIN_EVERY_N": "0",
         "TRAIN_MIN_GOLD": "8",
