@@ -134,3 +134,27 @@ def test_webhooks_answer_well_within_label_studios_timeout(backend):
         timings.append(time.perf_counter() - started)
         assert answer.status_code == 201
     assert statistics.median(timings) < 0.1 and max(timings) < 0.5, timings
+
+
+def test_legacy_train_route_queues_like_start_training(backend):
+    url, session, services = backend()
+    body = {"project": uid(12), "label_config": SUPPORT_CONFIG, "annotations": []}
+    answer = session.post(url + "/train", json=body)
+    assert answer.status_code == 201 and answer.json()["job"].startswith("train-")
+    assert services.projects.label_config(uid(12)) == SUPPORT_CONFIG  # kept for the job to render tasks
+
+
+def test_webhook_with_redis_down_is_a_503_not_a_lost_trigger_reported_as_queued(make_settings, namespace):
+    from _wsgi import create_app
+    from tests.redisserver import RedisServer
+
+    own = RedisServer().start()
+    settings = make_settings(redis_url=own.url, rq_queue=namespace)
+    client = create_app(settings).test_client()
+    own.stop()
+    try:
+        answer = client.post("/webhook", json=webhook("START_TRAINING", 13, SUPPORT_CONFIG))
+        assert answer.status_code == 503
+        assert "Redis is unavailable" in answer.get_json()["error"] and "job" not in answer.get_json()
+    finally:
+        own.cleanup()
