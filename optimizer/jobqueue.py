@@ -73,32 +73,33 @@ class TrainingQueue:
         if status is not None:
             log.warning("job %s for project %s is already %s; not re-running it", job_id, project, status)
             return
-        self.queue.enqueue_call(
+        self._enqueue(
             TRAIN_FUNC,
-            args=(project,),
-            job_id=job_id,
-            timeout=self.settings.job_timeout,
-            result_ttl=self.settings.job_result_ttl,
-            failure_ttl=self.settings.job_result_ttl,
-            description=f"train project {project}",
-            meta={"project": project, "kind": "train", "reason": reason, "phase": "queued"},
+            (project,),
+            job_id,
+            f"train project {project}",
+            {"project": project, "kind": "train", "reason": reason},
         )
         log.info("queued training job %s for project %s (%s)", job_id, project, reason)
 
     def enqueue_repredict(self, project: str, version: str) -> str:
         job_id = repredict_job_id(project, version)
         if self.status_of(job_id) is None:
-            self.queue.enqueue_call(
-                REPREDICT_FUNC,
-                args=(project, version),
-                job_id=job_id,
-                timeout=self.settings.job_timeout,
-                result_ttl=self.settings.job_result_ttl,
-                failure_ttl=self.settings.job_result_ttl,
-                description=f"re-predict project {project} with {version}",
-                meta={"project": project, "kind": "repredict", "version": version, "phase": "queued"},
-            )
+            meta = {"project": project, "kind": "repredict", "version": version}
+            self._enqueue(REPREDICT_FUNC, (project, version), job_id, f"re-predict {project} with {version}", meta)
         return job_id
+
+    def _enqueue(self, func: str, args: tuple, job_id: str, description: str, meta: dict) -> None:
+        self.queue.enqueue_call(
+            func,
+            args=args,
+            job_id=job_id,
+            timeout=self.settings.job_timeout,
+            result_ttl=self.settings.job_result_ttl,
+            failure_ttl=self.settings.job_result_ttl,
+            description=description,
+            meta={**meta, "phase": "queued"},
+        )
 
     def sweep(self) -> list[str]:
         """Queue the follow-ups of runs whose worker died (their lease expired). Safe to run anywhere, any time."""

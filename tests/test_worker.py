@@ -137,8 +137,11 @@ def test_wrong_label_studio_key_fails_readably_without_echoing_it(stack):
     assert "wrong-key-0123456789" not in view["error"]
 
 
-def test_sigkilled_worker_leaves_no_half_promotion_and_the_next_trigger_runs(stack):
-    s = stack()
+def run_with_followup(s: Stack):
+    """Start a worker and a run held inside Label Studio's task listing, plus one trigger coalesced behind it.
+
+    Returns (version before, worker, running job id, follow-up job id).
+    """
     v1 = s.setup_version()
     s.ls.hold = threading.Event()
     worker = s.start_worker()
@@ -146,7 +149,13 @@ def test_sigkilled_worker_leaves_no_half_promotion_and_the_next_trigger_runs(sta
     wait_for(lambda: s.ls.listings >= 1, 30, what="the run to start")
     follow = s.webhook("START_TRAINING")["job"]
     assert follow != first
-    assert worker.children()  # the work horse running the job
+    wait_for(worker.children, 5, what="the work horse running the job")
+    return v1, worker, first, follow
+
+
+def test_sigkilled_worker_leaves_no_half_promotion_and_the_next_trigger_runs(stack):
+    s = stack()
+    v1, worker, _, follow = run_with_followup(s)
     worker.kill_tree()  # SIGKILL the worker and its work horse mid-run, as when a machine dies
     history_before = s.services.history.promotions(s.project)
     assert s.setup_version() == v1 and history_before == []
@@ -181,14 +190,8 @@ def test_repredict_after_promotion_posts_predictions_in_batches(stack):
 
 def test_killed_work_horse_frees_the_project_at_once_and_the_followup_runs(stack):
     s = stack(train_lease_ttl=60.0)  # a long lease: only the worker's own handling can free the project in time
-    v1 = s.setup_version()
-    s.ls.hold = threading.Event()
-    worker = s.start_worker()
-    first = s.webhook("START_TRAINING")["job"]
-    wait_for(lambda: s.ls.listings >= 1, 30, what="the run to start")
-    follow = s.webhook("START_TRAINING")["job"]
-    horse = wait_for(worker.children, 5, what="the work horse")[0]
-    os.kill(horse, signal.SIGKILL)  # the OOM killer takes the job's process; the worker survives
+    v1, worker, first, follow = run_with_followup(s)
+    os.kill(worker.children()[0], signal.SIGKILL)  # the OOM killer takes the job's process; the worker survives
     dead = s.wait_job(first, timeout=30, states=("failed",))
     assert "died" in dead["error"] and s.setup_version() == v1
     s.ls.hold.set()
