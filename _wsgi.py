@@ -11,6 +11,7 @@ from flask import Flask
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
+from optimizer.labelconfig import warm_up
 from optimizer.logconfig import configure_logging
 from optimizer.services import Services
 from optimizer.settings import Settings, load_settings
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     services = services or Services(settings)
+    warm_up()
     auth = None
     if settings.basic_auth_user:
         auth = BasicAuth(settings.basic_auth_user, settings.basic_auth_pass.get_secret_value())

@@ -185,7 +185,8 @@ def create_app(
     def predict():
         data = _body()
         tasks = _tasks(data)
-        params = data.get("params") or {}
+        params = data.get("params")
+        params = {} if params is None else params
         if not isinstance(params, dict):
             raise InvalidInput('"params" must be an object')
         context = params.get("context")

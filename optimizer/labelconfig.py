@@ -93,6 +93,11 @@ def _display_texts(config: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def warm_up() -> None:
+    """Import the SDK's parser now (~0.7 s), so a worker's first ``/setup`` stays far inside Label Studio's 3 s."""
+    from label_studio_sdk.label_interface import LabelInterface  # noqa: F401
+
+
 @lru_cache(maxsize=256)
 def parse_label_config(config: str) -> Schema:
     """Parse and check a label config. Raises :class:`LabelConfigError` with a readable reason."""

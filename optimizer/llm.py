@@ -206,12 +206,13 @@ class LLMClient:
     def _adapt(self, error: LLMError, form: str | None, logprobs: bool) -> bool:
         """Step down to a simpler request when the server refused a feature not yet seen to work.
 
-        The error text decides what to blame: a message naming logprobs drops logprobs, anything else drops the
-        structured-output form. Only the form the failed request used is dropped, so concurrent failures of one
-        form step down once, not once per thread.
+        Logprobs are dropped only when the refusal names them. The structured-output form is dropped on a 400, 422
+        or 500 (llama.cpp answers OpenAI's ``json_schema`` with a 500), never on 502/503/504, which say the server
+        is unavailable rather than that it dislikes the request. Only the form the failed request used is dropped,
+        so concurrent failures of one form step down once, not once per thread.
         """
-        refused = isinstance(error, LLMRequestError | LLMServerError) and not isinstance(error, LLMAuthError)
-        if not refused:
+        status = getattr(error, "status", None)
+        if isinstance(error, LLMAuthError) or status not in (400, 422, 500):
             return False
         with self._mode_lock:
             if logprobs and not self._logprobs_confirmed and "logprob" in str(error).lower():
@@ -222,10 +223,6 @@ class LLMClient:
                 if self._formats[0] == form:
                     self._formats.pop(0)
                     log.info("LLM server refused response_format=%s; trying %s", form, self._formats[0])
-                return True
-            if logprobs and not self._logprobs_confirmed:
-                self._logprobs = False
-                log.info("LLM server refused the request with logprobs; continuing without them")
                 return True
         return False
 

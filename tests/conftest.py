@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:
 
 from optimizer.settings import Settings  # noqa: E402
 from tests.fakellm import FakeLLM  # noqa: E402
+from tests.labelstudio import labelstudio, start_backend  # noqa: E402, F401  (real Label Studio + gunicorn fixtures)
 from tests.redisserver import RedisServer  # noqa: E402
 
 SUPPORT_CONFIG = """<View>
@@ -122,3 +123,15 @@ def app(settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def embedded_llm():
+    """The real SmolLM2-135M behind llama.cpp's OpenAI-compatible server, started once per session."""
+    from tests.embedded import EmbeddedLLM, find_server_python
+
+    python = find_server_python()
+    need(python is not None, "the embedded LLM venv (.venv-llm) is not built; run `make llm`")
+    server = EmbeddedLLM(python).start()
+    yield server
+    server.stop()

@@ -1,0 +1,171 @@
+"""The HTTP contract Label Studio relies on: shapes, versions, auth and bad input, through the real app."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from _wsgi import create_app
+from optimizer.policy import Policy
+from tests.conftest import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+
+RECORDED = Path(__file__).parent / "data" / "ls-protocol"  # copied from shared/ls-protocol (LS 1.23.2)
+PROJECT = "15.1795300590"
+
+
+def recorded(name: str) -> dict:
+    return json.loads((RECORDED / name).read_text())["request_json"]
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_health_is_open_and_reports_redis(client):
+    body = client.get("/health").get_json()
+    assert body["status"] == "UP" and body["model_class"] == "PromptPolicyModel" and body["redis"] == "ok"
+
+
+def test_recorded_setup_and_retrieve_payloads(client):
+    setup = client.post("/setup", json=recorded("setup.json"))
+    assert setup.status_code == 200
+    version = setup.get_json()["model_version"]
+    request = recorded("predict.retrieve_predictions.json")
+    response = client.post("/predict", json=request)
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert len(results) == len(request["tasks"])
+    for result in results:
+        assert result["model_version"] == version
+        assert 0.0 <= result["score"] <= 1.0
+        for item in result["result"]:
+            assert item["to_name"] == "chat"
+            assert item["type"] in {"choices", "textarea"}
+
+
+def test_results_are_one_per_task_in_task_order(client, fake_llm):
+    tasks = [{"id": i, "data": {"dialogue": [{"author": "C", "text": label}]}} for i, label in
+             enumerate(["Billing", "Greeting", "Complaint", "Cancellation", "Other", "Feedback"])]  # fmt: skip
+    response = client.post("/predict", json={"tasks": tasks, "label_config": SUPPORT_CONFIG, "project": PROJECT})
+    labels = [r["result"][0]["value"]["choices"] for r in response.get_json()["results"]]
+    assert labels == [["Billing"], ["Greeting"], ["Complaint"], ["Cancellation"], ["Other"], ["Feedback"]]
+
+
+def test_version_changes_exactly_when_the_policy_changes(client, app):
+    store = app.extensions["services"].store
+    first = client.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG}).get_json()["model_version"]
+    again = client.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG}).get_json()["model_version"]
+    assert first == again
+    task = {"tasks": [{"data": {"dialogue": []}}], "label_config": SUPPORT_CONFIG, "project": PROJECT}
+    assert client.post("/predict", json=task).get_json()["results"][0]["model_version"] == first
+    assert store.promote(PROJECT, Policy("A better prompt."), parent=first).ok
+    second = client.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG}).get_json()["model_version"]
+    assert second != first
+    assert client.post("/predict", json=task).get_json()["results"][0]["model_version"] == second
+    other = client.post("/setup", json={"project": "16.1", "schema": SUPPORT_CONFIG}).get_json()["model_version"]
+    assert other == first  # another project keeps its own (default) policy
+
+
+def test_interactive_prompt_is_used_and_echoed(client, fake_llm):
+    request = recorded("predict.interactive_annotating.json")
+    response = client.post("/predict", json=request).get_json()
+    assert "Say hello" in fake_llm.requests[-1]["messages"][0]["content"]
+    echoed = [i for i in response["results"][0]["result"] if i["from_name"] == "prompt"]
+    assert echoed and echoed[0]["value"]["text"] == ["Say hello"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, message",
+    [
+        ({"data": "not json"}, 400, "not valid JSON"),
+        ({"json": [1, 2]}, 400, "JSON object"),
+        ({"json": {"label_config": SUPPORT_CONFIG}}, 400, 'missing "tasks"'),
+        ({"json": {"tasks": {"a": 1}, "label_config": SUPPORT_CONFIG}}, 400, "must be a list"),
+        ({"json": {"tasks": [1], "label_config": SUPPORT_CONFIG}}, 400, "tasks[0]"),
+        ({"json": {"tasks": [{"id": 1}], "label_config": SUPPORT_CONFIG}}, 400, 'no "data"'),
+        ({"json": {"tasks": [{"data": {}}]}}, 400, "label_config"),
+        ({"json": {"tasks": [{"data": {}}], "label_config": "<View><Choices"}}, 400, "not valid XML"),
+        ({"json": {"tasks": [{"data": {}}], "label_config": 5}}, 400, "label config XML"),
+        ({"json": {"tasks": [], "label_config": SUPPORT_CONFIG, "params": []}}, 400, "params"),
+        ({"data": b""}, 400, "empty"),
+    ],
+)
+def test_bad_predict_input_is_a_clear_4xx(client, kwargs, status, message):
+    response = client.post("/predict", **kwargs)
+    assert response.status_code == status
+    assert message in response.get_json()["error"]
+
+
+def test_bad_setup_and_webhook_input(client):
+    assert client.post("/setup", json={"project": "1"}).status_code == 400
+    bad = client.post("/setup", json={"schema": '<View><Text name="t" value="$t"/></View>'})
+    assert bad.status_code == 400 and "no Choices" in bad.get_json()["error"]
+    assert client.post("/webhook", json={"project": {"id": 1}}).status_code == 400
+
+
+def test_body_over_the_limit_is_413(make_settings):
+    client = create_app(make_settings(max_body_bytes=2048)).test_client()
+    response = client.post("/predict", json={"tasks": [{"data": {"text": "x" * 5000}}]})
+    assert response.status_code == 413 and "limit" in response.get_json()["error"]
+
+
+def test_empty_task_list_is_an_empty_answer(client, fake_llm):
+    response = client.post("/predict", json={"tasks": [], "label_config": SUPPORT_CONFIG})
+    assert response.get_json()["results"] == [] and fake_llm.requests == []
+
+
+def test_task_missing_its_field_gets_an_empty_prediction_alone(client):
+    tasks = [{"data": {"text": "billing"}}, {"data": {"other": 1}}]
+    results = client.post("/predict", json={"tasks": tasks, "label_config": THREE_CONTROLS_CONFIG}).get_json()
+    assert results["results"][0]["result"] and results["results"][1]["result"] == []
+
+
+@pytest.mark.parametrize("action", ["START_TRAINING", "ANNOTATION_CREATED", "ANNOTATIONS_DELETED", "SOMETHING_NEW"])
+def test_webhook_acknowledges_every_action(client, action):
+    response = client.post("/webhook", json={"action": action, "project": {"id": 1}})
+    assert response.status_code == 201 and response.get_json()["action"] == action
+
+
+class TestBasicAuth:
+    @pytest.fixture
+    def secured(self, make_settings):
+        settings = make_settings(basic_auth_user="ls", basic_auth_pass="s3cret-pass", webhook_secret="hook-secret")
+        return create_app(settings).test_client()
+
+    def test_health_stays_open(self, secured):
+        assert secured.get("/health").status_code == 200
+
+    @pytest.mark.parametrize("path", ["/", "/versions"])
+    def test_get_routes_need_auth(self, secured, path):
+        assert secured.get(path).status_code == 401
+        assert secured.get(path, headers=basic("ls", "s3cret-pass")).status_code == 200
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            basic("ls", "wrong"),
+            basic("other", "s3cret-pass"),
+            basic("ls", "s3cret-pass-longer"),
+            {"Authorization": "Basic !!!not-base64"},
+            {"Authorization": "Bearer s3cret-pass"},
+        ],
+    )
+    def test_wrong_credentials_are_refused(self, secured, headers):
+        response = secured.post("/setup", json={"schema": SUPPORT_CONFIG}, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert "s3cret" not in response.get_data(as_text=True)
+
+    def test_right_credentials_pass(self, secured):
+        response = secured.post("/setup", json={"schema": SUPPORT_CONFIG}, headers=basic("ls", "s3cret-pass"))
+        assert response.status_code == 200
+
+    def test_webhook_accepts_the_shared_secret_only_on_webhook(self, secured):
+        event = {"action": "ANNOTATION_CREATED", "project": {"id": 1}}
+        assert secured.post("/webhook", json=event).status_code == 401
+        assert secured.post("/webhook", json=event, headers={"X-Webhook-Secret": "nope"}).status_code == 401
+        assert secured.post("/webhook", json=event, headers={"X-Webhook-Secret": "hook-secret"}).status_code == 201
+        setup = secured.post("/setup", json={"schema": SUPPORT_CONFIG}, headers={"X-Webhook-Secret": "hook-secret"})
+        assert setup.status_code == 401

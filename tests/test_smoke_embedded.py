@@ -1,0 +1,45 @@
+"""Smoke test with the real embedded model: whatever SmolLM2 says, only labels from the set come out."""
+
+import pytest
+
+from _wsgi import create_app
+from optimizer.labelconfig import parse_label_config
+from tests.conftest import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+CASES = [
+    (SUPPORT_CONFIG, [{"dialogue": [{"author": "Customer", "text": "My invoice is wrong, I was charged twice."}]},
+                      {"dialogue": [{"author": "Customer", "text": "Hello! Where is my order?"}]}]),
+    (REWARD_CONFIG, [{"prompt": "What is 2+2?", "response": "4"},
+                     {"prompt": "Capital of France?", "response": "Rome"}]),
+    (THREE_CONTROLS_CONFIG, [{"text": "The parcel is late again and nobody answers. Refund me today!"}]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config, data", CASES)
+def test_every_label_is_in_its_control_set(make_settings, embedded_llm, config, data):
+    settings = make_settings(llm_base_url=embedded_llm.base_url, llm_model="smollm2-135m", llm_provider="llamacpp",
+                             llm_max_tokens=96, llm_timeout=120)  # fmt: skip
+    client = create_app(settings).test_client()
+    response = client.post("/predict", json={"tasks": [{"id": i, "data": d} for i, d in enumerate(data)],
+                                             "label_config": config, "project": "smoke.1"})  # fmt: skip
+    assert response.status_code == 200
+    schema = parse_label_config(config)
+    results = response.get_json()["results"]
+    assert len(results) == len(data)
+    chosen = 0
+    for result in results:
+        assert 0.0 <= result["score"] <= 1.0
+        for item in result["result"]:
+            control = schema.choice(item["from_name"])
+            if control is None:
+                assert item["type"] == "textarea"
+                continue
+            labels = item["value"]["choices"]
+            assert set(labels) <= set(control.labels)
+            assert control.multiple or len(labels) == 1
+            chosen += 1
+    assert chosen > 0  # the real model produced at least one usable answer
+    usage = client.application.extensions["services"].labeller.usage.snapshot()
+    assert usage["calls"] >= len(data) and usage["completion_tokens"] > 0

@@ -1,0 +1,55 @@
+"""The Redis policy store against a real redis-server."""
+
+import pytest
+
+from optimizer.policy import Policy
+from optimizer.store import PolicyStore
+
+DEFAULT = Policy("Default instruction.")
+
+
+@pytest.fixture
+def store(redis_client, namespace):
+    return PolicyStore(redis_client, DEFAULT, namespace=namespace)
+
+
+def test_first_sight_registers_the_default(store, redis_client, namespace):
+    assert store.current("p1") == DEFAULT
+    assert redis_client.get(f"{namespace}:project:p1:current") == DEFAULT.version
+    assert Policy.from_json(redis_client.get(f"{namespace}:policy:{DEFAULT.version}")) == DEFAULT
+
+
+def test_promotion_is_compare_and_set(store):
+    parent = store.current_version("p1")
+    first, second = Policy("Candidate one."), Policy("Candidate two.")
+    assert store.promote("p1", first, parent=parent).ok
+    stale = store.promote("p1", second, parent=parent)
+    assert stale.status == "stale" and store.current("p1") == first
+    assert store.promote("p1", first, parent=first.version).status == "unchanged"
+
+
+def test_pinned_project_is_never_auto_promoted(store, redis_client, namespace):
+    parent = store.current_version("p1")
+    redis_client.set(f"{namespace}:project:p1:pinned", "1")
+    assert store.promote("p1", Policy("New."), parent=parent).status == "pinned"
+    assert store.current("p1") == DEFAULT
+    assert store.promote("p1", Policy("Forced."), parent=parent, force=True).ok
+
+
+def test_another_process_sees_a_promotion_on_its_next_read(store, redis_client, namespace):
+    other = PolicyStore(redis_client, DEFAULT, namespace=namespace)
+    assert other.current("p1") == DEFAULT
+    promoted = Policy("Promoted.", meta={"val_score": 0.9})
+    assert store.promote("p1", promoted, parent=DEFAULT.version, job_id="j1").ok
+    seen = other.current("p1")
+    assert seen == promoted and seen.meta == {"val_score": 0.9}
+
+
+def test_promotion_appends_history(store, redis_client, namespace):
+    import json
+
+    store.current("p1")
+    store.promote("p1", Policy("One."), parent=DEFAULT.version, job_id="job-1")
+    (entry,) = [json.loads(e) for e in redis_client.lrange(f"{namespace}:project:p1:history", 0, -1)]
+    assert entry["version"] == Policy("One.").version and entry["parent"] == DEFAULT.version
+    assert entry["job_id"] == "job-1"
