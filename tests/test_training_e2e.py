@@ -69,8 +69,7 @@ def test_start_training_in_label_studio_promotes_v2_and_retrieve_stores_v2(label
     data, labels = zip(*(dialogue(i) for i in range(N_GOLD + N_OPEN)), strict=True)
     project, task_ids = labelstudio.create_project(SUPPORT_CONFIG, list(data))
     ml = labelstudio.connect_backend(project.id, backend.url, basic_auth=auth)
-    (hook,) = labelstudio.project_webhooks(project.id)
-    labelstudio.client.webhooks.update(hook["id"], headers={"X-Webhook-Secret": secret})
+    labelstudio.set_webhook_headers(project.id, backend.url + "/webhook", {"X-Webhook-Secret": secret})
 
     # 2. Retrieve predictions: version v1 everywhere, wrong labels (the default prompt lacks the magic rule).
     labelstudio.retrieve_predictions(project.id)
