@@ -37,12 +37,13 @@ if str(ROOT) not in sys.path:
 from optimizer.policy import Policy  # noqa: E402
 from optimizer.services import Services  # noqa: E402
 from optimizer.settings import Settings  # noqa: E402
+from tests.backendprocess import BackendProcess  # noqa: E402
 from tests.conftest import SUPPORT_CONFIG  # noqa: E402
 from tests.lspayloads import uid, webhook  # noqa: E402
-from tests.processes import start_gunicorn  # noqa: E402
 from tests.redisserver import RedisServer  # noqa: E402
 
 PROJECT_ID = 42
+UNUSED_LLM = "http://127.0.0.1:9/v1"  # /setup and /webhook never call the LLM
 
 
 def _settings(redis_url: str) -> Settings:
@@ -51,12 +52,29 @@ def _settings(redis_url: str) -> Settings:
         redis_url=redis_url,
         redis_namespace="bench" + uuid.uuid4().hex[:8],
         rq_queue="bench-" + uuid.uuid4().hex[:8],
-        llm_base_url="http://127.0.0.1:9/v1",  # never called by /setup or /webhook
+        llm_base_url=UNUSED_LLM,
         llm_model="none",
         default_prompt="Label the conversation.",
         retrain_every_n=10,
-        log_level="WARNING",
-        log_format="text",
+    )
+
+
+def _backend(settings: Settings) -> BackendProcess:
+    """gunicorn with 4 workers, the production app with each answer tagged by its worker's pid."""
+    env = {
+        "DEFAULT_PROMPT": settings.default_prompt,
+        "RQ_QUEUE": settings.rq_queue,
+        "RETRAIN_EVERY_N": str(settings.retrain_every_n),
+        "LOG_LEVEL": "WARNING",
+    }
+    return BackendProcess(
+        redis_url=settings.redis_url,
+        llm_base_url=UNUSED_LLM,
+        namespace=settings.redis_namespace,
+        workers=4,
+        threads=4,
+        app="tests.pidapp:app",
+        env=env,
     )
 
 
@@ -197,16 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
     redis = RedisServer().start()
-    log_dir = Path(__import__("tempfile").mkdtemp(prefix="bench-retraining-"))
     try:
         settings = _settings(redis.url)
-        proc, url = start_gunicorn(settings, log_dir, workers=4, app="tests.pidapp:app", LOG_LEVEL="WARNING")
+        backend = _backend(settings).start()
         try:
-            services = Services(settings)
-            swap = hot_swap(url, services, args.swaps)
-            hooks = webhooks(url, args.concurrency, args.rounds)
+            swap = hot_swap(backend.url, Services(settings), args.swaps)
+            hooks = webhooks(backend.url, args.concurrency, args.rounds)
         finally:
-            proc.stop()
+            backend.cleanup()
     finally:
         redis.cleanup()
     print(json.dumps({"hot_swap": swap, "webhooks": hooks}, indent=2))

@@ -10,7 +10,6 @@ import requests
 from optimizer.policy import Policy
 from tests.conftest import SUPPORT_CONFIG
 from tests.lspayloads import uid
-from tests.processes import start_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -20,11 +19,17 @@ TASK = {"id": 1, "data": {"dialogue": [{"author": "Customer", "text": "Billing q
 
 
 @pytest.fixture
-def web(make_settings, namespace, tmp_path):
-    settings = make_settings(rq_queue=namespace, basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1])
-    proc, url = start_gunicorn(settings, tmp_path, workers=4, app="tests.pidapp:app")
-    yield settings, url
-    proc.stop()
+def web(make_settings, namespace, start_backend, fake_llm):
+    settings = make_settings(rq_queue=namespace)
+    backend = start_backend(
+        fake_llm.base_url,
+        namespace=namespace,
+        basic_auth=AUTH,
+        workers=4,
+        app="tests.pidapp:app",
+        env={"DEFAULT_PROMPT": settings.default_prompt},
+    )
+    return settings, backend.url
 
 
 def call(url: str, route: str) -> tuple[str, str, list[str]]:

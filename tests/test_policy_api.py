@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +11,6 @@ import pytest
 from optimizer.policy import Demo, Policy
 from tests.conftest import SUPPORT_CONFIG
 from tests.lspayloads import uid
-from tests.processes import ROOT, settings_env
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret-pass").decode()}
 PROJECT = uid(4)
@@ -127,29 +124,35 @@ def test_train_and_job_status(api):
     assert get(api.client, "/jobs/bad.id").status_code == 400
 
 
-def _cli(settings, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "optimizer", "policies", *args],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.fixture
+def cli(api, monkeypatch, capsys):
+    """``python -m optimizer policies ...`` in-process, configured through the environment like the real command."""
+    from optimizer.cli import main
+
+    monkeypatch.setenv("REDIS_URL", api.settings.redis_url)
+    monkeypatch.setenv("REDIS_NAMESPACE", api.settings.redis_namespace)
+    monkeypatch.setenv("DEFAULT_PROMPT", api.settings.default_prompt)
+
+    def run(*args) -> SimpleNamespace:
+        code = main(["policies", *args])
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
-def test_cli_list_diff_rollback_pin(api):
-    listing = _cli(api.settings, "list", "--project", "4")
+def test_cli_list_diff_rollback_pin(api, cli):
+    listing = cli("list", "--project", "4")
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0] == f"project {PROJECT}" and lines[1].startswith(f"* {api.v3.version}")
-    as_json = json.loads(_cli(api.settings, "list", "--project", "4", "--json").stdout)
+    as_json = json.loads(cli("list", "--project", "4", "--json").stdout)
     assert [p["version"] for p in as_json["policies"]] == [api.v3.version, api.v2.version, api.default.version]
-    diff = json.loads(_cli(api.settings, "diff", "--project", "4").stdout)
+    diff = json.loads(cli("diff", "--project", "4").stdout)
     assert diff["demos_added"] and diff["to"] == api.v3.version
-    rolled = _cli(api.settings, "rollback", "--project", "4", "--version", api.v2.version, "--pin")
+    rolled = cli("rollback", "--project", "4", "--version", api.v2.version, "--pin")
     assert rolled.returncode == 0 and json.loads(rolled.stdout)["pinned"] is True
     assert api.services.store.current(PROJECT).version == api.v2.version
-    assert _cli(api.settings, "unpin", "--project", "4").returncode == 0
-    missing = _cli(api.settings, "show", "--project", "4", "--version", "pv-000000000000")
+    assert cli("unpin", "--project", "4").returncode == 0
+    missing = cli("show", "--project", "4", "--version", "pv-000000000000")
     assert missing.returncode == 2 and "no policy version" in missing.stderr

@@ -9,20 +9,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
+from tests.backendprocess import BackendProcess
 from tests.conftest import SUPPORT_CONFIG
 from tests.fakellm import FakeLLM
 from tests.fakels import FakeLabelStudio
-from tests.processes import wait_for
-from tests.training_stack import AUTH, MAGIC_WORD, Stack, gold_tasks, magic_responder, serve
+from tests.processes import kill_tree, wait_for
+from tests.training_stack import AUTH, MAGIC_WORD, Stack, gold_tasks, magic_responder, shared_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def stack(make_settings, namespace, tmp_path):
-    from _wsgi import create_app
+def stack(make_settings, namespace):
+    from optimizer.services import Services
 
     stacks = []
 
@@ -32,34 +32,29 @@ def stack(make_settings, namespace, tmp_path):
         values = {
             "llm_base_url": fake_llm.base_url,
             "rq_queue": namespace,
-            "basic_auth_user": AUTH[0],
-            "basic_auth_pass": AUTH[1],
             "label_studio_url": ls.url,
             "label_studio_api_key": ls.token,
             "train_lease_ttl": 2.0,
             **overrides,
         }
         settings = make_settings(**values)
-        app = create_app(settings)
-        server = serve(app)
-        session = requests.Session()
-        session.auth = AUTH
-        s = Stack(
-            settings,
-            app.extensions["services"],
-            f"http://127.0.0.1:{server.server_port}",
-            session,
-            ls,
-            tmp_path,
-            SUPPORT_CONFIG,
+        backend = BackendProcess(
+            redis_url=settings.redis_url,
+            llm_base_url=fake_llm.base_url,
+            namespace=settings.redis_namespace,
+            basic_auth=AUTH,
+            env=shared_env(settings),
+            workers=1,  # several web workers are the hot-swap test's subject, not these tests'
+            threads=16,
         )
-        stacks.append((s, server, ls, fake_llm))
+        s = Stack(settings, Services(settings), backend, ls, SUPPORT_CONFIG)
+        stacks.append((s, ls, fake_llm))
+        backend.start()
         return s
 
     yield build
-    for s, server, ls, fake_llm in stacks:
+    for s, ls, fake_llm in stacks:
         s.close()
-        server.shutdown()
         ls.__exit__()
         fake_llm.stop()
 
@@ -149,14 +144,14 @@ def run_with_followup(s: Stack):
     wait_for(lambda: s.ls.listings >= 1, 30, what="the run to start")
     follow = s.webhook("START_TRAINING")["job"]
     assert follow != first
-    wait_for(worker.children, 5, what="the work horse running the job")
+    s.work_horse(worker)
     return v1, worker, first, follow
 
 
 def test_sigkilled_worker_leaves_no_half_promotion_and_the_next_trigger_runs(stack):
     s = stack()
     v1, worker, _, follow = run_with_followup(s)
-    worker.kill_tree()  # SIGKILL the worker and its work horse mid-run, as when a machine dies
+    kill_tree(worker.pid)  # SIGKILL the worker and its work horse mid-run, as when a machine dies
     history_before = s.services.history.promotions(s.project)
     assert s.setup_version() == v1 and history_before == []
     s.ls.hold.set()
@@ -191,7 +186,7 @@ def test_repredict_after_promotion_posts_predictions_in_batches(stack):
 def test_killed_work_horse_frees_the_project_at_once_and_the_followup_runs(stack):
     s = stack(train_lease_ttl=60.0)  # a long lease: only the worker's own handling can free the project in time
     v1, worker, first, follow = run_with_followup(s)
-    os.kill(worker.children()[0], signal.SIGKILL)  # the OOM killer takes the job's process; the worker survives
+    os.kill(s.work_horse(worker), signal.SIGKILL)  # the OOM killer takes the job's process; the worker survives
     dead = s.wait_job(first, timeout=30, states=("failed",))
     assert "died" in dead["error"] and s.setup_version() == v1
     s.ls.hold.set()

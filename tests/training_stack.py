@@ -1,7 +1,7 @@
-"""A retraining stack for tests: the app on a real HTTP server, a real RQ worker process, a scripted LLM and LS.
+"""A retraining stack for tests: the backend under gunicorn, real RQ worker processes, a scripted LLM and LS.
 
 The scripted LLM makes the optimiser's job observable: the labeller answers correctly (by keyword) only when its
-system prompt contains ``MAGIC_WORD``, and the proposer (any request without a JSON answer format) proposes an
+system prompt contains ``MAGIC_WORD``, and the proposer (any request without the label format spec) proposes an
 instruction that contains it. So a candidate from the proposer is truly better on every split, and a run that
 promotes it changes what ``/predict`` returns.
 """
@@ -9,21 +9,27 @@ promotes it changes what ``/predict`` returns.
 from __future__ import annotations
 
 import json
-import threading
+import sys
 from dataclasses import dataclass, field
 
 import requests
-from werkzeug.serving import make_server
+from pydantic import SecretStr
 
+from tests.backendprocess import BackendProcess, ManagedProcess
 from tests.fakellm import Reply, keyword_answer, labels_from_system, system_text
 from tests.fakels import FakeLabelStudio
 from tests.lspayloads import uid, webhook
-from tests.processes import Proc, start_worker, wait_for
+from tests.processes import descendants, kill_tree, wait_for
 
 MAGIC_WORD = "MAGIC-RULE"
 PROJECT_ID = 1
 AUTH = ("admin", "s3cret-pass")
 INTENTS = ["Greeting", "Billing", "Complaint", "Cancellation", "Order_Status", "Technical_Support"]
+# Settings the backend and worker processes must share with the test's in-process Services.
+SHARED = (
+    "default_prompt", "rq_queue", "train_lease_ttl", "train_min_gold", "optimize_budget", "retrain_every_n",
+    "repredict_after_promote", "repredict_batch", "label_studio_url", "label_studio_api_key",
+)  # fmt: skip
 
 
 def magic_responder(body: dict):
@@ -43,38 +49,52 @@ def gold_tasks(n: int = 12, unlabelled: int = 3) -> list[dict]:
         if i < n:
             result = [{"from_name": "intent", "to_name": "chat", "type": "choices", "value": {"choices": [label]}}]
             task["annotations"] = [
-                {
-                    "id": 100 + i,
-                    "result": result,
-                    "was_cancelled": False,
-                    "ground_truth": False,
-                    "completed_by": 1,
-                    "updated_at": "2026-11-21T22:40:00Z",
-                }
-            ]
+                {"id": 100 + i, "result": result, "was_cancelled": False, "ground_truth": False,
+                 "completed_by": 1, "updated_at": "2026-11-21T22:40:00Z"}
+            ]  # fmt: skip
         tasks.append(task)
     return tasks
+
+
+def shared_env(settings) -> dict[str, str]:
+    """The environment that gives another process the same values as ``settings`` for :data:`SHARED`."""
+    out = {}
+    for name in SHARED:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        out[name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return out
 
 
 @dataclass
 class Stack:
     settings: object
     services: object
-    url: str
-    session: requests.Session
+    backend: BackendProcess
     ls: FakeLabelStudio
-    log_dir: object
     label_config: str
-    workers: list[Proc] = field(default_factory=list)
+    workers: list[ManagedProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        self.session.auth = AUTH
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
 
     @property
     def project(self) -> str:
         return uid(PROJECT_ID)
 
-    def start_worker(self, name: str = "worker") -> Proc:
-        proc = start_worker(self.settings, self.log_dir, name=f"{name}-{len(self.workers)}")
+    def start_worker(self, name: str = "worker") -> ManagedProcess:
+        proc = self.backend.spawn([sys.executable, "-m", "optimizer", "worker"], name=f"{name}-{len(self.workers)}")
         self.workers.append(proc)
         return proc
+
+    def work_horse(self, worker: ManagedProcess) -> int:
+        return wait_for(lambda: descendants(worker.pid), 5, what="the work horse running the job")[0]
 
     def webhook(self, action: str = "START_TRAINING") -> dict:
         payload = webhook(action, PROJECT_ID, self.label_config)
@@ -99,21 +119,14 @@ class Stack:
             view = self.job(job_id)
             return view if view["status"] in states else None
 
-        return wait_for(done, timeout, 0.1, what=f"job {job_id} to reach {states}; logs:\n{self.logs()}")
+        return wait_for(done, timeout, 0.1, what=f"job {job_id} to reach {states}; logs:\n{self.backend.log_tail()}")
 
     def idle(self) -> bool:
         state = self.services.coalescer.status(self.project)
         return not (state["running"] or state["queued"] or state["followup"])
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {w.log.name}\n{w.output()[-4000:]}" for w in self.workers)
-
     def close(self) -> None:
+        """Kill the workers and their work horses (in their own process groups), then the rest of the backend."""
         for worker in self.workers:
-            worker.stop()
-
-
-def serve(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+            kill_tree(worker.pid)
+        self.backend.cleanup()
