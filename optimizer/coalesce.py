@@ -15,7 +15,7 @@ Per project (``ns`` is ``REDIS_NAMESPACE``):
 
 A trigger (``trigger``) answers with one of:
 - ``counted``: below the annotation threshold, nothing queued;
-- ``enqueue``: a new run is reserved and the caller must put it in the RQ queue;
+- ``queued``: a new run is reserved; the caller must put it in the RQ queue;
 - ``followup``: a run is in progress; this id runs once it ends;
 - ``coalesced``: the trigger joined the queued run or the existing follow-up (same id returned).
 
@@ -58,7 +58,7 @@ else
   redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'queued', id, 'queued_at', ARGV[3])
-return {'enqueue', id, ''}
+return {'queued', id, ''}
 """
 
 _BEGIN = """
@@ -105,7 +105,7 @@ return f
 
 @dataclass(frozen=True)
 class Trigger:
-    status: str  # counted | enqueue | followup | coalesced
+    status: str  # counted | queued | followup | coalesced
     job_id: str | None
     detail: str = ""
 

@@ -48,7 +48,7 @@ class TrainingQueue:
     # -- triggers -----------------------------------------------------------------------------------------------
     def trigger(self, project: str, *, threshold: int = 0, reason: str = "") -> Trigger:
         decision = self.coalescer.trigger(project, threshold=threshold, stale=self._stale_queued(project))
-        if decision.status == "enqueue":
+        if decision.status == "queued":
             self.ensure_enqueued(project, decision.job_id, reason or "trigger")
         return decision
 

@@ -123,7 +123,8 @@ def train_project(
         LLMClient(settings.proposer()),
         budget_calls=settings.optimize_budget,
         seed=settings.train_seed,
-        max_seconds=settings.optimize_max_seconds,
+        # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
+        max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
         progress=lambda event: progress(phase="optimizing", optimizer=event),
     )
     best = result.best

@@ -15,7 +15,7 @@ def make(redis_client, namespace) -> Coalescer:
 def test_first_trigger_enqueues_and_later_ones_join_the_queued_run(redis_client, namespace):
     c = make(redis_client, namespace)
     first = c.trigger("1.100")
-    assert first.status == "enqueue" and first.job_id
+    assert first.status == "queued" and first.job_id
     again = c.trigger("1.100")
     assert again.status == "coalesced" and again.job_id == first.job_id
     assert c.project_of(first.job_id) == "1.100"
@@ -50,7 +50,7 @@ def test_finish_without_followup_frees_the_project(redis_client, namespace):
     c.begin("p", run, 30)
     assert c.finish("p", run) is None
     nxt = c.trigger("p")
-    assert nxt.status == "enqueue" and nxt.job_id != run
+    assert nxt.status == "queued" and nxt.job_id != run
 
 
 def test_second_runner_cannot_begin_while_the_lease_is_held(redis_client, namespace):
@@ -81,7 +81,7 @@ def test_next_trigger_after_a_dead_runner_reuses_its_followup(redis_client, name
     follow = c.trigger("p").job_id
     time.sleep(1.2)
     nxt = c.trigger("p")
-    assert nxt.status == "enqueue" and nxt.job_id == follow
+    assert nxt.status == "queued" and nxt.job_id == follow
 
 
 def test_heartbeat_keeps_the_lease_and_fails_once_lost(redis_client, namespace):
@@ -100,14 +100,14 @@ def test_stale_queued_id_is_replaced(redis_client, namespace):
     c = make(redis_client, namespace)
     dead = c.trigger("p").job_id
     fresh = c.trigger("p", stale=dead)
-    assert fresh.status == "enqueue" and fresh.job_id != dead
+    assert fresh.status == "queued" and fresh.job_id != dead
 
 
 def test_threshold_counts_annotations_then_triggers_and_resets(redis_client, namespace):
     c = make(redis_client, namespace)
     outcomes = [c.trigger("p", threshold=3) for _ in range(7)]
     statuses = [o.status for o in outcomes]
-    assert statuses == ["counted", "counted", "enqueue", "counted", "counted", "coalesced", "counted"]
+    assert statuses == ["counted", "counted", "queued", "counted", "counted", "coalesced", "counted"]
     assert outcomes[0].detail == "1" and outcomes[3].detail == "1"
     # A run starting resets the count: annotations before it are in its data.
     c.begin("p", outcomes[2].job_id, 30)
@@ -127,11 +127,11 @@ def test_parallel_triggers_reserve_a_single_run(redis_client, namespace):
         t.start()
     for t in threads:
         t.join()
-    assert sum(1 for s, _ in ids if s == "enqueue") == 1
+    assert sum(1 for s, _ in ids if s == "queued") == 1
     assert len({j for _, j in ids}) == 1
 
 
 def test_projects_are_independent(redis_client, namespace):
     c = make(redis_client, namespace)
     a, b = c.trigger("a"), c.trigger("b")
-    assert a.status == b.status == "enqueue" and a.job_id != b.job_id
+    assert a.status == b.status == "queued" and a.job_id != b.job_id

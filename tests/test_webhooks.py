@@ -50,7 +50,7 @@ def test_start_training_queues_one_rq_job_and_answers_with_its_id(backend, redis
     first = post(session, url, webhook("START_TRAINING", 5, SUPPORT_CONFIG))
     assert first.status_code == 201, first.text
     body = first.json()
-    assert body["status"] == "enqueue" and body["job"].startswith("train-")
+    assert body["status"] == "queued" and body["job"].startswith("train-")
     queue = Queue(services.settings.rq_queue, connection=services.rq_redis)
     assert queue.job_ids == [body["job"]]
     job = Job.fetch(body["job"], connection=services.rq_redis)
@@ -64,7 +64,7 @@ def test_start_training_queues_one_rq_job_and_answers_with_its_id(backend, redis
 def test_annotations_queue_a_run_every_n(backend):
     url, session, _ = backend(retrain_every_n=3)
     answers = [post(session, url, webhook("ANNOTATION_CREATED", 6, SUPPORT_CONFIG)).json() for _ in range(3)]
-    assert [a["status"] for a in answers] == ["counted", "counted", "enqueue"]
+    assert [a["status"] for a in answers] == ["counted", "counted", "queued"]
     assert "job" not in answers[0] and answers[1]["annotations_since_last_run"] == 2
     assert answers[2]["job"]
     updated = post(session, url, webhook("ANNOTATION_UPDATED", 6, SUPPORT_CONFIG)).json()
