@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rq import get_current_job
 from rq.job import Job
@@ -75,17 +76,28 @@ class Heartbeat(threading.Thread):
         self._stop_event.set()
 
 
+@dataclass
+class Lease:
+    ok: bool
+    followup: str | None = None  # when not ok: the run this job's trigger was folded into
+    heartbeat: Heartbeat | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self.heartbeat is not None and self.heartbeat.lost
+
+
 @contextmanager
 def project_lease(services: Services, project: str, job_id: str):
     """Hold the project's lease for the run; afterwards queue the follow-up, whatever happened in between."""
     begin = services.coalescer.begin(project, job_id, services.settings.train_lease_ttl)
     if not begin.ok:
-        yield begin
+        yield Lease(False, begin.followup)
         return
     beat = Heartbeat(services, project, job_id)
     beat.start()
     try:
-        yield begin
+        yield Lease(True, heartbeat=beat)
     finally:
         beat.stop()
         followup = services.coalescer.finish(project, job_id)
@@ -111,12 +123,12 @@ def _run(kind: str, body) -> dict:
 
 def train(project: str) -> dict:
     def body(services: Services, job: Job, progress: JobProgress) -> dict:
-        with project_lease(services, project, job.id) as begin:
-            if not begin.ok:
-                progress(phase="coalesced", followup=begin.followup)
-                return {"status": "coalesced", "followup": begin.followup, "promoted": False}
+        with project_lease(services, project, job.id) as lease:
+            if not lease.ok:
+                progress(phase="coalesced", followup=lease.followup)
+                return {"status": "coalesced", "followup": lease.followup, "promoted": False}
             progress(phase="started", project=project)
-            summary = train_project(services, project, job.id, progress)
+            summary = train_project(services, project, job.id, progress, lease_lost=lambda: lease.lost)
         if summary.get("promoted") and services.settings.repredict_after_promote:
             summary["repredict_job"] = services.jobs.enqueue_repredict(project, summary["live_after"])
         progress(phase="done", promoted=bool(summary.get("promoted")), status=summary.get("status"))

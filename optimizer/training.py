@@ -75,7 +75,14 @@ def train_project(
     *,
     ls: LabelStudioClient | None = None,
     optimize: Callable | None = None,
+    lease_lost: Callable[[], bool] = lambda: False,
 ) -> dict:
+    """Run the optimiser on the project's annotations and promote what it accepts.
+
+    ``lease_lost`` tells whether this run lost the project's lease (its heartbeat stopped reaching Redis for a
+    whole TTL): another run may then be working on the project, so this one keeps its candidate in history and
+    leaves promotion to that run.
+    """
     settings = services.settings
     store = services.store
     number = numeric_id(project)
@@ -147,6 +154,10 @@ def train_project(
         reason = "no candidate beat the starting policy on validation by more than noise"
         return {**summary, "promoted": False, "status": "rejected", "reason": reason}
 
+    if lease_lost():
+        store.record(project, best, parent=live.version, status="lease lost", **info)
+        reason = "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept"
+        return {**summary, "promoted": False, "status": "lease lost", "reason": reason}
     progress(phase="promoting", candidate=best.version)
     outcome = store.promote(project, best, live.version, **info)
     if outcome.ok:

@@ -147,3 +147,11 @@ def test_a_project_key_that_is_not_a_label_studio_id_fails(run):
     services, _, _, _ = run()
     with pytest.raises(TrainingError, match="not a Label Studio project id"):
         train_project(services, "default", "train-x", lambda **f: None)
+
+
+def test_a_run_that_lost_its_lease_does_not_promote(run):
+    services, train, _, _ = run()
+    before = services.store.current(PROJECT).version
+    summary = train(lease_lost=lambda: True)
+    assert summary["accepted"] and summary["promoted"] is False and summary["status"] == "lease lost"
+    assert services.store.current(PROJECT).version == before
