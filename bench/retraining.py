@@ -182,6 +182,11 @@ def webhooks(url: str, concurrency: int, rounds: int) -> dict:
     payload = webhook("ANNOTATION_CREATED", PROJECT_ID + 1, SUPPORT_CONFIG)
     for c in conns:  # warm every keep-alive connection (and the workers' imports) first
         c.post("/webhook", payload)
+    alone = []  # the same event with nothing else in flight: the baseline the concurrent figures compare to
+    for _ in range(50):
+        started = time.perf_counter()
+        conns[0].post("/webhook", payload)
+        alone.append((time.perf_counter() - started) * 1000)
     timings, statuses = [], {}
     barrier = threading.Barrier(concurrency)
 
@@ -201,6 +206,7 @@ def webhooks(url: str, concurrency: int, rounds: int) -> dict:
     return {
         "concurrency": concurrency,
         "events": len(timings),
+        "alone_answer_ms_median": round(statistics.median(alone), 2),
         "answer_ms_median": round(statistics.median(timings), 2),
         "answer_ms_p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
         "answer_ms_max": round(ordered[-1], 2),
@@ -233,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"webhooks, {hooks['concurrency']} concurrent ANNOTATION_CREATED x {args.rounds}: answer median "
-        f"{hooks['answer_ms_median']} ms, p95 {hooks['answer_ms_p95']} ms, max {hooks['answer_ms_max']} ms"
+        f"{hooks['answer_ms_median']} ms, p95 {hooks['answer_ms_p95']} ms, max {hooks['answer_ms_max']} ms "
+        f"(one at a time: median {hooks['alone_answer_ms_median']} ms, "
+        f"x{hooks['answer_ms_median'] / hooks['alone_answer_ms_median']:.1f} under load)"
     )
     return 0
 
