@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from .gold import GoldItem, items_from_tasks
-from .labelconfig import LabelConfigError, parse_label_config
+from .labelconfig import LabelConfigError, Schema, parse_label_config
 from .llm import LLMClient
 from .lsclient import LabelStudioClient, LabelStudioError
 from .policy import Policy
@@ -67,6 +67,44 @@ def _optimize():
     return optimize
 
 
+REASONS = {
+    "rejected": "no candidate beat the starting policy on validation by more than noise",
+    "lease lost": "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept",
+    "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
+    "pinned": "the project was pinned while the job ran; candidate kept in history",
+    "unchanged": "the candidate is already live",
+}
+
+
+def fetch_gold(services: Services, project: str, number: int, ls: LabelStudioClient) -> tuple[Schema, list, dict]:
+    """The project's schema, its gold items from Label Studio, and what was used and skipped."""
+    try:
+        schema = parse_label_config(services.projects.label_config(project) or ls.label_config(number))
+        tasks = ls.annotated_tasks(number)
+    except LabelConfigError as exc:
+        raise TrainingError(f"the project's label config cannot be used: {exc}") from None
+    except LabelStudioError as exc:
+        raise TrainingError(str(exc)) from None
+    gold, skipped = items_from_tasks(schema, tasks)
+    stats = {"annotated_tasks": len(tasks), "used": len(gold), "skipped": dict(skipped)}
+    minimum = services.settings.train_min_gold
+    if len(gold) < minimum:
+        raise TrainingError(
+            f"only {len(gold)} usable annotated tasks (of {len(tasks)} annotated); "
+            f"training needs at least TRAIN_MIN_GOLD={minimum}"
+        )
+    return schema, gold, stats
+
+
+def starting_policy(services: Services, live: Policy, gold: Sequence[GoldItem]) -> tuple[Policy, str]:
+    """The live policy; or, while the project still runs on the default, the prompt its annotators typed."""
+    if live.version == services.default_policy.version:
+        typed = typed_prompt(gold)
+        if typed:
+            return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+    return live, "live policy"
+
+
 def train_project(
     services: Services,
     project: str,
@@ -83,8 +121,7 @@ def train_project(
     whole TTL): another run may then be working on the project, so this one keeps its candidate in history and
     leaves promotion to that run.
     """
-    settings = services.settings
-    store = services.store
+    settings, store = services.settings, services.store
     number = numeric_id(project)
     if number is None:
         raise TrainingError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
@@ -95,32 +132,10 @@ def train_project(
         raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
 
     progress(phase="fetching annotations")
-    ls = ls or label_studio(services)
-    config = services.projects.label_config(project)
-    try:
-        config = config or ls.label_config(number)
-        schema = parse_label_config(config)
-        tasks = ls.annotated_tasks(number)
-    except LabelConfigError as exc:
-        raise TrainingError(f"the project's label config cannot be used: {exc}") from None
-    except LabelStudioError as exc:
-        raise TrainingError(str(exc)) from None
-    gold, skipped = items_from_tasks(schema, tasks)
-    stats = {"annotated_tasks": len(tasks), "used": len(gold), "skipped": dict(skipped)}
+    schema, gold, stats = fetch_gold(services, project, number, ls or label_studio(services))
     progress(phase="gold ready", gold=stats)
-    if len(gold) < settings.train_min_gold:
-        raise TrainingError(
-            f"only {len(gold)} usable annotated tasks (of {len(tasks)} annotated); "
-            f"training needs at least TRAIN_MIN_GOLD={settings.train_min_gold}"
-        )
-
-    initial, seeded_from = live, "live policy"
-    if live.version == services.default_policy.version:
-        typed = typed_prompt(gold)
-        if typed:
-            initial, seeded_from = Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+    initial, seeded_from = starting_policy(services, live, gold)
     progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
-
     started = time.monotonic()
     result = (optimize or _optimize())(
         initial,
@@ -150,23 +165,14 @@ def train_project(
     }
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
     if not result.accepted or best.version == live.version:
-        store.record(project, best, parent=live.version, status="rejected", **info)
-        reason = "no candidate beat the starting policy on validation by more than noise"
-        return {**summary, "promoted": False, "status": "rejected", "reason": reason}
-
-    if lease_lost():
-        store.record(project, best, parent=live.version, status="lease lost", **info)
-        reason = "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept"
-        return {**summary, "promoted": False, "status": "lease lost", "reason": reason}
-    progress(phase="promoting", candidate=best.version)
-    outcome = store.promote(project, best, live.version, **info)
-    if outcome.ok:
+        status = "rejected"
+    elif lease_lost():
+        status = "lease lost"
+    else:
+        progress(phase="promoting", candidate=best.version)
+        status = store.promote(project, best, live.version, **info).status
+    if status == "ok":
         log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
         return {**summary, "promoted": True, "status": "promoted", "live_after": best.version}
-    store.record(project, best, parent=live.version, status=outcome.status, **info)
-    reasons = {
-        "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
-        "pinned": "the project was pinned while the job ran; candidate kept in history",
-        "unchanged": "the candidate is already live",
-    }
-    return {**summary, "promoted": False, "status": outcome.status, "reason": reasons.get(outcome.status, "")}
+    store.record(project, best, parent=live.version, status=status, **info)
+    return {**summary, "promoted": False, "status": status, "reason": REASONS.get(status, "")}
