@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import redis
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
 from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
-from optimizer.labelling import predict_tasks
+from optimizer.labelling import ls_predictions, task_texts
 from optimizer.lsformat import typed_prompt
 from optimizer.policy import Policy
 from optimizer.services import Services
@@ -82,9 +83,10 @@ class PromptPolicyModel(LabelStudioMLBase):
         if typed:
             # Interactive mode: the annotator's typed prompt is used at once, with the project's demos.
             policy = policy.with_instruction(typed)
-        return predict_tasks(
-            self.services.predictor, policy, self.schema, tasks, self.services.settings.predict_deadline
-        )
+        texts = task_texts(self.schema, tasks)
+        deadline = time.monotonic() + self.services.settings.predict_deadline
+        predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
+        return ls_predictions(self.schema, policy, predictions)
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
         try:

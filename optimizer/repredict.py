@@ -7,10 +7,11 @@ Tasks that already carry a prediction of this version are skipped, so a re-run a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from .labelconfig import LabelConfigError, parse_label_config
-from .labelling import predict_tasks
+from .labelling import ls_predictions, task_texts
 from .lsclient import LabelStudioClient, LabelStudioError
 from .projects import numeric_id
 from .services import Services
@@ -51,7 +52,9 @@ def repredict_project(
         if services.store.current(project).version != version:
             return {"status": "superseded", "version": version, "posted": posted, "total": len(tasks)}
         chunk = tasks[start : start + batch]
-        results = predict_tasks(services.predictor, policy, schema, chunk, services.settings.predict_deadline)
+        deadline = time.monotonic() + services.settings.predict_deadline
+        predictions = services.predictor.predict_many(policy, schema, task_texts(schema, chunk), deadline=deadline)
+        results = ls_predictions(schema, policy, predictions)
         payload = [{"task": t["id"], **r} for t, r in zip(chunk, results, strict=True) if r["result"]]
         empty += len(chunk) - len(payload)
         if payload:
