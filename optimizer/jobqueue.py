@@ -4,9 +4,10 @@
 jobs. It names the job functions by import path, so web workers never import the optimiser's loop.
 
 Crash windows and how they close:
-- a web worker dies between reserving a run and enqueueing it, or an RQ worker dies after dequeuing a run but
-  before it takes the project's lease: the reservation points at a job RQ does not have (or has failed). The next
-  trigger finds it dead after ``STALE_AFTER`` seconds, drops it and reserves a new run;
+- a web worker dies between reserving a run and enqueueing it: the reservation points at a job RQ does not have.
+  The next trigger after ``STALE_AFTER`` seconds finds it missing, drops it and reserves a new run. The same happens
+  when an RQ worker dies after dequeuing a run but before taking the project's lease, once RQ has marked that job
+  failed (its abandoned-job check, when the dead worker's heartbeat lapses);
 - an RQ worker dies mid-run: its lease expires (``TRAIN_LEASE_TTL``); the next trigger, or any worker's sweep,
   queues the follow-up it left behind. The RQ job itself is marked failed by RQ's abandoned-job handling.
 """
