@@ -11,16 +11,17 @@ from flask import Flask
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
+from observability import instrument
 from optimizer.labelconfig import warm_up
-from optimizer.logconfig import configure_logging
 from optimizer.services import Services
-from optimizer.settings import Settings, load_settings
+from optimizer.settings import Settings
+from optimizer.startup import prepare, start
 from policy_api import bp as policy_api
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
-    settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    # A bad setting stops the worker here with one line; gunicorn.conf.py already checked it in the master.
+    settings = prepare(settings, "web") if settings is not None else start("web")
     services = services or Services(settings)
     warm_up()
     auth = None
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
+    instrument(app, services)
     return app
 
 

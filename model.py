@@ -15,6 +15,7 @@ import time
 import redis
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
+from optimizer import telemetry
 from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelling import ls_predictions, task_texts
 from optimizer.lsformat import typed_prompt
@@ -22,9 +23,8 @@ from optimizer.policy import Policy
 from optimizer.services import Services
 from optimizer.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
 
-log = logging.getLogger("model")
-
 DEFAULT_PROJECT = "default"
+log = logging.getLogger(__name__)
 
 
 class PromptPolicyModel(LabelStudioMLBase):
@@ -86,7 +86,20 @@ class PromptPolicyModel(LabelStudioMLBase):
         texts = task_texts(self.schema, tasks)
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
+        self._account(policy.version if not typed else telemetry.INTERACTIVE, [p.error for p in predictions])
         return ls_predictions(self.schema, policy, predictions)
+
+    def _account(self, version: str, errors: list[str | None]) -> None:
+        telemetry.record_predictions(self.project, version, errors)
+        failed = [e for e in errors if e]
+        if failed:
+            log.warning(
+                "%d of %d tasks got empty predictions; first reason: %s",
+                len(failed),
+                len(errors),
+                failed[0],
+                extra={"project": self.project, "tasks": len(errors), "failed": len(failed)},
+            )
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
         try:

