@@ -59,6 +59,13 @@ class Services:
         return client
 
     @cached_property
+    def proposer(self) -> LLMClient:
+        """The optimiser's LLM (``OPTIMIZER_*``, else the labeller's endpoint), counted apart in /metrics."""
+        client = LLMClient(self.settings.proposer())
+        telemetry.instrument_llm(client, "proposer", self.redis, self.settings.redis_namespace)
+        return client
+
+    @cached_property
     def predictor(self) -> Predictor:
         return Predictor(self.labeller)
 

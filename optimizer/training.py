@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 from .gold import GoldItem, items_from_tasks
 from .labelconfig import LabelConfigError, Schema, parse_label_config
-from .llm import LLMClient
 from .lsclient import LabelStudioClient, LabelStudioError
 from .policy import Policy
 from .projects import numeric_id
@@ -142,7 +141,7 @@ def train_project(
         schema,
         gold,
         services.labeller,
-        LLMClient(settings.proposer()),
+        services.proposer,
         budget_calls=settings.optimize_budget,
         seed=settings.train_seed,
         # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -74,6 +75,12 @@ def test_start_training_promotes_a_better_policy_and_every_route_serves_it(stack
     assert view["meta"]["phase"] == "done" and view["meta"]["gold"]["used"] == 12
     listing = s.session.get(s.url + "/projects/1/policies").json()
     assert listing["live"] == v2
+    # /metrics (read from Redis) sees the job, the promotion and the worker's LLM calls for both roles.
+    metrics = s.session.get(s.url + "/metrics").text
+    assert f'lsml_policy_promotions_total{{project="{s.project}"}} 1.0' in metrics
+    assert f'lsml_jobs{{queue="{s.settings.rq_queue}",state="succeeded"}} 1.0' in metrics
+    assert re.search(r'lsml_llm_calls_total\{role="proposer",source="worker"\} [1-9]', metrics), metrics
+    assert re.search(r'lsml_llm_calls_total\{role="labeller",source="worker"\} [1-9]', metrics), metrics
     assert next(p for p in listing["policies"] if p["version"] == v2)["job"] == answer["job"]
 
 
