@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import percentile, redis_server  # noqa: E402
 from optimizer.policy import Policy  # noqa: E402
 from optimizer.services import Services  # noqa: E402
 from optimizer.settings import Settings  # noqa: E402
 from tests.backendprocess import BackendProcess  # noqa: E402
 from tests.conftest import SUPPORT_CONFIG  # noqa: E402
 from tests.lspayloads import uid, webhook  # noqa: E402
-from tests.redisserver import RedisServer  # noqa: E402
 
 PROJECT_ID = 42
 UNUSED_LLM = "http://127.0.0.1:9/v1"  # /setup and /webhook never call the LLM
@@ -202,16 +202,28 @@ def webhooks(url: str, concurrency: int, rounds: int) -> dict:
             for elapsed, status in pool.map(one, conns):
                 timings.append(elapsed)
                 statuses[status] = statuses.get(status, 0) + 1
-    ordered = sorted(timings)
     return {
         "concurrency": concurrency,
         "events": len(timings),
         "alone_answer_ms_median": round(statistics.median(alone), 2),
         "answer_ms_median": round(statistics.median(timings), 2),
-        "answer_ms_p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
-        "answer_ms_max": round(ordered[-1], 2),
+        "answer_ms_p95": round(percentile(timings, 95), 2),
+        "answer_ms_max": round(max(timings), 2),
         "answers": statuses,
     }
+
+
+def retraining(redis_url: str, swaps: int = 50, concurrency: int = 20, rounds: int = 10) -> dict:
+    """Both measurements against one gunicorn backend (``make bench`` runs this as R1 and R2)."""
+    settings = _settings(redis_url)
+    backend = _backend(settings).start()
+    try:
+        return {
+            "hot_swap": hot_swap(backend.url, Services(settings), swaps),
+            "webhooks": webhooks(backend.url, concurrency, rounds),
+        }
+    finally:
+        backend.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,18 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
-    redis = RedisServer().start()
-    try:
-        settings = _settings(redis.url)
-        backend = _backend(settings).start()
-        try:
-            swap = hot_swap(backend.url, Services(settings), args.swaps)
-            hooks = webhooks(backend.url, args.concurrency, args.rounds)
-        finally:
-            backend.cleanup()
-    finally:
-        redis.cleanup()
-    print(json.dumps({"hot_swap": swap, "webhooks": hooks}, indent=2))
+    with redis_server() as redis:
+        results = retraining(redis.url, args.swaps, args.concurrency, args.rounds)
+    swap, hooks = results["hot_swap"], results["webhooks"]
+    print(json.dumps(results, indent=2))
     print(
         f"\nhot swap, 4 workers, {swap['swaps']} swaps: promotion -> every worker on the new version "
         f"median {swap['swap_to_all_workers_ms_median']} ms, max {swap['swap_to_all_workers_ms_max']} ms; "
