@@ -16,6 +16,7 @@ from optimizer.labelconfig import warm_up
 from optimizer.services import Services
 from optimizer.settings import Settings
 from optimizer.startup import prepare, start
+from policy_api import bp as policy_api
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         name="prompt-policy-backend",
     )
     app.extensions["services"] = services
+    app.register_blueprint(policy_api)
     instrument(app, services)
     return app
 

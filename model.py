@@ -3,20 +3,25 @@
 Per request it parses the label config (cached by content), reads the project's current policy from Redis once,
 renders each task, runs the shared predictor and maps the answers back to Label Studio results. The version it
 reports from ``/setup`` and ``/predict`` is the policy's content hash, so it changes exactly when the policy does.
+Webhooks go to ``optimizer.webhooks`` (which only touches Redis and queues RQ jobs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+
+import redis
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
 from optimizer import telemetry
 from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
-from optimizer.lsformat import to_results, typed_prompt
+from optimizer.labelling import ls_predictions, task_texts
+from optimizer.lsformat import typed_prompt
 from optimizer.policy import Policy
-from optimizer.render import MissingInput, render_input
 from optimizer.services import Services
+from optimizer.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
 
 DEFAULT_PROJECT = "default"
 log = logging.getLogger(__name__)
@@ -27,11 +32,19 @@ class PromptPolicyModel(LabelStudioMLBase):
         self.services = services
         self.schema: Schema | None = None
         self._policy: Policy | None = None
+        self._project: str | None = None
         super().__init__(**kwargs)
 
     @property
     def project(self) -> str:
-        return self.project_id or DEFAULT_PROJECT
+        """The key the project's policy lives under; a bare numeric id (``/versions?project=3``) is resolved."""
+        if self._project is None:
+            project = self.project_id or DEFAULT_PROJECT
+            if project.isdigit():
+                with contextlib.suppress(redis.RedisError):
+                    project = self.services.projects.resolve(project)
+            self._project = project
+        return self._project
 
     def setup(self) -> None:
         if self.label_config is None:
@@ -40,6 +53,16 @@ class PromptPolicyModel(LabelStudioMLBase):
             self.schema = parse_label_config(self.label_config)
         except LabelConfigError as exc:
             raise InvalidInput(f"label config cannot be used: {exc}") from None
+        self._remember_project()
+
+    def _remember_project(self) -> None:
+        """Alias and label config for training jobs and the policy API; best effort, never fails a request."""
+        if not self.project_id or self.services.store.degraded:
+            return
+        try:
+            self.services.projects.seen(self.project_id, self.label_config)
+        except redis.RedisError as exc:
+            log.warning("could not record project %s: %s", self.project_id, exc.__class__.__name__)
 
     @property
     def policy(self) -> Policy:
@@ -60,23 +83,11 @@ class PromptPolicyModel(LabelStudioMLBase):
         if typed:
             # Interactive mode: the annotator's typed prompt is used at once, with the project's demos.
             policy = policy.with_instruction(typed)
-        texts: list[str | None] = []
-        for task in tasks:
-            try:
-                texts.append(render_input(self.schema, task["data"]))
-            except MissingInput:
-                texts.append(None)
+        texts = task_texts(self.schema, tasks)
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, [p.error for p in predictions])
-        return [
-            {
-                "result": to_results(self.schema, p.choices, p.texts, p.control_scores, prompt=policy.instruction),
-                "score": p.score,
-                "model_version": policy.version,
-            }
-            for p in predictions
-        ]
+        return ls_predictions(self.schema, policy, predictions)
 
     def _account(self, version: str, errors: list[str | None]) -> None:
         telemetry.record_predictions(self.project, version, errors)
@@ -91,7 +102,19 @@ class PromptPolicyModel(LabelStudioMLBase):
             )
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
-        return {"status": "acknowledged"}
+        try:
+            return WebhookHandler(self.services).handle(self.project_id, event, data)
+        except WebhookError as exc:
+            raise InvalidInput(str(exc)) from None
+        except WebhookUnavailable as exc:
+            raise InvalidInput(str(exc), status=503) from None
+
+    def versions(self) -> list[str]:
+        """The project's policy versions, newest first (``GET /versions?project=<id>``)."""
+        try:
+            return self.services.history.versions(self.project)
+        except redis.RedisError:
+            return [self.model_version]
 
     def health(self) -> dict:
         llm = self.services.labeller.config

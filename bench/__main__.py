@@ -1,4 +1,4 @@
-"""``make bench`` (= ``python -m bench``): the serving benchmarks P1, P2, P5 and P6, measured side by side in one run.
+"""``make bench`` (= ``python -m bench``): the serving benchmarks P1, P2, P5, P6 and the retraining path R1, R2.
 
 Every server is a real process on loopback: redis-server, the scripted fake LLM, llama.cpp with SmolLM2, gunicorn
 and an RQ worker. Prints a table with each goal beside its number and writes everything to bench/results.json.
@@ -50,6 +50,10 @@ def run(only: set[str]) -> dict:
             from .memory import p6
 
             results["P6"] = p6(redis.url)
+        if only & {"R1", "R2"}:
+            from .retraining import retraining
+
+            results["R"] = retraining(redis.url)
     results["machine"]["load_after"] = os.getloadavg()
     return results
 
@@ -122,6 +126,21 @@ def rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                 f"no growth (< {NO_GROWTH_MB:.0f} MB)",
                 r["growth_mb"] < NO_GROWTH_MB,
             )
+    if "R" in results:
+        r = results["R"]["hot_swap"]
+        what = f"hot swap, {r['workers']} gunicorn workers, {r['swaps']} promotions"
+        measured = (
+            f"all workers on the new version after median {r['swap_to_all_workers_ms_median']:.0f} ms "
+            f"(max {r['swap_to_all_workers_ms_max']:.0f}); stale answers {r['stale_answers_after_promotion']}"
+        )
+        add("R1", what, measured, "0 stale answers", r["stale_answers_after_promotion"] == 0)
+        r = results["R"]["webhooks"]
+        what = f"webhook answer, {r['concurrency']} concurrent annotation events"
+        measured = (
+            f"median {r['answer_ms_median']:.0f} ms, p95 {r['answer_ms_p95']:.0f}, max {r['answer_ms_max']:.0f} "
+            f"(alone {r['alone_answer_ms_median']:.0f} ms)"
+        )
+        add("R2", what, measured, "p95 <= 100 ms", r["answer_ms_p95"] <= 100)
     return out
 
 
@@ -141,11 +160,11 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="P1,P2,P5,P6", help="comma-separated subset of P1,P2,P5,P6")
+    parser.add_argument("--only", default="P1,P2,P5,P6,R1,R2", help="comma-separated subset of P1,P2,P5,P6,R1,R2")
     parser.add_argument("--output", default=str(HERE / "results.json"))
     args = parser.parse_args()
     only = {x.strip().upper() for x in args.only.split(",") if x.strip()}
-    unknown = only - {"P1", "P2", "P5", "P6"}
+    unknown = only - {"P1", "P2", "P5", "P6", "R1", "R2"}
     if unknown:
         sys.exit(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     results = run(only)

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: list[str] = ["optimizer.commands"]
+COMMAND_MODULES: list[str] = ["optimizer.commands", "optimizer.cli_training"]
 
 
 def build_parser() -> argparse.ArgumentParser:

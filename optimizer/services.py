@@ -12,9 +12,13 @@ from functools import cached_property
 import redis
 
 from . import telemetry
+from .coalesce import Coalescer
+from .history import PolicyHistory
+from .jobqueue import TrainingQueue
 from .llm import LLMClient
 from .policy import Policy, load_prompt
 from .predictor import Predictor
+from .projects import ProjectRegistry
 from .settings import Settings, prompt_path
 from .store import PolicyStore
 
@@ -55,5 +59,38 @@ class Services:
         return client
 
     @cached_property
+    def proposer(self) -> LLMClient:
+        """The optimiser's LLM (``OPTIMIZER_*``, else the labeller's endpoint), counted apart in /metrics."""
+        client = LLMClient(self.settings.proposer())
+        telemetry.instrument_llm(client, "proposer", self.redis, self.settings.redis_namespace)
+        return client
+
+    @cached_property
     def predictor(self) -> Predictor:
         return Predictor(self.labeller)
+
+    @cached_property
+    def history(self) -> PolicyHistory:
+        return PolicyHistory(self.store)
+
+    @cached_property
+    def projects(self) -> ProjectRegistry:
+        return ProjectRegistry(self.redis, self.settings.redis_namespace, self.settings.event_log_size)
+
+    @cached_property
+    def coalescer(self) -> Coalescer:
+        return Coalescer(self.redis, self.settings.redis_namespace)
+
+    @cached_property
+    def rq_redis(self) -> redis.Redis:
+        """RQ stores pickled jobs, so it needs a connection that does not decode responses."""
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=self.settings.redis_timeout,
+            socket_connect_timeout=self.settings.redis_timeout,
+            health_check_interval=30,
+        )
+
+    @cached_property
+    def jobs(self) -> TrainingQueue:
+        return TrainingQueue(self.rq_redis, self.coalescer, self.settings)

@@ -118,6 +118,32 @@ class Settings(BaseSettings):
         description="Directory for gunicorn workers' shared /metrics files; empty: a fresh temporary directory.",
     )
 
+    # --- retraining (webhooks → RQ worker → gated promotion) ---------------------------------------------------
+    label_studio_url: str = Field(
+        "", description="Label Studio base URL the worker reads annotations from (and posts re-predictions to)."
+    )
+    label_studio_api_key: SecretStr = Field(
+        SecretStr(""), description="Label Studio legacy token or personal access token (JWT) for the worker."
+    )
+    label_studio_timeout: float = Field(30.0, gt=0, description="Seconds per Label Studio API request.")
+    job_timeout: int = Field(3600, ge=10, description="Seconds a training job may run before RQ stops it.")
+    job_result_ttl: int = Field(7 * 86400, ge=60, description="Seconds a finished job's result and report are kept.")
+    retrain_every_n: int = Field(
+        10, ge=0, description="Queue a training job after this many new annotations since the last run; 0: off."
+    )
+    optimize_budget: int = Field(200, ge=1, description="LLM calls one training job may spend (labeller + proposer).")
+    optimize_max_seconds: float = Field(1800.0, gt=0, description="Wall-clock limit of one optimisation run.")
+    train_min_gold: int = Field(4, ge=1, description="Fewest usable annotated tasks a training job needs.")
+    train_seed: int = Field(0, ge=0, description="Seed of the optimiser's splits and sampling in training jobs.")
+    train_lease_ttl: float = Field(
+        60.0, ge=1, description="Seconds a running job's per-project lease lives without a heartbeat (crash recovery)."
+    )
+    repredict_after_promote: bool = Field(
+        False, description="After a promotion, re-predict the project's unlabelled tasks and post them to Label Studio."
+    )
+    repredict_batch: int = Field(20, ge=1, le=1000, description="Tasks per re-predict batch posted to Label Studio.")
+    event_log_size: int = Field(100, ge=0, description="Recent webhook events kept per project (for inspection).")
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -128,7 +154,7 @@ class Settings(BaseSettings):
             _ = parsed.port  # raises ValueError for a non-numeric port
         return value
 
-    @field_validator("llm_base_url", "optimizer_base_url")
+    @field_validator("llm_base_url", "optimizer_base_url", "label_studio_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value == "":

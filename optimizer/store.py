@@ -6,6 +6,8 @@ Keys (``ns`` is ``REDIS_NAMESPACE``):
 - ``ns:project:<project>:current``: the project's current version.
 - ``ns:project:<project>:history``: one JSON entry per promotion, oldest first.
 - ``ns:project:<project>:pinned``: present when automatic promotion is off for the project.
+- ``ns:project:<project>:policies``: version → JSON record (parent, job id, scores, source, time) of every policy
+  the project has had or been offered; written once per version (``HSETNX``), see ``history.py``.
 
 Reading is one ``GET`` per request; bodies are cached in-process by version, which is safe because a version's body
 never changes. When Redis is unreachable, the store keeps serving the last policy it saw for the project (or the
@@ -34,8 +36,11 @@ if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 'pinned' en
 local current = redis.call('GET', KEYS[1])
 if not current then current = '' end
 if ARGV[1] ~= '*' and current ~= ARGV[1] then return 'stale' end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[2], ARGV[8]) end
 if current == ARGV[2] then return 'unchanged' end
 redis.call('SET', KEYS[4], ARGV[3], 'NX')
+redis.call('HSETNX', KEYS[6], ARGV[2], ARGV[7])
+if current ~= '' then redis.call('HSETNX', KEYS[6], current, ARGV[9]) end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('RPUSH', KEYS[3], ARGV[4])
 redis.call('SADD', KEYS[5], ARGV[6])
@@ -92,6 +97,9 @@ class PolicyStore:
             self.key("project", project, "pinned"),
             self.key("project", project, "history"),
         )
+
+    def records_key(self, project: str) -> str:
+        return self.key("project", project, "policies")
 
     # -- health -------------------------------------------------------------------------------------------------
     def _available(self) -> bool:
@@ -185,6 +193,9 @@ class PolicyStore:
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(self.key("policy", self.default.version), self.default.to_json(), nx=True)
             pipe.set(current_key, self.default.version, nx=True)
+            pipe.hsetnx(
+                self.records_key(project), self.default.version, json.dumps({"source": "default", "at": time.time()})
+            )
             pipe.sadd(self.key("projects"), project)
             pipe.get(current_key)
             version = pipe.execute()[-1]
@@ -200,11 +211,25 @@ class PolicyStore:
 
     # -- promotion ----------------------------------------------------------------------------------------------
     def promote(
-        self, project: str, policy: Policy, parent: str | None, *, force: bool = False, **event
+        self,
+        project: str,
+        policy: Policy,
+        parent: str | None,
+        *,
+        force: bool = False,
+        pin: dict | None = None,
+        **event,
     ) -> PromoteResult:
-        """Make ``policy`` current iff the current version is still ``parent`` (``None``: any) and not pinned."""
+        """Make ``policy`` current iff the current version is still ``parent`` (``None``: any) and not pinned.
+
+        ``force`` bypasses the pin (a person's rollback, not an automatic promotion). ``pin`` pins the project in
+        the same script, so "roll back to v and freeze it" cannot half-happen. ``event`` (job id, source, scores)
+        goes into the promotion log and, the first time a version is seen, into its history record.
+        """
         current_key, pinned_key, history_key = self._project_keys(project)
-        entry = {"version": policy.version, "parent": parent, "at": time.time(), **event}
+        now = time.time()
+        entry = {"version": policy.version, "parent": parent, "at": now, **event}
+        record = {**policy.meta, "version": policy.version, "parent": parent, "at": now, **event}
         try:
             status = self._promote(
                 keys=[
@@ -213,6 +238,7 @@ class PolicyStore:
                     history_key,
                     self.key("policy", policy.version),
                     self.key("projects"),
+                    self.records_key(project),
                 ],
                 args=[
                     parent if parent is not None else "*",
@@ -221,6 +247,9 @@ class PolicyStore:
                     json.dumps(entry, sort_keys=True),
                     "1" if force else "0",
                     project,
+                    json.dumps(record, sort_keys=True, default=str),
+                    json.dumps(pin, sort_keys=True) if pin else "",
+                    json.dumps({"source": "default", "at": now}),
                 ],
             )
         except redis.RedisError as exc:
@@ -229,3 +258,12 @@ class PolicyStore:
         if status == "ok":
             self._remember(policy)
         return PromoteResult(status, policy.version)
+
+    def record(self, project: str, policy: Policy, **info) -> None:
+        """Keep a policy the project was offered but that did not go live (rejected, pinned, stale), for history."""
+        record = {**policy.meta, "version": policy.version, "at": time.time(), **info}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.key("policy", policy.version), policy.to_json(), nx=True)
+        pipe.hsetnx(self.records_key(project), policy.version, json.dumps(record, sort_keys=True, default=str))
+        pipe.execute()
+        self._remember(policy)

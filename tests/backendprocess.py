@@ -145,7 +145,9 @@ class BackendProcess:
         threads: int = 4,
         env: dict[str, str] | None = None,
         config: Path = GUNICORN_CONF,
+        app: str = "_wsgi:app",
     ) -> None:
+        self.app = app  # another WSGI target, e.g. tests.pidapp:app, which tags answers with the worker's pid
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.basic_auth = basic_auth
@@ -185,7 +187,7 @@ class BackendProcess:
         return {"Authorization": basic_auth_header(*self.basic_auth)} if self.basic_auth else {}
 
     def start(self, timeout: float = 60.0) -> BackendProcess:
-        argv = [sys.executable, "-m", "gunicorn", "_wsgi:app", "--bind", f"127.0.0.1:{self.port}"]
+        argv = [sys.executable, "-m", "gunicorn", self.app, "--bind", f"127.0.0.1:{self.port}"]
         argv += ["--workers", str(self.workers), "--threads", str(self.threads), "--worker-class", "gthread"]
         argv += ["--timeout", "120", "--graceful-timeout", "5", "--no-control-socket", "--pythonpath", str(ROOT)]
         argv += ["--config", str(self.config)]

@@ -207,7 +207,7 @@ def start_backend(redis_server):
     """``start_backend(llm_base_url, **options) -> BackendProcess``, healthy; everything stops after the test.
 
     Options: ``basic_auth=(user, pass)``, ``webhook_secret``, ``workers`` (2), ``threads`` (4), ``env`` (extra
-    variables, e.g. ``LABEL_STUDIO_URL``), ``namespace`` (default: unique per backend), ``redis_url``.
+    variables, e.g. ``LABEL_STUDIO_URL``), ``namespace`` (default: unique per backend), ``redis_url``, ``app``.
     """
     started: list[BackendProcess] = []
 

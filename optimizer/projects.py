@@ -1,0 +1,84 @@
+"""What the backend knows about each Label Studio project, beyond its policy: label config, id alias, recent events.
+
+Label Studio names a project ``<id>.<created_ts>`` in ``/setup`` and ``/predict`` (and the protocol layer rebuilds
+the same uid from webhook payloads), but people and the SDK use the bare numeric id. The alias index maps one to the
+other so the HTTP API and the CLI accept either. If two Label Studio instances share one backend and reuse an id,
+the alias points at the project seen last; the full uid is always unambiguous.
+
+The label config is stored per project because a training job, started from a webhook that may carry no config,
+must render tasks exactly as ``/predict`` did. It is written only when it changes (compared inside Lua), so the
+``/setup`` calls Label Studio makes before every prediction cost one small round trip.
+
+Keys: ``ns:project:<p>:config``, ``ns:alias:<numeric id>``, ``ns:project:<p>:events`` (capped list, newest first).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+_SEEN = """
+redis.call('SADD', KEYS[3], ARGV[3])
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[3] then redis.call('SET', KEYS[1], ARGV[3]) end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+
+def numeric_id(project: str) -> int | None:
+    """The Label Studio project id inside a uid (``"12.1700000000"`` → 12), or None for a non-LS key."""
+    head = project.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+class ProjectRegistry:
+    def __init__(self, client: redis.Redis, namespace: str, event_log_size: int = 100) -> None:
+        self.redis = client
+        self.ns = namespace
+        self.event_log_size = event_log_size
+        self._seen = client.register_script(_SEEN)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    def seen(self, project: str, label_config: str | None = None) -> None:
+        """Record a project uid (alias of its numeric id) and its label config, when either is new."""
+        number = numeric_id(project)
+        alias_key = self.key("alias", str(number)) if number is not None and "." in project else ""
+        self._seen(
+            keys=[alias_key or self.key("alias", "-"), self.key("project", project, "config"), self.key("projects")],
+            args=["1" if alias_key else "", label_config or "", project],
+        )
+
+    def resolve(self, ref: str) -> str:
+        """A project reference (full uid, or numeric id with a known alias) → the key its policies live under."""
+        ref = ref.strip()
+        if ref.isdigit():
+            alias = self.redis.get(self.key("alias", ref))
+            if alias:
+                return alias.decode() if isinstance(alias, bytes) else alias
+        return ref
+
+    def known(self, project: str) -> bool:
+        return bool(self.redis.sismember(self.key("projects"), project))
+
+    def label_config(self, project: str) -> str | None:
+        value = self.redis.get(self.key("project", project, "config"))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def record_event(self, project: str, action: str, summary: dict) -> None:
+        """Keep a short, secret-free summary of a webhook (never the payload: it carries the project's token)."""
+        if self.event_log_size <= 0:
+            return
+        entry = json.dumps({"action": action, "at": round(time.time(), 3), **summary}, sort_keys=True)
+        key = self.key("project", project, "events")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpush(key, entry)
+        pipe.ltrim(key, 0, self.event_log_size - 1)
+        pipe.execute()
+
+    def events(self, project: str, limit: int = 50) -> list[dict]:
+        raw = self.redis.lrange(self.key("project", project, "events"), 0, max(0, limit - 1))
+        return [json.loads(r) for r in raw]
