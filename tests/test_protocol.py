@@ -169,3 +169,9 @@ class TestBasicAuth:
         assert secured.post("/webhook", json=event, headers={"X-Webhook-Secret": "hook-secret"}).status_code == 201
         setup = secured.post("/setup", json={"schema": SUPPORT_CONFIG}, headers={"X-Webhook-Secret": "hook-secret"})
         assert setup.status_code == 401
+
+
+def test_health_never_shows_credentials_in_the_llm_url(make_settings, fake_llm):
+    url = fake_llm.base_url.replace("http://", "http://user:hunter2-secret@")
+    body = create_app(make_settings(llm_base_url=url)).test_client().get("/health").get_json()
+    assert "hunter2" not in str(body) and body["llm_base_url"] == fake_llm.base_url
