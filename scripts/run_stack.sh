@@ -3,10 +3,17 @@
 # (when EMBEDDED_LLM=1), one RQ worker and the gunicorn web service on PORT. Ctrl-C stops what this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-set -a
-[ -f .env ] && . ./.env
-[ -f .env.local ] && . ./.env.local
-set +a
+# Same precedence as the app's settings: the environment wins over .env.local, which wins over .env.
+load_env() {
+  local line key
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in ''|'#'*) continue ;; esac
+    key=${line%%=*}
+    [ -z "${!key+x}" ] && export "$key=${line#*=}"
+  done <"$1"
+}
+[ -f .env.local ] && load_env .env.local
+[ -f .env ] && load_env .env
 export PYTHONUNBUFFERED=1
 mkdir -p var/log
 
@@ -15,7 +22,12 @@ cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || 
 trap cleanup EXIT INT TERM
 
 .venv/bin/python -c "from optimizer.settings import load_settings; load_settings()"  # fail fast on bad config
+REDIS_PIDFILE=var/redis/redis.pid
+had_pidfile=0; [ -f "$REDIS_PIDFILE" ] && had_pidfile=1
 scripts/ensure_redis.sh
+if [ "$had_pidfile" = 0 ] && [ -f "$REDIS_PIDFILE" ]; then
+  PIDS+=("$(cat "$REDIS_PIDFILE")")  # we started it: stop it with the rest (SIGTERM; the AOF keeps the data)
+fi
 
 if [ "${EMBEDDED_LLM:-1}" = "1" ]; then
   LLM_PORT=${LLM_PORT:-8081}
