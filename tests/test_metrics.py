@@ -173,6 +173,9 @@ def test_metrics_answer_when_redis_is_down(make_settings):
     assert value(samples, "lsml_redis_up") == 0
 
 
+CLOSE = {"Connection": "close"}
+
+
 @pytest.mark.slow
 def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, tmp_path):
     """Under gunicorn (the project's gunicorn.conf.py), any worker answering /metrics reports all workers' counts."""
@@ -192,11 +195,13 @@ def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, t
         server.start()
         with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as http:
             sent, counter_pids = 0, set()
-            # The kernel decides which worker accepts; on a loaded box one may take a whole burst, so send
-            # bursts until both workers have counted something (bounded).
+            # The kernel decides which worker accepts, and a kept-alive connection stays with its worker; so every
+            # request opens a new connection, and bursts go on until both workers have counted something (bounded).
             for _ in range(10):
                 with ThreadPoolExecutor(12) as pool:
-                    statuses = list(pool.map(lambda _: http.post("/predict", json=body).status_code, range(24)))
+                    statuses = list(
+                        pool.map(lambda _: http.post("/predict", json=body, headers=CLOSE).status_code, range(24))
+                    )
                 assert statuses == [200] * 24
                 sent += 24
                 counter_pids = {p.name.split("_")[-1] for p in Path(metrics_dir).glob("counter_*.db")}
