@@ -16,8 +16,17 @@ from optimizer.llm import LLMClient, LLMConfig
 from optimizer.loop import LoopConfig, optimize
 from optimizer.policy import Policy
 from optimizer.predictor import Predictor
-from tests.fakellm import FakeLLM, Reply
-from tests.scripted import LABELS, DemoCopier, Labeller, fixed_proposer, make_gold, varied_proposer
+from tests.fakellm import FakeLLM, Reply, last_user
+from tests.scripted import (
+    LABELS,
+    DemoCopier,
+    Labeller,
+    fixed_proposer,
+    instruction_of,
+    make_gold,
+    share,
+    varied_proposer,
+)
 
 SCHEMA = parse_label_config(synth_config(LABELS, multiple=False))
 INITIAL = Policy("Label the request.")
@@ -210,3 +219,31 @@ def test_progress_events_report_calls_within_budget():
     assert events[0]["phase"] == "initial" and events[-1]["phase"] == "done"
     assert all(e["calls"] <= e["budget"] == 70 for e in events)
     assert events[-1]["calls"] == result.calls
+
+
+def test_minibatch_ties_are_settled_on_fresh_items():
+    """A rewrite that helps only on items outside the step's minibatch ties there, and wins on the second one."""
+    gold = make_gold(60)
+    answers = {item.input: item.answer["label"][0] for item in gold}
+    helped: set[str] = set()
+
+    def sticky(body):
+        """Right on the same half of the items whatever the wording; "BETTER" also fixes the helped ones."""
+        text = last_user(body)
+        right = share("same", text) < 0.5 or ("BETTER" in instruction_of(body) and text in helped)
+        label = answers[text] if right else next(x for x in LABELS if x != answers[text])
+        return Reply(json.dumps({"label": label}))
+
+    first, _, _ = run(sticky, varied_proposer("BETTER"), gold, budget=60, seed=4)
+    minibatch = set(first.report["run"]["steps"][0]["minibatch"])  # chosen from the seed alone, not the answers
+    helped.update(item.input for item in gold if item.id not in minibatch)
+    result, labels, proposals = run(sticky, varied_proposer("BETTER"), gold, budget=250, seed=4)
+    step = result.report["run"]["steps"][0]
+    assert set(step["minibatch"]) == minibatch
+    rewrite = next(c for c in step["candidates"] if c["kind"].startswith("rewrite"))
+    assert rewrite["minibatch"] == step["parent_minibatch"]  # a tie on the first minibatch...
+    assert rewrite["tie_minibatch"]["candidate"] > rewrite["tie_minibatch"]["parent"]  # ...won on the second
+    assert rewrite["status"] in ("promoted", "not_promoted") and "val" in rewrite
+    demo = next(c for c in step["candidates"] if c["kind"].startswith("demos"))
+    assert demo["status"] == "gate_failed" and demo["tie_minibatch"]["candidate"] == demo["tie_minibatch"]["parent"]
+    assert len(labels) + len(proposals) <= 250
