@@ -235,7 +235,9 @@ class Search:
         proposals: list[Proposal] = []
         nothing_wrong = feedback["score"] >= 1.0
         each = self.config.minibatch + 1  # a proposal is worth paying for only if its minibatch is affordable too
-        wants_guide = self.config.label_guide and not self.guide_done and not nothing_wrong and len(out) < want
+        wants_guide = (
+            self.config.label_guide and self.schema.choices and not self.guide_done and not nothing_wrong
+        ) and len(out) < want
         if wants_guide and self.budget.affords(reserve + each):
             self.guide_done = True
             labels = self._guide_labels(feedback)
