@@ -2,6 +2,8 @@
 
 Minibatch gate (GEPA): a candidate goes on to a full validation pass only if its summed reward on the step's
 training minibatch is strictly higher than its parent's on the same items. A losing candidate costs one minibatch.
+A tie says nothing (small models often answer exactly as before), so the search settles it on a second minibatch
+of fresh training items, scored for both, and the candidate passes only if it is strictly better there.
 
 Promotion rule: a candidate replaces the champion only if, on the validation items, with per-item differences
 ``d = reward(candidate) - reward(champion)``:

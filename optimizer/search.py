@@ -4,7 +4,8 @@
 2. Each step: pick a parent from the pool, score it on a seeded training minibatch, and aggregate its errors.
 3. Make 2-4 candidates: at most one demo change (no LLM call), the label guide once, and instruction rewrites
    from the proposer for the rest. Invalid proposals are dropped and counted.
-4. Score each candidate on the same minibatch; only those beating the parent get a full validation pass.
+4. Score each candidate on the same minibatch; only those beating the parent get a full validation pass. A tie
+   is settled on a second minibatch of fresh training items (``gate.minibatch_gate``).
 5. Validated candidates join the pool; one becomes champion only under the promotion rule (``gate``).
 6. Stop on the call budget, the wall-time limit, ``patience`` steps without a new champion, or ``max_steps``.
 7. Score the initial policy and the champion on test, which nothing above ever read. The calls for that are
@@ -33,6 +34,7 @@ from .proposer import GoldText, Proposal, check, label_guide, propose
 @dataclass(frozen=True)
 class LoopConfig:
     minibatch: int = 8
+    settle_ties: bool = True
     candidates: int = 3
     pool_size: int = 4
     patience: int = 4
@@ -157,6 +159,9 @@ class Search:
         if not train:
             return {"step": step, "stop": "no training items"}, outcome
         batch = rng.sample(list(train), min(self.config.minibatch, len(train)))
+        in_batch = {item.id for item in batch}
+        spare = [item for item in train if item.id not in in_batch]
+        extra = rng.sample(spare, min(self.config.minibatch, len(spare))) if self.config.settle_ties else []
         record: dict = {"step": step, "parent": parent.policy.version, "minibatch": [item.id for item in batch]}
         parent_mb = self.evaluator.evaluate(parent.policy, batch, reserve=reserve)
         if parent_mb is None:
@@ -184,6 +189,15 @@ class Search:
                 break
             passed, diff = minibatch_gate(parent_mb, cand_mb)
             entry["minibatch"] = round(cand_mb.mean, 6)
+            if not passed and abs(diff) < 1e-9 and extra:
+                parent_x = self.evaluator.evaluate(parent.policy, extra, reserve=reserve)
+                cand_x = self.evaluator.evaluate(policy, extra, reserve=reserve) if parent_x else None
+                if cand_x is None:
+                    entry.update(status="unaffordable", reason="budget exhausted before settling a minibatch tie")
+                    record["stop"] = "budget exhausted"
+                    break
+                passed, diff = minibatch_gate(parent_x, cand_x)
+                entry["tie_minibatch"] = {"parent": round(parent_x.mean, 6), "candidate": round(cand_x.mean, 6)}
             if not passed:
                 entry.update(status="gate_failed", reason=f"not better than its parent on the minibatch ({diff:+.3f})")
                 continue
@@ -221,7 +235,9 @@ class Search:
         proposals: list[Proposal] = []
         nothing_wrong = feedback["score"] >= 1.0
         each = self.config.minibatch + 1  # a proposal is worth paying for only if its minibatch is affordable too
-        wants_guide = self.config.label_guide and not self.guide_done and not nothing_wrong and len(out) < want
+        wants_guide = (
+            self.config.label_guide and self.schema.choices and not self.guide_done and not nothing_wrong
+        ) and len(out) < want
         if wants_guide and self.budget.affords(reserve + each):
             self.guide_done = True
             labels = self._guide_labels(feedback)

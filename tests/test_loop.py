@@ -10,14 +10,24 @@ import pytest
 
 from optimizer.budget import Budget
 from optimizer.evaluation import Evaluator
-from optimizer.gold import synth_config
+from optimizer.gold import GoldItem, synth_config
 from optimizer.labelconfig import parse_label_config
 from optimizer.llm import LLMClient, LLMConfig
 from optimizer.loop import LoopConfig, optimize
 from optimizer.policy import Policy
 from optimizer.predictor import Predictor
-from tests.fakellm import FakeLLM, Reply
-from tests.scripted import LABELS, DemoCopier, Labeller, fixed_proposer, make_gold, varied_proposer
+from tests.conftest import THREE_CONTROLS_CONFIG
+from tests.fakellm import FakeLLM, Reply, last_user
+from tests.scripted import (
+    LABELS,
+    DemoCopier,
+    Labeller,
+    fixed_proposer,
+    instruction_of,
+    make_gold,
+    share,
+    varied_proposer,
+)
 
 SCHEMA = parse_label_config(synth_config(LABELS, multiple=False))
 INITIAL = Policy("Label the request.")
@@ -210,3 +220,73 @@ def test_progress_events_report_calls_within_budget():
     assert events[0]["phase"] == "initial" and events[-1]["phase"] == "done"
     assert all(e["calls"] <= e["budget"] == 70 for e in events)
     assert events[-1]["calls"] == result.calls
+
+
+def test_minibatch_ties_are_settled_on_fresh_items():
+    """A rewrite that helps only on items outside the step's minibatch ties there, and wins on the second one."""
+    gold = make_gold(60)
+    answers = {item.input: item.answer["label"][0] for item in gold}
+    helped: set[str] = set()
+
+    def sticky(body):
+        """Right on the same half of the items whatever the wording; "BETTER" also fixes the helped ones."""
+        text = last_user(body)
+        right = share("same", text) < 0.5 or ("BETTER" in instruction_of(body) and text in helped)
+        label = answers[text] if right else next(x for x in LABELS if x != answers[text])
+        return Reply(json.dumps({"label": label}))
+
+    first, _, _ = run(sticky, varied_proposer("BETTER"), gold, budget=60, seed=4)
+    minibatch = set(first.report["run"]["steps"][0]["minibatch"])  # chosen from the seed alone, not the answers
+    helped.update(item.input for item in gold if item.id not in minibatch)
+    result, labels, proposals = run(sticky, varied_proposer("BETTER"), gold, budget=250, seed=4)
+    step = result.report["run"]["steps"][0]
+    assert set(step["minibatch"]) == minibatch
+    rewrite = next(c for c in step["candidates"] if c["kind"].startswith("rewrite"))
+    assert rewrite["minibatch"] == step["parent_minibatch"]  # a tie on the first minibatch...
+    assert rewrite["tie_minibatch"]["candidate"] > rewrite["tie_minibatch"]["parent"]  # ...won on the second
+    assert rewrite["status"] in ("promoted", "not_promoted") and "val" in rewrite
+    demo = next(c for c in step["candidates"] if c["kind"].startswith("demos"))
+    assert demo["status"] == "gate_failed" and demo["tie_minibatch"]["candidate"] == demo["tie_minibatch"]["parent"]
+    assert len(labels) + len(proposals) <= 250
+
+
+def test_free_text_answers_are_verified_numerically():
+    """A config with only a TextArea answer (the seed's math tutor): "x = 2" is right for gold "2"."""
+    schema = parse_label_config('<View><Text name="q" value="$q"/><TextArea name="answer" toName="q"/></View>')
+    gold = [GoldItem(f"q{i}", f"What is {i} + {i}?", {"answer": str(2 * i)}) for i in range(40)]
+    solved = {item.input: item.answer["answer"] for item in gold}
+
+    def tutor(body):
+        text = last_user(body)
+        if "SOLVE" in instruction_of(body) or share("tutor", text) < 0.3:
+            return Reply(json.dumps({"answer": "x = " + solved[text] + ".0"}))
+        return Reply(json.dumps({"answer": "I am not sure"}))
+
+    with FakeLLM(tutor) as lab_server, FakeLLM(fixed_proposer("SOLVE it step by step.")) as prop_server:
+        lab, prop = clients(lab_server, prop_server)
+        result = optimize(INITIAL, schema, gold, lab, prop, budget_calls=150, seed=0)
+    assert result.accepted and "SOLVE" in result.best.instruction
+    assert result.report["test"]["best"]["reward"] == 1.0
+    assert result.report["test"]["initial"]["reward"] < 0.6
+
+
+def test_several_controls_are_scored_and_explained_together():
+    schema = parse_label_config(THREE_CONTROLS_CONFIG)
+    topics, moods = ["billing", "shipping", "returns"], ["positive", "neutral", "negative"]
+    gold = [
+        GoldItem(
+            f"t{i}",
+            f"ticket {i} about {topics[i % 3]} feeling {moods[i % 2]}",
+            {"topics": [topics[i % 3]], "sentiment": [moods[i % 2]], "urgency": ["low" if i % 4 else "high"]},
+        )
+        for i in range(36)
+    ]
+    with FakeLLM() as lab_server, FakeLLM(varied_proposer("Maybe.")) as prop_server:  # keyword answers
+        lab, prop = clients(lab_server, prop_server)
+        result = optimize(INITIAL, schema, gold, lab, prop, budget_calls=80, seed=0)
+        sent = len(lab_server.requests) + len(prop_server.requests)
+    run_report = result.report["run"]
+    assert sent == result.calls <= 80
+    assert set(run_report["steps"][0]["feedback"]["controls"]) == {"topics", "sentiment", "urgency"}
+    val = run_report["initial_val"]
+    assert {"topics", "sentiment", "urgency"} <= set(val) and 0.0 < val["reward"] < 1.0
