@@ -22,6 +22,7 @@ run: setup llm
 	scripts/run_stack.sh
 
 test: setup llm labelstudio
+	$(VENV)/bin/ruff check .
 	TEST_REQUIRE_ALL=1 $(PY) -m pytest -q
 
 lint: setup
