@@ -52,18 +52,12 @@ def sample(items: list[GoldItem], n: int, seed: int) -> list[GoldItem]:
 
 
 def start_server(port: int, threads: int) -> subprocess.Popen:
-    venv = Path(os.environ.get("LLM_VENV") or ROOT / ".venv-llm")
-    python = venv / "bin" / "python"
-    gguf = subprocess.run([str(python), str(ROOT / "scripts/gguf_path.py")], capture_output=True, text=True)
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # spinning OpenMP threads starve everyone on shared cores
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     log = open(ROOT / "bench" / "results" / f"llm-{port}.log", "wb")  # noqa: SIM115 (kept open for the server's lifetime)
+    threads_args = ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     proc = subprocess.Popen(
-        [str(python), "-m", "llama_cpp.server", "--model", gguf.stdout.strip(), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2-135m",
-         "--n_threads", str(threads), "--n_threads_batch", str(threads)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+        [str(ROOT / "scripts" / "llm_server.sh"), str(port), *threads_args], stdout=log, stderr=subprocess.STDOUT
+    )
     for _ in range(240):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)

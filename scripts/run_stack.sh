@@ -33,10 +33,8 @@ if [ "${EMBEDDED_LLM:-1}" = "1" ]; then
   LLM_PORT=${LLM_PORT:-8081}
   export LLM_BASE_URL=${LLM_BASE_URL:-http://127.0.0.1:$LLM_PORT/v1}  # .env leaves it unset for docker compose
   if ! curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null 2>&1; then
-    GGUF=$(.venv-llm/bin/python scripts/gguf_path.py)
-    echo "llm: starting llama.cpp server with $(basename "$GGUF") on port $LLM_PORT (log: var/log/llm.log)"
-    .venv-llm/bin/python -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$LLM_PORT" \
-      --n_ctx "${LLM_N_CTX:-4096}" --model_alias "${LLM_MODEL:-smollm2-135m}" >var/log/llm.log 2>&1 &
+    echo "llm: starting llama.cpp server (SmolLM2-135M) on port $LLM_PORT (log: var/log/llm.log)"
+    scripts/llm_server.sh "$LLM_PORT" >var/log/llm.log 2>&1 &
     PIDS+=($!)
     for _ in $(seq 1 120); do curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null 2>&1 && break; sleep 0.5; done
     curl -fsS "http://127.0.0.1:$LLM_PORT/v1/models" >/dev/null || { echo "llm: server did not start" >&2; exit 1; }

@@ -36,22 +36,12 @@ class EmbeddedLLM:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 120.0) -> EmbeddedLLM:
-        gguf = subprocess.run(
-            [str(self.python), str(ROOT / "scripts" / "gguf_path.py")], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        # The venv is the one find_server_python chose; the script clears every other variable (see its header).
+        env = {**os.environ, "LLM_VENV": str(self.python.parent.parent)}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [
-                    str(self.python), "-m", "llama_cpp.server",
-                    "--model", gguf,
-                    "--host", "127.0.0.1",
-                    "--port", str(self.port),
-                    "--n_ctx", "4096",
-                    "--model_alias", "smollm2-135m",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [str(ROOT / "scripts" / "llm_server.sh"), str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -43,3 +43,23 @@ def test_every_label_is_in_its_control_set(make_settings, embedded_llm, config, 
     assert chosen > 0  # the real model produced at least one usable answer
     usage = client.application.extensions["services"].labeller.usage.snapshot()
     assert usage["calls"] >= len(data) and usage["completion_tokens"] > 0
+
+
+def test_server_listens_on_its_own_port_whatever_the_environment_says(monkeypatch):
+    """llama_cpp.server lets bare PORT/HOST variables override its command line; `make run` exports the backend's
+    PORT=9090, so the launcher must keep them away from it."""
+    from tests.conftest import need
+    from tests.embedded import EmbeddedLLM, find_server_python
+    from tests.redisserver import free_port
+
+    python = find_server_python()
+    need(python is not None, "the embedded LLM venv (.venv-llm) is not built; run `make llm`")
+    decoy = free_port()
+    monkeypatch.setenv("PORT", str(decoy))
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    server = EmbeddedLLM(python).start(timeout=90)
+    try:
+        assert server.port != decoy
+        assert server.proc is not None and server.proc.poll() is None
+    finally:
+        server.stop()
