@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -19,6 +18,7 @@ from ls_protocol import InvalidInput, LabelStudioMLBase
 from optimizer import telemetry
 from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelling import ls_predictions, task_texts
+from optimizer.logconfig import public_url
 from optimizer.lsformat import typed_prompt
 from optimizer.policy import Policy
 from optimizer.services import Services
@@ -120,13 +120,3 @@ class PromptPolicyModel(LabelStudioMLBase):
     def health(self) -> dict:
         llm = self.services.labeller.config
         return {**self.services.store.health(), "llm_model": llm.model, "llm_base_url": public_url(llm.base_url)}
-
-
-def public_url(url: str) -> str:
-    """A URL safe to show on the open ``/health`` route: any ``user:password@`` part is dropped."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -27,6 +27,7 @@ from .evaluation import Evaluator
 from .gold import GoldError, GoldSet, load_gold
 from .labelconfig import LabelConfigError
 from .llm import LLMClient
+from .logconfig import public_url
 from .loop import LoopConfig, optimize
 from .policy import Policy, load_prompt
 from .predictor import Predictor
@@ -118,8 +119,8 @@ def run_optimize(args) -> int:
         **result.report,
         "gold": {"path": str(args.gold), "format": gold.format, "items": len(gold.items), "skipped": gold.skipped},
         "label_config": gold.label_config,
-        "labeller": {"base_url": labeller.config.base_url, "model": labeller.config.model},
-        "proposer": {"base_url": proposer.config.base_url, "model": proposer.config.model},
+        "labeller": {"base_url": public_url(labeller.config.base_url), "model": labeller.config.model},
+        "proposer": {"base_url": public_url(proposer.config.base_url), "model": proposer.config.model},
     }
     (out / "optimized_prompt.txt").write_text(result.best.instruction.rstrip() + "\n", encoding="utf-8")
     (out / "policy.json").write_text(json.dumps(result.best.to_dict(), indent=2, ensure_ascii=False) + "\n")

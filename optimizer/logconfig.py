@@ -16,6 +16,7 @@ import logging
 import re
 import sys
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -41,6 +42,16 @@ def scrub(text: str) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + "***", text)
     return text
+
+
+def public_url(url: str) -> str:
+    """A URL safe to show or write down (``/health``, a CLI report): any ``user:password@`` part is dropped."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class JsonFormatter(logging.Formatter):

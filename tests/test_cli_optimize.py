@@ -37,8 +37,9 @@ def write_gold(tmp_path):
     return path
 
 
-def test_optimize_writes_prompt_policy_and_report(endpoints, tmp_path, capsys):
+def test_optimize_writes_prompt_policy_and_report(endpoints, tmp_path, capsys, monkeypatch):
     lab, prop = endpoints
+    monkeypatch.setenv("OPTIMIZER_BASE_URL", prop.base_url.replace("http://", "http://user:hunter2-secret@"))
     out = tmp_path / "out"
     status = cli.main(["optimize", "--gold", str(write_gold(tmp_path)), "--prompt", "Label the request.",
                        "--budget", "150", "--seed", "2", "--out", str(out)])  # fmt: skip
@@ -58,6 +59,7 @@ def test_optimize_writes_prompt_policy_and_report(endpoints, tmp_path, capsys):
     assert "promoted" in statuses
     assert report["usage"]["labeller"]["prompt_tokens"] > 0
     assert not any(body.get("logprobs") for body in lab.requests)  # scoring does not pay for confidences
+    assert "hunter2" not in (out / "report.json").read_text() and report["proposer"]["base_url"] == prop.base_url
 
 
 def test_evaluate_scores_a_split_and_reads_a_written_policy(endpoints, tmp_path, capsys):
