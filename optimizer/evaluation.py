@@ -90,8 +90,7 @@ class Evaluator:
 
     def cost(self, policy: Policy, items: Sequence[GoldItem]) -> int:
         """Calls needed to score ``policy`` on ``items``: the pairs not seen before, each once."""
-        cache = self.predictor.cache
-        return len({self._key(policy, item) for item in items if self._key(policy, item) not in cache})
+        return len({self._key(policy, item) for item in items} - self.predictor.cache.keys())
 
     def evaluate(self, policy: Policy, items: Sequence[GoldItem], reserve: int = 0) -> Evaluation | None:
         """Score ``policy`` on ``items``, or None when the budget cannot pay for the unseen pairs and ``reserve``."""
@@ -106,8 +105,7 @@ class Evaluator:
             return None
         by_text = {}
         for text, prediction in zip(texts, predictions, strict=True):
-            cache.setdefault(item_key(policy, self.schema, text), prediction)
-            by_text[text] = cache[item_key(policy, self.schema, text)]
+            by_text[text] = cache.setdefault(item_key(policy, self.schema, text), prediction)
         chosen = tuple(by_text[item.input] for item in items)
         scores = tuple(
             score_prediction(self.schema, p, item, self.verifiers, self.weights)
