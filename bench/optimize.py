@@ -23,10 +23,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from bench.naive import EPOCHS, naive_loop
@@ -38,6 +36,7 @@ from optimizer.loop import LoopConfig, optimize
 from optimizer.policy import Demo, Policy, load_prompt
 from optimizer.predictor import Predictor
 from optimizer.splits import split
+from tests.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("banking77", "goemotions_ekman")
@@ -51,21 +50,14 @@ def sample(items: list[GoldItem], n: int, seed: int) -> list[GoldItem]:
     return list(split(items, seed, (float(n), float(len(items) - n), 0.0)).train)
 
 
-def start_server(port: int, threads: int) -> subprocess.Popen:
+def start_server(port: int, threads: int) -> EmbeddedLLM:
+    python = find_server_python()
+    if python is None:
+        raise SystemExit("the embedded LLM is not built (make llm, or LLM_VENV=<venv>)")
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    log = open(ROOT / "bench" / "results" / f"llm-{port}.log", "wb")  # noqa: SIM115 (kept open for the server's lifetime)
     threads_args = ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
-    proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "llm_server.sh"), str(port), *threads_args], stdout=log, stderr=subprocess.STDOUT
-    )
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("llama.cpp server did not start; see bench/results/llm-*.log")
+    log = ROOT / "bench" / "results" / f"llm-{port}.log"
+    return EmbeddedLLM(python, port, args=threads_args, log=log).start(timeout=120)
 
 
 def clients(base_url: str, max_tokens: int) -> tuple[LLMClient, LLMClient]:
@@ -262,11 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(bench.results))
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop()
     return 0
 
 

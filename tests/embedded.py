@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.redisserver import free_port
@@ -25,11 +26,15 @@ def find_server_python() -> Path | None:
 
 
 class EmbeddedLLM:
-    def __init__(self, python: Path, port: int | None = None) -> None:
+    def __init__(
+        self, python: Path, port: int | None = None, args: Sequence[str] = (), log: Path | None = None
+    ) -> None:
+        """``args``: more llama_cpp.server options (e.g. thread counts); ``log``: where its output goes."""
         self.python = python
         self.port = port or free_port()
+        self.args = list(args)
         self.proc: subprocess.Popen | None = None
-        self.log = Path(tempfile.mkstemp(prefix="llm-", suffix=".log")[1])
+        self.log = log or Path(tempfile.mkstemp(prefix="llm-", suffix=".log")[1])
 
     @property
     def base_url(self) -> str:
@@ -40,7 +45,10 @@ class EmbeddedLLM:
         env = {**os.environ, "LLM_VENV": str(self.python.parent.parent)}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(ROOT / "scripts" / "llm_server.sh"), str(self.port)], stdout=out, stderr=subprocess.STDOUT, env=env
+                [str(ROOT / "scripts" / "llm_server.sh"), str(self.port), *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
