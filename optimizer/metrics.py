@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from .verifiers import label_set
+from .verifiers import label_set, set_scores
 
 Pair = tuple[Sequence[str] | str | None, Sequence[str] | str]
 
@@ -68,12 +68,9 @@ def confusions(pairs: Sequence[Pair], top: int = 5) -> list[tuple[str, str, int]
     """Most frequent (gold label, wrongly predicted label) pairs: each missing label against each spurious one."""
     counts: Counter[tuple[str, str]] = Counter()
     for pred, gold in pairs:
-        p, g = label_set(pred), label_set(gold)
-        pk, gk = _keys(pred), _keys(gold)
-        missing = [x for x in g if x.casefold() not in pk]
-        spurious = [x for x in p if x.casefold() not in gk]
-        for want in missing:
-            for got in spurious:
+        scores = set_scores(pred, gold)
+        for want in scores["missing"]:
+            for got in scores["spurious"]:
                 counts[(want, got)] += 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(want, got, n) for (want, got), n in ranked[:top]]
