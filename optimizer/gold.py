@@ -142,9 +142,10 @@ def _parse(config: str) -> Schema:
         raise GoldError(f"label config: {exc}") from None
 
 
-def load_jsonl(path: Path, config: str | None = None, labels: list[str] | None = None) -> GoldSet:
+def load_jsonl(path: Path, text: str, config: str | None = None, labels: list[str] | None = None) -> GoldSet:
+    """``text`` is the file's content (already read by :func:`load_gold`); ``path`` names it in errors."""
     records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -236,7 +237,7 @@ def load_gold(path: str | Path, *, config: str | None = None, labels_path: str |
         raise GoldError(f"cannot read {path}: {exc.strerror or exc}") from None
     stripped = text.lstrip()
     if not stripped.startswith("["):
-        return load_jsonl(path, config, labels)
+        return load_jsonl(path, text, config, labels)
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
