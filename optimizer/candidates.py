@@ -20,6 +20,7 @@ from .gold import GoldItem
 from .labelconfig import Schema
 from .policy import Demo, Policy
 from .splits import stratified_order
+from .verifiers import label_set
 
 FIXED_MAX_LABELS = 16
 
@@ -33,8 +34,7 @@ def fixed_set(schema: Schema, train: Sequence[GoldItem], seed: int) -> tuple[Dem
     picked: dict[str, GoldItem] = {}
     control = schema.choices[0]
     for item in stratified_order(train, seed):
-        value = item.answer.get(control.name) or []
-        for label in [value] if isinstance(value, str) else value:
+        for label in label_set(item.answer.get(control.name)):
             picked.setdefault(label, item)
     chosen = list({item.id: item for item in picked.values()}.values())
     random.Random(f"fixed:{seed}").shuffle(chosen)

@@ -26,6 +26,7 @@ from .gold import GoldItem
 from .labelconfig import Schema
 from .llm import LLMClient, LLMError
 from .retrieval import tokenize
+from .verifiers import label_set
 
 NGRAM = 6
 MIN_WORDS = 4
@@ -171,8 +172,7 @@ def guide_examples(schema: Schema, train: Sequence[GoldItem], labels: Sequence[s
     control = schema.choices[0]
     out: dict[str, list[str]] = {label: [] for label in labels}
     for item in train:
-        value = item.answer.get(control.name) or []
-        for label in [value] if isinstance(value, str) else value:
+        for label in label_set(item.answer.get(control.name)):
             if label in out and len(out[label]) < per_label:
                 out[label].append(item.input)
     return {label: texts for label, texts in out.items() if texts}
