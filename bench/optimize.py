@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.naive import EPOCHS, naive_loop
@@ -60,6 +61,11 @@ def start_server(port: int, threads: int) -> EmbeddedLLM:
     return EmbeddedLLM(python, port, args=threads_args, log=log).start(timeout=120)
 
 
+def default_policy() -> Policy:
+    """Method (a), and every other method's starting point: the product's default prompt, no demos."""
+    return Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
+
+
 def clients(base_url: str, max_tokens: int) -> tuple[LLMClient, LLMClient]:
     """Labeller without logprobs: scoring needs labels, not confidences, and llama.cpp's logprobs triple a call."""
     labeller = LLMClient(
@@ -79,7 +85,7 @@ class Bench:
         self.out = Path(args.out)
         self.results = json.loads(self.out.read_text()) if self.out.exists() else {}
         self.base_url = args.base_url
-        self.initial = Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
+        self.initial = default_policy()
         self.dataset = ""
         # At most 4 retrieved demos: on this CPU a call with 4 demos takes ~5 s, with 8 ~10 s.
         self.config = LoopConfig(
@@ -126,7 +132,7 @@ class Bench:
             calls = labeller.usage.snapshot()["calls"] + proposer.usage.snapshot()["calls"]
             info = {"self_reported": report["epochs"], "accepted": True}
         else:
-            config = self.config if method == "ours" else LoopConfig(**{**self.config.__dict__, "demos": False})
+            config = self.config if method == "ours" else replace(self.config, demos=False)
             result = optimize(self.initial, schema, gold, labeller, proposer, budget_calls=budget, seed=seed,
                               config=config)  # fmt: skip
             policy, calls = result.best, result.calls
@@ -203,7 +209,7 @@ def probe(base_url: str, data: str, max_tokens: int) -> None:
         gold = load_gold(folder / "train.jsonl", labels_path=folder / "labels.json")
         pool = sample(gold.items, 200, 0)
         for k in (0, 4):
-            policy = Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
+            policy = default_policy()
             if k:
                 policy = Policy(policy.instruction, tuple(Demo(i.input, i.answer) for i in pool), k)
             labeller, _ = clients(base_url, max_tokens)
