@@ -12,10 +12,10 @@ from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
 from observability import instrument
-from optimizer.labelconfig import warm_up
-from optimizer.services import Services
+from optimizer.labelstudio.labelconfig import warm_up
+from optimizer.runtime.services import Services
+from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
-from optimizer.startup import prepare, start
 from policy_api import bp as policy_api
 
 

@@ -3,7 +3,7 @@
 Per request it parses the label config (cached by content), reads the project's current policy from Redis once,
 renders each task, runs the shared predictor and maps the answers back to Label Studio results. The version it
 reports from ``/setup`` and ``/predict`` is the policy's content hash, so it changes exactly when the policy does.
-Webhooks go to ``optimizer.webhooks`` (which only touches Redis and queues RQ jobs).
+Webhooks go to ``optimizer.training.webhooks`` (which only touches Redis and queues RQ jobs).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import time
 import redis
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
-from optimizer import telemetry
-from optimizer.labelconfig import LabelConfigError, Schema, parse_label_config
-from optimizer.labelling import ls_predictions, task_texts
+from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
+from optimizer.labelstudio.results import typed_prompt
 from optimizer.logconfig import public_url
-from optimizer.lsformat import typed_prompt
-from optimizer.policy import Policy
-from optimizer.services import Services
-from optimizer.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
+from optimizer.runtime import telemetry
+from optimizer.runtime.services import Services
+from optimizer.serving.labelling import ls_predictions, task_texts
+from optimizer.serving.policy import Policy
+from optimizer.training.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
 
 DEFAULT_PROJECT = "default"
 log = logging.getLogger(__name__)

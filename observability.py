@@ -13,9 +13,9 @@ import time
 
 from flask import Flask, Response, g, request
 
-from optimizer import telemetry
 from optimizer.logconfig import request_id
-from optimizer.services import Services
+from optimizer.runtime import telemetry
+from optimizer.runtime.services import Services
 
 access = logging.getLogger("access")
 QUIET_ROUTES = frozenset({"/health", "/metrics"})  # probed constantly; logged at DEBUG

@@ -1,8 +1,8 @@
 """HTTP API for policy history and training jobs: a Flask blueprint the app factory registers.
 
 It is glue like ``model.py``: the protocol layer (``ls_protocol``) stays prompt-agnostic, and the logic lives in
-``optimizer.history`` / ``optimizer.jobqueue``. Every route is behind the app's basic auth. ``<project>`` is the
-full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``12``), resolved through the alias index.
+``optimizer.state.history`` / ``optimizer.state.jobqueue``. Every route is behind the app's basic auth. ``<project>``
+is the full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``12``), resolved through the alias index.
 
 - ``GET  /projects/<p>/policies``              every version, newest first, live and pinned marked; training state
 - ``GET  /projects/<p>/policies/<version>``    one version: text, demos, scores, parent, job, promotions
@@ -23,8 +23,8 @@ import redis
 from flask import Blueprint, Response, current_app, request
 
 from ls_protocol import InvalidInput
-from optimizer.history import HistoryError
-from optimizer.services import Services
+from optimizer.runtime.services import Services
+from optimizer.state.history import HistoryError
 
 bp = Blueprint("policies", __name__)
 

@@ -141,10 +141,10 @@ class Client:
 
 def llm_bodies(base: str, model: str, form: str, instruction: str, inputs: list[str], schema_config: str) -> list[dict]:
     """The exact chat-completion bodies the backend sends for ``inputs``, built by the backend's own code."""
-    from optimizer.labelconfig import parse_label_config
-    from optimizer.llm import LLMClient, LLMConfig
-    from optimizer.policy import Policy
-    from optimizer.prompting import build_messages, json_schema
+    from optimizer.labelstudio.labelconfig import parse_label_config
+    from optimizer.serving.llm import LLMClient, LLMConfig
+    from optimizer.serving.policy import Policy
+    from optimizer.serving.prompting import build_messages, json_schema
 
     schema = parse_label_config(schema_config)
     shaper = LLMClient(LLMConfig(base_url=base, model=model, response_format=form))

@@ -6,8 +6,8 @@ import os
 from functools import cache
 from pathlib import Path
 
-from optimizer.labelconfig import parse_label_config
-from optimizer.services import Services
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.runtime.services import Services
 from optimizer.settings import load_settings
 
 from .workload import CONFIG, texts

@@ -5,21 +5,21 @@ items, show the optimiser LLM the prompt and the mistakes, and accept whatever r
 held-out split, no gate and no check on the rewrite; the score it reports is on the items it optimised on. The
 prompt after the last rewrite is the result (the seed never scored it).
 
-It labels through the product's :class:`~optimizer.predictor.Predictor`, so the comparison with our loop is about
-the optimisation strategy, not about prompting or parsing.
+It labels through the product's :class:`~optimizer.serving.predictor.Predictor`, so the comparison with our loop is
+about the optimisation strategy, not about prompting or parsing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from optimizer.evaluation import score_prediction
-from optimizer.feedback import answer_text
-from optimizer.gold import GoldItem
-from optimizer.labelconfig import Schema
-from optimizer.llm import LLMClient, LLMError
-from optimizer.policy import Policy
-from optimizer.predictor import Predictor
+from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning.evaluation import score_prediction
+from optimizer.learning.feedback import answer_text
+from optimizer.learning.gold import GoldItem
+from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import Predictor
 
 EPOCHS = 3
 SHOWN_MISTAKES = 5

@@ -4,7 +4,7 @@ For each dataset and seed: a gold set of ``--gold`` stratified training items (s
 sample of ``--test`` test items (the same for every seed). Four policies, each scored on the test sample:
 - (a) ``initial``: the default prompt (``prompts/default.txt``), no demos;
 - (b) ``naive``: the seed's loop (``bench/naive.py``): 3 epochs over all gold, every rewrite accepted;
-- (c) ``ours``: ``optimizer.loop.optimize`` on the gold (75 % train / 25 % validation, no internal test);
+- (c) ``ours``: ``optimizer.learning.optimize.optimize`` on the gold (75 % train / 25 % validation, no internal test);
 - (d) ``ours-nodemo``: the same without demo candidates (instruction changes only).
 (b), (c) and (d) get the same LLM-call budget: what the naive loop spends, 3 x gold + 3.
 
@@ -29,14 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.naive import EPOCHS, naive_loop
-from optimizer.budget import Budget
-from optimizer.evaluation import Evaluator
-from optimizer.gold import GoldItem, load_gold
-from optimizer.llm import LLMClient, LLMConfig
-from optimizer.loop import LoopConfig, optimize
-from optimizer.policy import Demo, Policy, load_prompt
-from optimizer.predictor import Predictor
-from optimizer.splits import split
+from optimizer.learning.budget import Budget
+from optimizer.learning.evaluation import Evaluator
+from optimizer.learning.gold import GoldItem, load_gold
+from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.learning.splits import split
+from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.policy import Demo, Policy, load_prompt
+from optimizer.serving.predictor import Predictor
 from tests.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,8 +35,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import percentile, redis_server  # noqa: E402
-from optimizer.policy import Policy  # noqa: E402
-from optimizer.services import Services  # noqa: E402
+from optimizer.runtime.services import Services  # noqa: E402
+from optimizer.serving.policy import Policy  # noqa: E402
 from optimizer.settings import Settings  # noqa: E402
 from tests.backendprocess import BackendProcess  # noqa: E402
 from tests.conftest import SUPPORT_CONFIG  # noqa: E402

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .llm import LLMConfig
+from optimizer.serving.llm import LLMConfig
 
 Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
 

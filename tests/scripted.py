@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from optimizer.gold import GoldItem
+from optimizer.learning.gold import GoldItem
 from tests.fakellm import Reply, labels_from_system, last_user, system_text
 
 LABELS = ("alpha", "bravo", "charlie", "delta", "echo")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from optimizer import cli
+from optimizer.cli import main as cli
 from tests.conftest import ROOT
 from tests.fakellm import FakeLLM
 from tests.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from optimizer.coalesce import Coalescer
+from optimizer.state.coalesce import Coalescer
 
 
 def make(redis_client, namespace) -> Coalescer:

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from optimizer.gold import GoldError, GoldItem, choose_annotation, items_from_tasks, load_gold
-from optimizer.labelconfig import parse_label_config
-from optimizer.splits import folds, split
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.gold import GoldError, GoldItem, choose_annotation, items_from_tasks, load_gold
+from optimizer.learning.splits import folds, split
 from tests.conftest import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer.history import HistoryError, PolicyHistory, diff_policies
-from optimizer.policy import Demo, Policy
-from optimizer.store import PolicyStore
+from optimizer.serving.policy import Demo, Policy
+from optimizer.state.history import HistoryError, PolicyHistory, diff_policies
+from optimizer.state.store import PolicyStore
 
 DEFAULT = Policy("Label the conversation.")
 V2 = Policy("Label the conversation.\nGreetings are Greeting.", meta={"val_score": 0.8})

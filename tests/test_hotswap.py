@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from optimizer.policy import Policy
+from optimizer.serving.policy import Policy
 from tests.conftest import SUPPORT_CONFIG
 from tests.lspayloads import uid
 
@@ -62,7 +62,7 @@ def sweep(url: str, expected: str, rounds: int = 12) -> set[str]:
 
 
 def test_every_worker_serves_each_promoted_version(web, redis_server):
-    from optimizer.services import Services
+    from optimizer.runtime.services import Services
 
     settings, url = web
     services = Services(settings)

@@ -1,6 +1,6 @@
 import pytest
 
-from optimizer.labelconfig import LabelConfigError, parse_label_config
+from optimizer.labelstudio.labelconfig import LabelConfigError, parse_label_config
 from tests.conftest import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 

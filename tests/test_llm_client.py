@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from optimizer.llm import LLMAuthError, LLMClient, LLMConfig, LLMRequestError, LLMServerError, LLMTimeout
+from optimizer.serving.llm import LLMAuthError, LLMClient, LLMConfig, LLMRequestError, LLMServerError, LLMTimeout
 from tests.fakellm import FakeLLM, Reply
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "hello"}]

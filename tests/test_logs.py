@@ -127,5 +127,5 @@ def test_request_id_reaches_log_lines_from_predictor_threads(make_settings, capl
     finally:
         logging.getLogger().removeHandler(handler)
     assert response.status_code == 200
-    fallback = [r for r in seen if r[0] == "optimizer.llm" and "refused response_format" in r[1]]
+    fallback = [r for r in seen if r[0] == "optimizer.serving.llm" and "refused response_format" in r[1]]
     assert fallback and all(r[2] == "rid-threads-42" for r in fallback)

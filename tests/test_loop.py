@@ -8,14 +8,14 @@ from collections import Counter
 
 import pytest
 
-from optimizer.budget import Budget
-from optimizer.evaluation import Evaluator
-from optimizer.gold import GoldItem, synth_config
-from optimizer.labelconfig import parse_label_config
-from optimizer.llm import LLMClient, LLMConfig
-from optimizer.loop import LoopConfig, optimize
-from optimizer.policy import Policy
-from optimizer.predictor import Predictor
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.budget import Budget
+from optimizer.learning.evaluation import Evaluator
+from optimizer.learning.gold import GoldItem, synth_config
+from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import Predictor
 from tests.conftest import THREE_CONTROLS_CONFIG
 from tests.fakellm import FakeLLM, Reply, last_user
 from tests.scripted import (

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer.budget import Budget, BudgetExhausted
-from optimizer.candidates import demo_variants
-from optimizer.evaluation import Evaluation, score_prediction
-from optimizer.feedback import aggregate, render
-from optimizer.gate import GateRule, minibatch_gate, promotion
-from optimizer.gold import GoldItem, synth_config
-from optimizer.labelconfig import parse_label_config
-from optimizer.llm import LLMClient, LLMConfig
-from optimizer.policy import Policy
-from optimizer.pool import Pool
-from optimizer.predictor import Prediction, Predictor
-from optimizer.proposer import GoldText, check, clean, parse_guide
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.budget import Budget, BudgetExhausted
+from optimizer.learning.candidates import demo_variants
+from optimizer.learning.evaluation import Evaluation, score_prediction
+from optimizer.learning.feedback import aggregate, render
+from optimizer.learning.gate import GateRule, minibatch_gate, promotion
+from optimizer.learning.gold import GoldItem, synth_config
+from optimizer.learning.pool import Pool
+from optimizer.learning.proposer import GoldText, check, clean, parse_guide
+from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import Prediction, Predictor
 from tests.fakellm import FakeLLM
 from tests.scripted import LABELS, make_gold
 
@@ -134,7 +134,7 @@ def test_budget_wall_time_uses_its_clock():
 def test_budget_refusal_makes_an_evaluation_incomplete():
     with FakeLLM() as server:
         llm = LLMClient(LLMConfig(base_url=server.base_url, model="fake", concurrency=1))
-        from optimizer.evaluation import Evaluator
+        from optimizer.learning.evaluation import Evaluator
 
         with Budget(5).attach(llm) as budget:
             evaluator = Evaluator(Predictor(llm), SCHEMA, budget)

@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 
 from _wsgi import create_app
-from optimizer import telemetry
-from optimizer.llm import LLMClient
-from optimizer.policy import Policy
-from optimizer.store import PolicyStore
+from optimizer.runtime import telemetry
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.policy import Policy
+from optimizer.state.store import PolicyStore
 from tests.backendprocess import ROOT, BackendProcess
 from tests.conftest import REWARD_CONFIG
 from tests.fakellm import Reply
@@ -219,8 +219,8 @@ def test_gunicorn_workers_sum_into_one_view(redis_server, fake_llm, namespace, t
 MULTIPROCESS_SCRIPT = """
 import sys
 import redis
-from optimizer import telemetry
-from optimizer.llm import LLMClient, LLMConfig
+from optimizer.runtime import telemetry
+from optimizer.serving.llm import LLMClient, LLMConfig
 
 store = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 client = LLMClient(LLMConfig(base_url="http://127.0.0.1:1/v1", model="x"))

@@ -1,5 +1,5 @@
-from optimizer.labelconfig import parse_label_config
-from optimizer.parsing import parse_answer
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.serving.parsing import parse_answer
 from tests.conftest import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 SUPPORT = parse_label_config(SUPPORT_CONFIG)

@@ -1,4 +1,4 @@
-from optimizer.policy import DEFAULT_INSTRUCTION, Demo, Policy, load_prompt
+from optimizer.serving.policy import DEFAULT_INSTRUCTION, Demo, Policy, load_prompt
 
 
 def test_version_is_derived_from_content_only():

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from optimizer.policy import Demo, Policy
+from optimizer.serving.policy import Demo, Policy
 from tests.conftest import SUPPORT_CONFIG
 from tests.lspayloads import uid
 
@@ -127,7 +127,7 @@ def test_train_and_job_status(api):
 @pytest.fixture
 def cli(api, monkeypatch, capsys):
     """``python -m optimizer policies ...`` in-process, configured through the environment like the real command."""
-    from optimizer.cli import main
+    from optimizer.cli.main import main
 
     monkeypatch.setenv("REDIS_URL", api.settings.redis_url)
     monkeypatch.setenv("REDIS_NAMESPACE", api.settings.redis_namespace)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from _wsgi import create_app
-from optimizer.policy import Policy
+from optimizer.serving.policy import Policy
 from tests.conftest import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 from tests.fakellm import Reply, keyword_responder
 from tests.redisserver import RedisServer

@@ -1,8 +1,8 @@
 import json
 
-from optimizer.labelconfig import parse_label_config
-from optimizer.policy import Demo, Policy
-from optimizer.prompting import build_messages, json_schema
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.serving.policy import Demo, Policy
+from optimizer.serving.prompting import build_messages, json_schema
 from tests.conftest import REWARD_CONFIG, THREE_CONTROLS_CONFIG
 
 THREE = parse_label_config(THREE_CONTROLS_CONFIG)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from _wsgi import create_app
-from optimizer.policy import Policy
+from optimizer.serving.policy import Policy
 from tests.conftest import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 RECORDED = Path(__file__).parent / "data" / "ls-protocol"  # copied from shared/ls-protocol (LS 1.23.2)

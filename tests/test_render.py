@@ -1,7 +1,7 @@
 import pytest
 
-from optimizer.labelconfig import parse_label_config
-from optimizer.render import MissingInput, html_to_text, render_input
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.labelstudio.render import MissingInput, html_to_text, render_input
 from tests.conftest import REWARD_CONFIG, SUPPORT_CONFIG
 
 

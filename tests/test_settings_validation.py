@@ -83,7 +83,7 @@ def test_gunicorn_stops_in_the_master_with_one_line(tmp_path):
 
 
 def test_cli_stops_with_one_line(tmp_path):
-    """``python -m optimizer ...`` (h1/h3's CLI) must go through ``optimizer.startup.start`` too."""
+    """``python -m optimizer ...`` (h1/h3's CLI) must go through ``optimizer.runtime.startup.start`` too."""
     if not (ROOT / "optimizer" / "__main__.py").exists():
         pytest.skip("optimizer/__main__.py (the CLI) is not on this branch yet")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "PORT": "not-a-port"}

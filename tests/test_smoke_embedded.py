@@ -3,7 +3,7 @@
 import pytest
 
 from _wsgi import create_app
-from optimizer.labelconfig import parse_label_config
+from optimizer.labelstudio.labelconfig import parse_label_config
 from tests.conftest import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]

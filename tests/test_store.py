@@ -2,8 +2,8 @@
 
 import pytest
 
-from optimizer.policy import Policy
-from optimizer.store import PolicyStore
+from optimizer.serving.policy import Policy
+from optimizer.state.store import PolicyStore
 
 DEFAULT = Policy("Default instruction.")
 

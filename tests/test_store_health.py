@@ -6,8 +6,8 @@ import time
 
 import redis
 
-from optimizer.policy import Policy
-from optimizer.store import PolicyStore
+from optimizer.serving.policy import Policy
+from optimizer.state.store import PolicyStore
 from tests.redisserver import RedisServer
 
 

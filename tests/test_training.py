@@ -10,11 +10,11 @@ import copy
 
 import pytest
 
-from optimizer.gold import GoldItem
-from optimizer.loop import optimize
-from optimizer.policy import Policy
-from optimizer.services import Services
-from optimizer.training import TrainingError, train_project, typed_prompt
+from optimizer.learning.gold import GoldItem
+from optimizer.learning.optimize import optimize
+from optimizer.runtime.services import Services
+from optimizer.serving.policy import Policy
+from optimizer.training.run import TrainingError, train_project, typed_prompt
 from tests.conftest import SUPPORT_CONFIG
 from tests.fakellm import FakeLLM, Reply
 from tests.fakels import FakeLabelStudio

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer import metrics
-from optimizer.labelconfig import ChoiceControl, ObjectTag, Schema, TextControl
-from optimizer.verifiers import (
+from optimizer.labelstudio.labelconfig import ChoiceControl, ObjectTag, Schema, TextControl
+from optimizer.learning import metrics
+from optimizer.learning.verifiers import (
     accuracy,
     auto_text,
     combine,

@@ -54,7 +54,7 @@ def test_start_training_queues_one_rq_job_and_answers_with_its_id(backend, redis
     queue = Queue(services.settings.rq_queue, connection=services.rq_redis)
     assert queue.job_ids == [body["job"]]
     job = Job.fetch(body["job"], connection=services.rq_redis)
-    assert job.func_name == "optimizer.jobs.train" and job.args == (uid(5),)
+    assert job.func_name == "optimizer.training.jobs.train" and job.args == (uid(5),)
     # A second click before the worker picked it up joins the same run.
     again = post(session, url, webhook("START_TRAINING", 5, SUPPORT_CONFIG)).json()
     assert again == {"action": "START_TRAINING", "status": "coalesced", "job": body["job"]}

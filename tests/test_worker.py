@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def stack(make_settings, namespace):
-    from optimizer.services import Services
+    from optimizer.runtime.services import Services
 
     stacks = []
 

@@ -1,0 +1,123 @@
+"""CLI commands for production retraining: ``worker`` and ``policies ...``.
+
+They work on Redis directly (the same objects the HTTP API uses), so they need ``REDIS_URL`` and
+``REDIS_NAMESPACE`` like the service, not the web service's address or credentials.
+
+    python -m optimizer worker [--burst]
+    python -m optimizer policies list     --project 12
+    python -m optimizer policies show     --project 12 --version pv-...
+    python -m optimizer policies diff     --project 12 [--from pv-...] [--to pv-...]
+    python -m optimizer policies rollback --project 12 --version pv-... [--pin]
+    python -m optimizer policies pin      --project 12 [--version pv-...]
+    python -m optimizer policies unpin    --project 12
+    python -m optimizer policies train    --project 12
+    python -m optimizer policies job      JOB_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from optimizer.runtime.services import Services
+from optimizer.runtime.startup import start
+from optimizer.state.history import HistoryError
+
+
+def register(subparsers) -> None:
+    worker = subparsers.add_parser("worker", help="run an RQ worker for training and re-predict jobs")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--name", help="worker name (default: RQ's)")
+    worker.set_defaults(func=_worker)
+
+    policies = subparsers.add_parser("policies", help="list, diff, roll back and pin a project's policies")
+    actions = policies.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help: str, *, version: str | None = None):
+        parser = actions.add_parser(name, help=help)
+        parser.add_argument("--project", required=True, help="Label Studio project id or uid")
+        if version:
+            parser.add_argument("--version", required=version == "required", help="policy version (pv-...)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(func=_policies)
+        return parser
+
+    action("list", "every version, newest first")
+    action("show", "one version in full", version="required")
+    diff = action("diff", "what changed between two versions (default: live vs its parent)")
+    diff.add_argument("--from", dest="old", help="older version (default: the newer one's parent)")
+    diff.add_argument("--to", dest="new", help="newer version (default: live)")
+    rollback = action("rollback", "make an earlier version live again", version="required")
+    rollback.add_argument("--pin", action="store_true", help="also pin the project (no auto-promotion)")
+    action("pin", "stop automatic promotion (optionally rolling back first)", version="optional")
+    action("unpin", "allow automatic promotion again")
+    action("train", "queue a training run (coalesced like START_TRAINING)")
+    job = actions.add_parser("job", help="a job's status, progress and result")
+    job.add_argument("job_id")
+    job.add_argument("--json", action="store_true", help="print JSON")
+    job.set_defaults(func=_policies, project=None)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from optimizer.training.worker import run_worker
+
+    run_worker(start("worker"), burst=args.burst, name=args.name)
+    return 0
+
+
+def _policies(args: argparse.Namespace) -> int:
+    services = Services(start("cli"))
+    try:
+        result = _run(services, args)
+    except HistoryError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1 if exc.status == 409 else 2
+    if args.json or not isinstance(result, dict) or "policies" not in result:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    else:
+        _print_table(result)
+    return 0
+
+
+def _run(services: Services, args: argparse.Namespace):
+    if args.action == "job":
+        view = services.jobs.view(args.job_id)
+        if view is None:
+            raise HistoryError(f"no job {args.job_id!r}", 404)
+        return view
+    project = services.projects.resolve(args.project)
+    if not services.projects.known(project):
+        raise HistoryError(f"unknown project {args.project!r}", 404)
+    history = services.history
+    if args.action == "list":
+        entries = history.entries(project)
+        return {"project": project, "pinned": history.pinned(project), "policies": [e.to_dict() for e in entries]}
+    if args.action == "show":
+        return history.show(project, args.version)
+    if args.action == "diff":
+        new = args.new or services.store.current_version(project)
+        old = args.old or history.show(project, new).get("parent") or new
+        return history.diff(project, old, new)
+    if args.action == "rollback":
+        return history.rollback(project, args.version, pin=args.pin)
+    if args.action == "pin":
+        return history.pin(project, args.version)
+    if args.action == "unpin":
+        return history.unpin(project)
+    decision = services.jobs.trigger(project, reason="cli")
+    return {"project": project, "status": decision.status, "job": decision.job}
+
+
+def _print_table(result: dict) -> None:
+    pinned = " (pinned)" if result.get("pinned") else ""
+    print(f"project {result['project']}{pinned}")
+    for entry in result["policies"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.get("at") or 0))
+        mark = "*" if entry["live"] else " "
+        scores = entry.get("scores") or {}
+        score = f"val={scores['val_score']:.3f}" if isinstance(scores.get("val_score"), int | float) else ""
+        source = entry.get("source") or ""
+        status = entry.get("status") or ("live" if entry["live"] else "")
+        print(f"{mark} {entry['version']}  {when}  {source:<8} {status:<9} {score}  job={entry.get('job') or '-'}")

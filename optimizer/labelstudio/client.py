@@ -1,0 +1,107 @@
+"""The worker's view of Label Studio, through label-studio-sdk: project config, tasks with annotations, predictions.
+
+Only the worker talks to Label Studio (webhooks carry no annotations for ``START_TRAINING``). The SDK accepts both
+kinds of key as ``api_key``: a legacy token is sent as ``Authorization: Token``; a personal access token (a JWT
+refresh token) is exchanged for short-lived access tokens at ``/api/token/refresh/`` and sent as ``Bearer``. An
+expired personal token fails when the client is built; that is reported as a readable error like any other.
+
+Every failure becomes :class:`LabelStudioError` with a message that names the URL, the status and what to check,
+never the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger("optimizer.labelstudio.client")
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio could not be reached or refused a request; the message is meant for the job's reason."""
+
+
+def _plain(item: Any) -> dict:
+    """SDK models → plain JSON-like dicts (the same shape as a Label Studio JSON export)."""
+    if isinstance(item, dict):
+        return item
+    if hasattr(item, "model_dump"):
+        return item.model_dump(mode="json")
+    return item.dict()
+
+
+class LabelStudioClient:
+    def __init__(self, url: str, api_key: str, timeout: float = 30.0, page_size: int = 100) -> None:
+        if not url:
+            raise LabelStudioError("LABEL_STUDIO_URL is not set: the worker needs it to read the project's annotations")
+        if not api_key:
+            raise LabelStudioError("LABEL_STUDIO_API_KEY is not set: use a legacy token or a personal access token")
+        self.url = url.rstrip("/")
+        self.page_size = page_size
+        from label_studio_sdk.client import LabelStudio
+
+        try:
+            self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        except Exception as exc:  # an expired or malformed personal access token fails here
+            raise LabelStudioError(f"cannot use LABEL_STUDIO_API_KEY: {_describe(exc)}") from None
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LabelStudioError:
+            raise
+        except Exception as exc:
+            raise LabelStudioError(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}") from None
+
+    def label_config(self, project: int) -> str:
+        found = self._call(f"reading project {project}", self.sdk.projects.get, id=project)
+        config = getattr(found, "label_config", None)
+        if not config:
+            raise LabelStudioError(f"Label Studio project {project} has no label config")
+        return config
+
+    def tasks(self, project: int) -> Iterator[dict]:
+        """Every task of the project with its annotations and predictions, page by page."""
+
+        def pages():
+            return self.sdk.tasks.list(project=project, fields="all", page_size=self.page_size)
+
+        pager = self._call(f"listing tasks of project {project}", pages)
+        try:
+            for item in pager:
+                yield _plain(item)
+        except Exception as exc:
+            raise LabelStudioError(
+                f"Label Studio at {self.url}: listing tasks of project {project} failed: {_describe(exc)}"
+            ) from None
+
+    def annotated_tasks(self, project: int) -> list[dict]:
+        return [t for t in self.tasks(project) if t.get("annotations")]
+
+    def import_predictions(self, project: int, predictions: list[dict]) -> int:
+        """Post predictions (``{task, result, score, model_version}``) in one request; returns how many LS took."""
+        from label_studio_sdk import PredictionRequest
+
+        request = [PredictionRequest(**p) for p in predictions]
+        answer = self._call(
+            f"importing {len(request)} predictions into project {project}",
+            self.sdk.projects.import_predictions,
+            id=project,
+            request=request,
+        )
+        created = getattr(answer, "created", None)
+        return int(created) if created is not None else len(request)
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        body = getattr(exc, "body", None)
+        detail = body.get("detail") if isinstance(body, dict) else body
+        hint = {401: " (check LABEL_STUDIO_API_KEY)", 403: " (the key's user lacks access)", 404: " (wrong id?)"}
+        return f"HTTP {status}{hint.get(status, '')}: {str(detail)[:200]}"
+    name = exc.__class__.__name__
+    if "Connect" in name or "Timeout" in name:
+        return f"{name} (is LABEL_STUDIO_URL right and Label Studio running?)"
+    return f"{name}: {str(exc)[:200]}"

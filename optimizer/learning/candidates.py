@@ -1,0 +1,67 @@
+"""Demo changes the loop can try instead of (or on top of) instruction rewrites. They cost no proposer call.
+
+From a parent policy:
+- no demos → retrieve the ``demo_k`` nearest training items per input (BM25), and, when the label set is small
+  enough for one example per label to fit, a fixed stratified set;
+- retrieved demos → twice as many (up to ``max_k``) or half as many;
+- a fixed set → retrieval instead.
+
+The demo pool is the training split only: validation and test items never appear as demos, and retrieval already
+skips an input's own text, so a training item is never its own example.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning.gold import GoldItem
+from optimizer.learning.splits import stratified_order
+from optimizer.learning.verifiers import label_set
+from optimizer.serving.policy import Demo, Policy
+
+FIXED_MAX_LABELS = 16
+
+
+def demo_pool(items: Sequence[GoldItem]) -> tuple[Demo, ...]:
+    return tuple(Demo(item.input, dict(item.answer)) for item in items)
+
+
+def fixed_set(schema: Schema, train: Sequence[GoldItem], seed: int) -> tuple[Demo, ...]:
+    """One training example per label of the first control (rarest label first, seeded within a label)."""
+    picked: dict[str, GoldItem] = {}
+    control = schema.choices[0]
+    for item in stratified_order(train, seed):
+        for label in label_set(item.answer.get(control.name)):
+            picked.setdefault(label, item)
+    chosen = list({item.id: item for item in picked.values()}.values())
+    random.Random(f"fixed:{seed}").shuffle(chosen)
+    return demo_pool(chosen)
+
+
+def demo_variants(
+    parent: Policy, schema: Schema, train: Sequence[GoldItem], *, demo_k: int, max_k: int, seed: int
+) -> list[tuple[str, Policy]]:
+    """(kind, policy) demo changes of ``parent``, most promising first."""
+    if not train:
+        return []
+    pool = demo_pool(train)
+    retrieved = replace(parent, demos=pool, demo_k=min(demo_k, len(pool)), meta={})
+    if not parent.demos:
+        out = [(f"demos:retrieve k={retrieved.demo_k}", retrieved)]
+        small = len(schema.choices) == 1 and len(schema.choices[0].labels) <= FIXED_MAX_LABELS
+        if small:
+            demos = fixed_set(schema, train, seed)
+            out.append((f"demos:fixed n={len(demos)}", replace(parent, demos=demos, demo_k=0, meta={})))
+        return out
+    if parent.demo_k == 0:
+        return [(f"demos:retrieve k={retrieved.demo_k}", retrieved)]
+    out = []
+    bigger, smaller = min(max_k, parent.demo_k * 2, len(parent.demos)), parent.demo_k // 2
+    if bigger > parent.demo_k:
+        out.append((f"demos:retrieve k={bigger}", replace(parent, demo_k=bigger, meta={})))
+    if smaller >= 1:
+        out.append((f"demos:retrieve k={smaller}", replace(parent, demo_k=smaller, meta={})))
+    return out

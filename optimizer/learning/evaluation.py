@@ -1,0 +1,114 @@
+"""Score a policy on gold items through the serving predictor, paying for each (policy, item) pair at most once.
+
+The predictions come from :meth:`Predictor.predict_many`, the code path ``/predict`` uses, so a score is what users
+would get. Every answer is memoised by ``predictor.item_key`` (policy version, schema, input hash): successful ones
+by the predictor itself, failed ones here, so a pair that failed is scored 0 rather than sent again. A batch cut
+short by the budget is not scored at all: it returns None, and the caller stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning.budget import Budget
+from optimizer.learning.gold import GoldItem
+from optimizer.learning.metrics import summary
+from optimizer.learning.verifiers import ItemScore, Verifier, combine, mean
+from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import Prediction, Predictor, item_key
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    policy: str
+    items: tuple[GoldItem, ...]
+    predictions: tuple[Prediction, ...]
+    scores: tuple[ItemScore, ...]
+
+    @property
+    def rewards(self) -> dict[str, float]:
+        return {item.id: score.reward for item, score in zip(self.items, self.scores, strict=True)}
+
+    @property
+    def mean(self) -> float:
+        return mean(s.reward for s in self.scores)
+
+    def metrics(self, schema: Schema) -> dict:
+        """Mean reward plus accuracy / F1 per Choices control, for reports."""
+        out: dict = {"reward": round(self.mean, 6), "n": len(self.items)}
+        for control in schema.choices:
+            pairs = [
+                (p.choices.get(control.name, []), item.answer[control.name])
+                for item, p in zip(self.items, self.predictions, strict=True)
+                if control.name in item.answer
+            ]
+            out[control.name] = summary(pairs, control.labels, control.multiple)
+        out["failed"] = sum(1 for p in self.predictions if p.error)
+        out["empty"] = sum(1 for p in self.predictions if not p.error and p.empty)
+        return out
+
+
+def score_prediction(
+    schema: Schema,
+    prediction: Prediction,
+    item: GoldItem,
+    verifiers: Mapping[str, Verifier] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> ItemScore:
+    """A failed or empty prediction scores like any wrong answer; the reason is kept for feedback."""
+    predicted: dict = {**prediction.choices, **prediction.texts}
+    score = combine(schema, predicted, item.answer, verifiers=verifiers, weights=weights)
+    if prediction.error:
+        return ItemScore(0.0, score.verdicts, error="llm: " + prediction.error)
+    if prediction.empty:
+        return ItemScore(score.reward, score.verdicts, error="no valid label in the answer: " + prediction.raw[:120])
+    return score
+
+
+class Evaluator:
+    def __init__(
+        self,
+        predictor: Predictor,
+        schema: Schema,
+        budget: Budget,
+        *,
+        verifiers: Mapping[str, Verifier] | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        if predictor.cache is None:
+            predictor.cache = {}
+        self.predictor = predictor
+        self.schema = schema
+        self.budget = budget
+        self.verifiers = verifiers
+        self.weights = weights
+
+    def _key(self, policy: Policy, item: GoldItem) -> str:
+        return item_key(policy, self.schema, item.input)
+
+    def cost(self, policy: Policy, items: Sequence[GoldItem]) -> int:
+        """Calls needed to score ``policy`` on ``items``: the pairs not seen before, each once."""
+        return len({self._key(policy, item) for item in items} - self.predictor.cache.keys())
+
+    def evaluate(self, policy: Policy, items: Sequence[GoldItem], reserve: int = 0) -> Evaluation | None:
+        """Score ``policy`` on ``items``, or None when the budget cannot pay for the unseen pairs and ``reserve``."""
+        if not self.budget.affords(self.cost(policy, items) + reserve):
+            return None
+        cache = self.predictor.cache
+        # Unique inputs only: two gold items with the same text are one request.
+        texts = list(dict.fromkeys(item.input for item in items))
+        refused_before = self.budget.refused
+        predictions = self.predictor.predict_many(policy, self.schema, texts, deadline=self.budget.deadline)
+        if self.budget.refused != refused_before or any(p.error == "deadline exceeded" for p in predictions):
+            return None
+        by_text = {}
+        for text, prediction in zip(texts, predictions, strict=True):
+            by_text[text] = cache.setdefault(item_key(policy, self.schema, text), prediction)
+        chosen = tuple(by_text[item.input] for item in items)
+        scores = tuple(
+            score_prediction(self.schema, p, item, self.verifiers, self.weights)
+            for p, item in zip(chosen, items, strict=True)
+        )
+        return Evaluation(policy.version, tuple(items), chosen, scores)

@@ -1,0 +1,99 @@
+"""Aggregate a minibatch's errors into what a prompt rewriter can act on (DESIGN.md §6, item 3).
+
+A score alone tells the proposer nothing. This collects, per control: labels most often missed and most often
+added wrongly, the top confusion pairs (gold label → predicted label), per-label F1 of the labels involved in
+errors, answers with no valid label (parse failures) and LLM errors, plus the few worst items with what was
+expected and what came back. :func:`render` turns it into plain text by concatenation only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning.evaluation import Evaluation
+from optimizer.learning.metrics import confusions, per_label
+
+MAX_ITEM_CHARS = 300
+
+
+def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
+    controls: dict[str, dict] = {}
+    for control in schema.choices:
+        pairs, missing, spurious = [], Counter(), Counter()
+        for item, prediction, score in zip(evaluation.items, evaluation.predictions, evaluation.scores, strict=True):
+            if control.name not in item.answer:
+                continue
+            pairs.append((prediction.choices.get(control.name, []), item.answer[control.name]))
+            verdict = score.verdicts.get(control.name)
+            feedback = verdict.feedback if verdict else {}
+            missing.update(feedback.get("missing") or [x for x in feedback.get("expected") or [] if x])
+            spurious.update(feedback.get("spurious") or ([feedback["got"]] if feedback.get("got") else []))
+        involved = sorted(set(missing) | set(spurious))
+        table = per_label(pairs, involved)
+        controls[control.name] = {
+            "missing": missing.most_common(5),
+            "spurious": spurious.most_common(5),
+            "confusions": confusions(pairs),
+            "label_f1": {label: round(table[label]["f1"], 3) for label in involved[:12]},
+        }
+    ranked = sorted(
+        zip(evaluation.items, evaluation.predictions, evaluation.scores, strict=True),
+        key=lambda t: (t[2].reward, t[0].id),
+    )
+    worst_items = [
+        {
+            "id": item.id,
+            "input": item.input[:MAX_ITEM_CHARS],
+            "expected": item.answer,
+            "got": {**prediction.choices, **prediction.texts},
+            "reward": round(score.reward, 3),
+        }
+        for item, prediction, score in ranked[:worst]
+        if score.reward < 1.0
+    ]
+    return {
+        "n": len(evaluation.items),
+        "score": round(evaluation.mean, 4),
+        "parse_failures": sum(1 for s in evaluation.scores if s.error and not s.error.startswith("llm:")),
+        "llm_errors": sum(1 for s in evaluation.scores if s.error and s.error.startswith("llm:")),
+        "controls": controls,
+        "worst": worst_items,
+    }
+
+
+def _pairs(counts: list) -> str:
+    return ", ".join(f"{label} ({n}x)" for label, n in counts) or "none"
+
+
+def answer_text(answer: dict) -> str:
+    return "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in answer.items()) or "(nothing)"
+
+
+def render(report: dict) -> str:
+    """The feedback as plain text for the proposer's message."""
+    lines = [
+        "Score on " + str(report["n"]) + " training examples: " + str(report["score"]) + " (1.0 is perfect).",
+        "Answers with no valid label: "
+        + str(report["parse_failures"])
+        + "; failed requests: "
+        + str(report["llm_errors"])
+        + ".",
+    ]
+    for name, control in report["controls"].items():
+        lines.append("Control " + name + ":")
+        lines.append("- labels missed most: " + _pairs(control["missing"]))
+        lines.append("- labels given wrongly most: " + _pairs(control["spurious"]))
+        if control["confusions"]:
+            shown = ", ".join(f"{want} → {got} ({n}x)" for want, got, n in control["confusions"])
+            lines.append("- confusions (correct → predicted): " + shown)
+        if control["label_f1"]:
+            lines.append(
+                "- F1 of the labels involved: " + ", ".join(f"{k} {v}" for k, v in control["label_f1"].items())
+            )
+    if report["worst"]:
+        lines.append("Worst examples:")
+        for item in report["worst"]:
+            lines.append('- input: "' + item["input"].replace("\n", " / ") + '"')
+            lines.append("  expected: " + answer_text(item["expected"]) + " | got: " + answer_text(item["got"]))
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""One optimisation run over a fixed (train, validation, test) split: the loop of issue 3, step by step.
+
+1. Score the initial policy on validation; it is the first champion and the first pool member.
+2. Each step: pick a parent from the pool, score it on a seeded training minibatch, and aggregate its errors.
+3. Make 2-4 candidates: at most one demo change (no LLM call), the label guide once, and instruction rewrites
+   from the proposer for the rest. Invalid proposals are dropped and counted.
+4. Score each candidate on the same minibatch; only those beating the parent get a full validation pass. A tie
+   is settled on a second minibatch of fresh training items (``gate.minibatch_gate``).
+5. Validated candidates join the pool; one becomes champion only under the promotion rule (``gate``).
+6. Stop on the call budget, the wall-time limit, ``patience`` steps without a new champion, or ``max_steps``.
+7. Score the initial policy and the champion on test, which nothing above ever read. The calls for that are
+   reserved from the start, so the report always has them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning.budget import Budget
+from optimizer.learning.candidates import demo_variants
+from optimizer.learning.evaluation import Evaluation, Evaluator
+from optimizer.learning.feedback import aggregate, render
+from optimizer.learning.gate import GateRule, minibatch_gate, promotion
+from optimizer.learning.gold import GoldItem
+from optimizer.learning.pool import Pool
+from optimizer.learning.proposer import GoldText, Proposal, check, label_guide, propose
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.policy import Policy
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    minibatch: int = 8
+    settle_ties: bool = True
+    candidates: int = 3
+    pool_size: int = 4
+    patience: int = 4
+    max_steps: int = 40
+    demos: bool = True
+    demo_k: int = 4
+    max_demo_k: int = 8
+    label_guide: bool = True
+    guide_labels: int = 12
+    max_instruction_chars: int = 2000
+    proposer_max_tokens: int = 600
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    folds: int = 3
+    gate: GateRule = field(default_factory=GateRule)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.candidates <= 4:
+            raise ValueError("candidates per step must be 2-4")
+        if self.minibatch < 1:
+            raise ValueError("minibatch must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe(policy: Policy) -> dict:
+    return {
+        "version": policy.version,
+        "instruction": policy.instruction,
+        "demos": len(policy.demos),
+        "demo_k": policy.demo_k,
+    }
+
+
+class Search:
+    def __init__(
+        self,
+        *,
+        schema: Schema,
+        evaluator: Evaluator,
+        proposer: LLMClient,
+        budget: Budget,
+        config: LoopConfig,
+        seed: int,
+        gold_text: GoldText,
+        progress: Callable[[dict], None] | None = None,
+        tag: str = "",
+    ) -> None:
+        self.schema = schema
+        self.evaluator = evaluator
+        self.proposer = proposer
+        self.budget = budget
+        self.config = config
+        self.seed = seed
+        self.gold_text = gold_text
+        self.progress = progress
+        self.tag = tag
+        self.tried: set[str] = set()
+        self.invalid = 0
+        self.guide_done = False
+
+    def _emit(self, **event) -> None:
+        if self.progress is not None:
+            self.progress({"run": self.tag, "calls": self.budget.spent, "budget": self.budget.calls, **event})
+
+    def run(
+        self, initial: Policy, train: Sequence[GoldItem], val: Sequence[GoldItem], test: Sequence[GoldItem]
+    ) -> tuple[Policy, dict]:
+        """Returns the champion (``initial`` when nothing beat it) and this run's report."""
+        reserve = 2 * len(test)
+        report: dict = {"sizes": {"train": len(train), "val": len(val), "test": len(test)}, "steps": []}
+        self.tried.add(initial.version)
+        champion_val = self.evaluator.evaluate(initial, val, reserve=reserve)
+        if champion_val is None:
+            report["stop"] = "budget too small to score the initial policy on validation"
+            return initial, self._finish(report, initial, initial, None, test)
+        champion = initial
+        pool = Pool(self.config.pool_size)
+        pool.add(initial, champion_val, champion.version)
+        report["initial_val"] = champion_val.metrics(self.schema)
+        self._emit(phase="initial", best=champion_val.mean)
+        stale, stop = 0, f"reached max_steps={self.config.max_steps}"
+        for step in range(1, self.config.max_steps + 1):
+            if self.budget.expired:
+                stop = "wall-time limit reached"
+                break
+            record, (new, new_val) = self._step(step, pool, champion, champion_val, train, val, reserve)
+            report["steps"].append(record)
+            promoted = new.version != champion.version
+            champion, champion_val = new, new_val
+            stale = 0 if promoted else stale + 1
+            self._emit(phase="step", step=step, best=champion_val.mean)
+            if "stop" in record:
+                stop = record["stop"]
+                break
+            if stale >= self.config.patience:
+                stop = f"no new champion in {stale} steps"
+                break
+        report["stop"] = stop
+        report["champion_val"] = champion_val.metrics(self.schema)
+        return champion, self._finish(report, initial, champion, champion_val, test)
+
+    def _finish(self, report: dict, initial: Policy, champion: Policy, champion_val: Evaluation | None, test) -> dict:
+        report["initial"] = describe(initial)
+        report["champion"] = describe(champion)
+        report["invalid_proposals"] = self.invalid
+        if test:
+            first = self.evaluator.evaluate(initial, test)
+            best = self.evaluator.evaluate(champion, test) if first is not None else None
+            report["initial_test"] = first.metrics(self.schema) if first else None
+            report["champion_test"] = best.metrics(self.schema) if best else None
+        self._emit(phase="done")
+        return report
+
+    # --- one step --------------------------------------------------------------------------------------------------
+
+    def _step(self, step, pool: Pool, champion: Policy, champion_val: Evaluation, train, val, reserve):
+        """(step record, (champion, its validation) after the step). ``record["stop"]`` says the run must end."""
+        rng = random.Random(f"step:{self.seed}:{self.tag}:{step}")
+        parent = pool.select(rng)
+        outcome = (champion, champion_val)
+        if not train:
+            return {"step": step, "stop": "no training items"}, outcome
+        batch = rng.sample(list(train), min(self.config.minibatch, len(train)))
+        in_batch = {item.id for item in batch}
+        spare = [item for item in train if item.id not in in_batch]
+        extra = rng.sample(spare, min(self.config.minibatch, len(spare))) if self.config.settle_ties else []
+        record: dict = {"step": step, "parent": parent.policy.version, "minibatch": [item.id for item in batch]}
+        parent_mb = self.evaluator.evaluate(parent.policy, batch, reserve=reserve)
+        if parent_mb is None:
+            record["stop"] = "budget exhausted"
+            return record, outcome
+        record["parent_minibatch"] = round(parent_mb.mean, 6)
+        feedback = aggregate(self.schema, parent_mb)
+        record["feedback"] = feedback
+        candidates = self._candidates(parent.policy, feedback, train, reserve + len(batch))
+        record["candidates"] = entries = []
+        for kind, policy, status, reason in candidates:
+            entry = {"kind": kind, **describe(policy)} if policy else {"kind": kind}
+            entries.append(entry)
+            if status:
+                entry.update(status=status, reason=reason)
+                continue
+            if policy.version in self.tried:
+                entry.update(status="duplicate", reason="already tried in this run")
+                continue
+            self.tried.add(policy.version)
+            cand_mb = self.evaluator.evaluate(policy, batch, reserve=reserve)
+            if cand_mb is None:
+                entry.update(status="unaffordable", reason="budget exhausted before the minibatch")
+                record["stop"] = "budget exhausted"
+                break
+            passed, diff = minibatch_gate(parent_mb, cand_mb)
+            entry["minibatch"] = round(cand_mb.mean, 6)
+            if not passed and abs(diff) < 1e-9 and extra:
+                parent_x = self.evaluator.evaluate(parent.policy, extra, reserve=reserve)
+                cand_x = self.evaluator.evaluate(policy, extra, reserve=reserve) if parent_x else None
+                if cand_x is None:
+                    entry.update(status="unaffordable", reason="budget exhausted before settling a minibatch tie")
+                    record["stop"] = "budget exhausted"
+                    break
+                passed, diff = minibatch_gate(parent_x, cand_x)
+                entry["tie_minibatch"] = {"parent": round(parent_x.mean, 6), "candidate": round(cand_x.mean, 6)}
+            if not passed:
+                entry.update(status="gate_failed", reason=f"not better than its parent on the minibatch ({diff:+.3f})")
+                continue
+            cand_val = self.evaluator.evaluate(policy, val, reserve=reserve)
+            if cand_val is None:
+                entry.update(status="unaffordable", reason="budget exhausted before validation")
+                record["stop"] = "budget exhausted"
+                break
+            entry["val"] = round(cand_val.mean, 6)
+            pool.add(policy, cand_val, outcome[0].version)
+            decision = promotion(
+                outcome[1], cand_val, self.config.gate, f"gate:{self.seed}:{self.tag}:{step}:{policy.version}"
+            )
+            entry["decision"] = decision.to_dict()
+            if decision.promote:
+                entry.update(status="promoted", reason=decision.reason)
+                outcome = (policy.with_meta(parent=parent.policy.version, step=step, kind=kind), cand_val)
+                pool.add(outcome[0], cand_val, outcome[0].version)
+            else:
+                entry.update(status="not_promoted", reason=decision.reason)
+        record["champion"] = outcome[0].version
+        record["calls_spent"] = self.budget.spent
+        return record, outcome
+
+    def _candidates(self, parent: Policy, feedback: dict, train, reserve: int) -> list[tuple]:
+        """(kind, policy or None, "invalid" | "error" | None, reason), at most ``config.candidates`` of them."""
+        want = self.config.candidates
+        out: list[tuple] = []
+        if self.config.demos:
+            variants = demo_variants(
+                parent, self.schema, train, demo_k=self.config.demo_k, max_k=self.config.max_demo_k, seed=self.seed
+            )
+            fresh = [(k, p) for k, p in variants if p.version not in self.tried]
+            out += [(k, p, None, None) for k, p in fresh[:1]]
+        proposals: list[Proposal] = []
+        nothing_wrong = feedback["score"] >= 1.0
+        each = self.config.minibatch + 1  # a proposal is worth paying for only if its minibatch is affordable too
+        wants_guide = (
+            self.config.label_guide and self.schema.choices and not self.guide_done and not nothing_wrong
+        ) and len(out) < want
+        if wants_guide and self.budget.affords(reserve + each):
+            self.guide_done = True
+            labels = self._guide_labels(feedback)
+            guide, error = label_guide(self.proposer, self.schema, train, labels, self.config.proposer_max_tokens)
+            if guide:
+                proposals.append(Proposal("guide", parent.instruction.rstrip() + "\n\n" + guide))
+            else:
+                out.append(("guide", None, "error", f"proposer gave no guide: {error}"))
+        count = want - len(out) - len(proposals)
+        while count > 0 and not nothing_wrong and not self.budget.affords(reserve + count * each):
+            count -= 1
+        if count > 0 and not nothing_wrong:
+            made, errors = propose(
+                self.proposer, parent.instruction, self.schema, render(feedback), count, self.config.proposer_max_tokens
+            )
+            proposals += made
+            out += [("rewrite", None, "error", "proposer request failed: " + e) for e in errors]
+        for proposal in proposals:
+            reason = check(proposal.instruction, parent.instruction, self.gold_text, self.config.max_instruction_chars)
+            policy = parent.with_instruction(proposal.instruction) if proposal.instruction.strip() else None
+            if reason:
+                self.invalid += 1
+            out.append((proposal.kind, policy, "invalid" if reason else None, reason))
+        return out
+
+    def _guide_labels(self, feedback: dict) -> list[str]:
+        """The labels the guide defines: all of a small set, else those involved in the minibatch's errors."""
+        control = self.schema.choices[0] if self.schema.choices else None
+        if control is None:
+            return []
+        if len(control.labels) <= self.config.guide_labels:
+            return list(control.labels)
+        involved = feedback["controls"].get(control.name, {})
+        names = [label for label, _ in [*involved.get("missing", []), *involved.get("spurious", [])]]
+        return list(dict.fromkeys(names))[: self.config.guide_labels]

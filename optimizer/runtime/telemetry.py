@@ -1,0 +1,297 @@
+"""Prometheus telemetry: what this service did (counted in-process) and what Redis holds (read at scrape time).
+
+Two sources, because they live in different places:
+
+- **Events in a web process** (tasks predicted, ``/predict`` latency, LLM calls/errors/retries/tokens, HTTP
+  requests) are prometheus-client counters and histograms. Under gunicorn each worker is its own process, so
+  ``gunicorn.conf.py`` points ``PROMETHEUS_MULTIPROC_DIR`` at a directory the workers share and a scrape of any
+  worker sums them all (``MultiProcessCollector``).
+- **State** (jobs per RQ registry, promotions per project, the current policy's validation score) is read from
+  Redis when ``/metrics`` is scraped. Redis is the truth, so every web process reports the same numbers and nothing
+  needs to be kept in sync. RQ workers and CLI runs count their LLM usage into a Redis hash for the same reason:
+  an RQ job runs in a short-lived forked process whose in-memory counters would vanish with it.
+
+Label cardinality is bounded: projects and policy versions change only on promotion, and predictions made with a
+prompt typed by an annotator are counted under ``policy_version="interactive"``, not one series per prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+
+import prometheus_client
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from optimizer.serving.llm import LLMClient
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes; every Prometheus reads it
+INTERACTIVE = "interactive"
+
+prometheus_client.disable_created_metrics()  # *_created series double the output and mean nothing here
+
+# Metrics of this process. In multiprocess mode their values go to PROMETHEUS_MULTIPROC_DIR and this registry is
+# never scraped directly (that would count this worker twice).
+REGISTRY = CollectorRegistry()
+
+PREDICTIONS = Counter(
+    "lsml_predictions_total",
+    "Tasks answered by /predict, by project and the policy version that answered them.",
+    ["project", "policy_version"],
+    registry=REGISTRY,
+)
+PREDICTION_FAILURES = Counter(
+    "lsml_prediction_failures_total",
+    "Tasks that got an empty prediction, by reason (llm, deadline, no_input, internal).",
+    ["project", "reason"],
+    registry=REGISTRY,
+)
+PREDICT_SECONDS = Histogram(
+    "lsml_predict_duration_seconds",
+    "Wall time of /predict requests, whole batch.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0),
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "lsml_http_requests_total",
+    "HTTP requests answered, by method, route and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+LLM_HELP = {
+    "calls": ("lsml_llm_calls", "LLM requests sent (each retry counts)."),
+    "errors": ("lsml_llm_errors", "LLM requests that failed."),
+    "retries": ("lsml_llm_retries", "LLM requests retried after a retryable failure."),
+}
+LLM_COUNTERS = {
+    name: Counter(metric + "_total", help_text, ["role", "source"], registry=REGISTRY)
+    for name, (metric, help_text) in LLM_HELP.items()
+}
+LLM_TOKENS = Counter(
+    "lsml_llm_tokens_total", "LLM tokens used, by kind (prompt, completion).", ["role", "kind", "source"],
+    registry=REGISTRY,
+)  # fmt: skip
+
+_component = "web"
+
+
+def set_component(name: str) -> None:
+    """Which process this is. ``web`` counts LLM usage in-process; anything else (worker, cli) counts it in Redis."""
+    global _component
+    _component = name
+
+
+def component() -> str:
+    return _component
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+# --- recording -------------------------------------------------------------------------------------------------
+def _failure_reason(error: str) -> str:
+    if error == "no input":
+        return "no_input"
+    if error == "deadline exceeded":
+        return "deadline"
+    if error.startswith("internal error"):
+        return "internal"
+    return "llm"
+
+
+def record_predictions(project: str, policy_version: str, errors: Sequence[str | None]) -> None:
+    """Count one batch: ``errors`` holds each task's failure reason, ``None`` for a task that was answered."""
+    PREDICTIONS.labels(project, policy_version).inc(len(errors))
+    for error in errors:
+        if error:
+            PREDICTION_FAILURES.labels(project, _failure_reason(error)).inc()
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    if route == "/predict":
+        PREDICT_SECONDS.observe(seconds)
+
+
+def usage_hash(namespace: str) -> str:
+    return f"{namespace}:metrics:llm"
+
+
+def instrument_llm(client: LLMClient, role: str, store: redis.Redis | None = None, namespace: str = "lsml") -> None:
+    """Count ``client``'s usage: in-process in a web worker, else in Redis (``HINCRBY``, survives forked jobs)."""
+    if _component == "web" or store is None:
+        source = "web"
+        children = {name: counter.labels(role, source) for name, counter in LLM_COUNTERS.items()}
+        children["prompt_tokens"] = LLM_TOKENS.labels(role, "prompt", source)
+        children["completion_tokens"] = LLM_TOKENS.labels(role, "completion", source)
+
+        def listen(name: str, amount: int) -> None:
+            child = children.get(name)
+            if child is not None and amount:
+                child.inc(amount)
+
+    else:
+        key, prefix = usage_hash(namespace), f"{_component}|{role}|"
+
+        def listen(name: str, amount: int) -> None:
+            if not amount:
+                return
+            try:
+                store.hincrby(key, prefix + name, amount)
+            except redis.RedisError as exc:  # metrics must never fail a job
+                log.debug("cannot count LLM usage in Redis: %s", exc.__class__.__name__)
+
+    client.usage.listeners.append(listen)
+
+
+# --- state read from Redis at scrape time ----------------------------------------------------------------------
+def rq_keys(queue: str) -> dict[str, tuple[str, str]]:
+    """Job state → (Redis type, key) as RQ 2.x/3.x lays them out (``rq.Queue.key``, ``rq.registry.*.key``)."""
+    return {
+        "queued": ("list", f"rq:queue:{queue}"),
+        "running": ("zset", f"rq:wip:{queue}"),
+        "deferred": ("zset", f"rq:deferred:{queue}"),
+        "scheduled": ("zset", f"rq:scheduled:{queue}"),
+        "failed": ("zset", f"rq:failed:{queue}"),
+        "succeeded": ("zset", f"rq:finished:{queue}"),
+    }
+
+
+class RedisStateCollector:
+    """Reads jobs, promotions, validation scores and worker LLM usage from Redis with two pipelined round trips.
+
+    Read-only on purpose (no RQ ``cleanup()``, which moves jobs around): a scrape must not change what it measures.
+    The validation score of a version is cached in-process; it is safe because a policy body never changes.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str, queue: str) -> None:
+        self.redis = client
+        self.ns = namespace
+        self.queue = queue
+        self._scores: dict[str, float | None] = {}
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("lsml_redis_up", "1 when the last /metrics scrape could read Redis.")
+        try:
+            families = self._read()
+        except redis.RedisError as exc:
+            log.warning("metrics: cannot read Redis: %s", exc.__class__.__name__)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [up, *families]
+
+    def _read(self) -> list[Metric]:
+        keys = rq_keys(self.queue)
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, key in keys.values():
+            pipe.llen(key) if kind == "list" else pipe.zcard(key)
+        pipe.smembers(f"{self.ns}:projects")
+        pipe.hgetall(usage_hash(self.ns))
+        replies = pipe.execute()
+        counts, projects, usage = replies[: len(keys)], sorted(replies[-2]), replies[-1]
+
+        pipe = self.redis.pipeline(transaction=False)
+        for project in projects:
+            pipe.llen(f"{self.ns}:project:{project}:history")
+            pipe.get(f"{self.ns}:project:{project}:current")
+        replies = pipe.execute()
+        histories, currents = replies[0::2], replies[1::2]
+
+        jobs = GaugeMetricFamily("lsml_jobs", "RQ jobs per state, read from the queue and its registries.",
+                                 labels=["queue", "state"])  # fmt: skip
+        for state, count in zip(keys, counts, strict=True):
+            jobs.add_metric([self.queue, state], count)
+        promotions = CounterMetricFamily(
+            "lsml_policy_promotions", "Policy promotions per project (length of its history).", labels=["project"]
+        )
+        score = GaugeMetricFamily(
+            "lsml_policy_val_score",
+            "Validation score of each project's current policy, when the optimiser recorded one.",
+            labels=["project", "policy_version"],
+        )
+        for project, length, version in zip(projects, histories, currents, strict=True):
+            promotions.add_metric([_text(project)], length)
+            value = self._score(_text(version)) if version else None
+            if value is not None:
+                score.add_metric([_text(project), _text(version)], value)
+        return [jobs, promotions, score, *_usage_families(usage)]
+
+    def _score(self, version: str) -> float | None:
+        with self._lock:
+            if version in self._scores:
+                return self._scores[version]
+        raw = self.redis.get(f"{self.ns}:policy:{version}")
+        value = None
+        if raw:
+            try:
+                found = (json.loads(raw).get("meta") or {}).get("val_score")
+                value = float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+            except (ValueError, AttributeError):
+                value = None
+        with self._lock:
+            if len(self._scores) > 4096:
+                self._scores.clear()
+            self._scores[version] = value
+        return value
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _usage_families(usage: dict) -> list[Metric]:
+    """LLM usage counted in Redis by workers and CLI runs, as the same families the web counts in-process."""
+    families = {name: CounterMetricFamily(metric, text, labels=["role", "source"])
+                for name, (metric, text) in LLM_HELP.items()}  # fmt: skip
+    tokens = CounterMetricFamily("lsml_llm_tokens", "LLM tokens used, by kind (prompt, completion).",
+                                 labels=["role", "kind", "source"])  # fmt: skip
+    for field, amount in sorted((_text(k), int(v)) for k, v in usage.items()):
+        parts = field.split("|")
+        if len(parts) != 3:
+            continue
+        source, role, name = parts
+        if name in families:
+            families[name].add_metric([role, source], amount)
+        elif name.endswith("_tokens"):
+            tokens.add_metric([role, name.removesuffix("_tokens"), source], amount)
+    return [f for f in (*families.values(), tokens) if f.samples]
+
+
+# --- exposition ------------------------------------------------------------------------------------------------
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def merge(sources: Iterable[Iterable[Metric]]) -> list[Metric]:
+    """One family per name: the web's in-process LLM counters and the workers' Redis ones share their names."""
+    merged: dict[str, Metric] = {}
+    for source in sources:
+        for family in source:
+            if family.name in merged:
+                merged[family.name].samples.extend(family.samples)
+            else:
+                merged[family.name] = family
+    return list(merged.values())
+
+
+def render(state: RedisStateCollector | None = None) -> bytes:
+    """The Prometheus text exposition of this service: every web worker's events plus the Redis state."""
+    path = multiprocess_dir()
+    events = MultiProcessCollector(None, path=path).collect() if path else REGISTRY.collect()
+    sources = [events] + ([state.collect()] if state is not None else [])
+    return prometheus_client.generate_latest(_Families(merge(sources)))

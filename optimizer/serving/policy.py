@@ -1,0 +1,96 @@
+"""A prompt policy: the instruction plus few-shot demos, identified by a hash of its content.
+
+The version id is derived from the content, so it is immutable by construction: two workers that build the same
+policy get the same id, a cache keyed by version can never serve stale text, and "the model version changes exactly
+when the policy changes" holds without any bookkeeping.
+
+Demos come in two modes:
+- ``demo_k == 0``: every demo is shown, in order (a fixed few-shot set);
+- ``demo_k > 0``: the ``demo_k`` demos nearest to each input are retrieved from the pool (see ``retrieval``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from optimizer.labelstudio.results import Answer
+
+DEFAULT_INSTRUCTION = (
+    "You are a careful annotator. Read the input and choose the labels that describe it. "
+    "Use only the allowed labels, exactly as written."
+)
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One worked example: an input and the answer a human gave, per control name."""
+
+    input: str
+    output: Answer
+
+    def to_dict(self) -> dict:
+        return {"input": self.input, "output": self.output}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Demo:
+        output = {str(k): (list(v) if isinstance(v, list | tuple) else str(v)) for k, v in data["output"].items()}
+        return cls(input=str(data["input"]), output=output)
+
+
+@dataclass(frozen=True)
+class Policy:
+    instruction: str
+    demos: tuple[Demo, ...] = ()
+    demo_k: int = 0
+    # Free-form provenance (parent version, scores, job id). Not part of the identity.
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def content(self) -> dict:
+        return {
+            "instruction": self.instruction,
+            "demos": [d.to_dict() for d in self.demos],
+            "demo_k": self.demo_k,
+        }
+
+    @property
+    def version(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return "pv-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return {**self.content(), "version": self.version, "meta": self.meta}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Policy:
+        return cls(
+            instruction=str(data["instruction"]),
+            demos=tuple(Demo.from_dict(d) for d in data.get("demos") or ()),
+            demo_k=int(data.get("demo_k") or 0),
+            meta=dict(data.get("meta") or {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        return cls.from_dict(json.loads(text))
+
+    def with_instruction(self, instruction: str) -> Policy:
+        return replace(self, instruction=instruction, meta={})
+
+    def with_meta(self, **meta) -> Policy:
+        return replace(self, meta={**self.meta, **meta})
+
+
+def load_prompt(value: str | None) -> str:
+    """``DEFAULT_PROMPT`` semantics: ``@path`` or an existing file path reads the file, other text is the prompt."""
+    if not value or not value.strip():
+        return DEFAULT_INSTRUCTION
+    candidate = value[1:] if value.startswith("@") else value
+    if value.startswith("@") or (len(candidate) < 4096 and "\n" not in candidate and Path(candidate).is_file()):
+        return Path(candidate).read_text(encoding="utf-8").strip()
+    return value.strip()

@@ -1,0 +1,202 @@
+"""(policy, schema, input text) → labels with a confidence score. The one code path for serving and optimising.
+
+``/predict`` and the optimisation loop both call :meth:`Predictor.predict_many`, so the loop scores exactly what
+users get. A failed item never fails its batch: it comes back as a :class:`Prediction` with ``error`` set and no
+labels, and the caller decides what an empty answer means (an empty prediction in Label Studio, a wrong answer
+for the verifier).
+
+Score
+-----
+With logprobs (llama.cpp, OpenAI, vLLM): a chosen label's score is the probability the model gave its tokens,
+``exp(sum of token logprobs)``; a free-text answer's is the per-token geometric mean. The prediction's score is the
+mean over the controls it filled.
+
+Without logprobs (the documented fallback): ``format quality × demo agreement``, where format quality is 1.0 for a
+well-formed JSON answer and 0.7 for one recovered from plain text, scaled by the share of proposed labels that were
+valid; and demo agreement is ``(1 + a) / (1 + k)`` when ``k`` demos were retrieved for the input and ``a`` of them
+carry the predicted label (1.0 without retrieval). An empty answer scores 0.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from optimizer.labelstudio.labelconfig import Schema
+from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.parsing import Parsed, parse_answer
+from optimizer.serving.policy import Policy
+from optimizer.serving.prompting import build_messages, json_schema, select_demos
+
+
+@dataclass
+class Prediction:
+    choices: dict[str, list[str]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    score: float = 0.0
+    control_scores: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    raw: str = ""
+    strict: bool = False
+    dropped: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.choices.values()) and not any(t for t in self.texts.values())
+
+    @classmethod
+    def failed(cls, reason: str) -> Prediction:
+        return cls(error=reason)
+
+
+def _token_offsets(tokens: list[tuple[str, float]]) -> list[tuple[int, int, float]]:
+    out, at = [], 0
+    for text, logprob in tokens:
+        out.append((at, at + len(text), logprob))
+        at += len(text)
+    return out
+
+
+def _span_logprob(offsets, span: tuple[int, int]) -> tuple[float, int]:
+    total, count = 0.0, 0
+    for start, end, logprob in offsets:
+        if end > span[0] and start < span[1]:
+            total += logprob
+            count += 1
+    return total, count
+
+
+def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]]) -> dict[str, float]:
+    offsets = _token_offsets(tokens)
+    if not offsets or offsets[-1][1] != len(raw):
+        # Token texts do not add up to the answer (some servers strip whitespace): align by position only
+        # when they do, otherwise fall back to the whole answer's mean token probability.
+        mean = sum(lp for _, lp in tokens) / max(1, len(tokens))
+        filled = [n for n, labels in parsed.choices.items() if labels] + list(parsed.texts)
+        return dict.fromkeys(filled, math.exp(mean))
+    scores: dict[str, float] = {}
+    for name, labels in parsed.choices.items():
+        spans = parsed.spans.get(name, [])
+        if not labels:
+            continue
+        probs = []
+        for span in spans:
+            total, count = _span_logprob(offsets, span)
+            if count:
+                probs.append(math.exp(total))
+        scores[name] = sum(probs) / len(probs) if probs else 0.0
+    for name, text in parsed.texts.items():
+        at = raw.find(text) if text else -1
+        if at >= 0:
+            total, count = _span_logprob(offsets, (at, at + len(text)))
+            scores[name] = math.exp(total / count) if count else 0.0
+    return scores
+
+
+def score_fallback(parsed: Parsed, policy: Policy, text: str) -> dict[str, float]:
+    kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts)
+    quality = (1.0 if parsed.strict else 0.7) * (kept / (kept + parsed.dropped) if kept else 0.0)
+    demos = select_demos(policy, text) if policy.demo_k > 0 else ()
+    scores = {}
+    for name, labels in parsed.choices.items():
+        if not labels:
+            continue
+        agree = sum(1 for d in demos if set(labels) & set(_as_list(d.output.get(name))))
+        scores[name] = quality * (1 + agree) / (1 + len(demos))
+    for name in parsed.texts:
+        scores[name] = quality
+    return scores
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def item_key(policy: Policy, schema: Schema, text: str) -> str:
+    """Cache key for one (policy, item): the same pair is never sent to the LLM twice."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    return f"{policy.version}:{schema.digest}:{digest}"
+
+
+class Predictor:
+    def __init__(self, llm: LLMClient, cache: dict | None = None) -> None:
+        self.llm = llm
+        # Optional (policy, item) → Prediction memo; the optimiser passes one so no pair is paid for twice.
+        self.cache = cache
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Created lazily per process: a pool made before gunicorn forks would have no threads in the child.
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ThreadPoolExecutor(
+                    max_workers=max(1, self.llm.config.concurrency), thread_name_prefix="predict"
+                )
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    def predict(self, policy: Policy, schema: Schema, text: str) -> Prediction:
+        """Never raises for LLM faults: a failure comes back as ``Prediction.failed``."""
+        key = item_key(policy, schema, text) if self.cache is not None else None
+        if key is not None and key in self.cache:
+            return self.cache[key]
+        try:
+            completion = self.llm.complete(build_messages(policy, schema, text), json_schema(schema))
+        except LLMError as exc:
+            return Prediction.failed(str(exc))
+        parsed = parse_answer(schema, completion.text)
+        if completion.tokens:
+            scores = score_from_logprobs(parsed, completion.text, completion.tokens)
+        else:
+            scores = score_fallback(parsed, policy, text)
+        filled = list(scores.values())
+        prediction = Prediction(
+            choices={k: v for k, v in parsed.choices.items() if v},
+            texts={k: v for k, v in parsed.texts.items() if v},
+            score=round(sum(filled) / len(filled), 6) if filled else 0.0,
+            control_scores={k: round(v, 6) for k, v in scores.items()},
+            raw=completion.text,
+            strict=parsed.strict,
+            dropped=parsed.dropped,
+        )
+        if key is not None:
+            self.cache[key] = prediction
+        return prediction
+
+    def predict_many(
+        self, policy: Policy, schema: Schema, texts: list[str | None], deadline: float | None = None
+    ) -> list[Prediction]:
+        """Predict a batch concurrently, in order. ``None`` inputs and items past ``deadline`` fail alone."""
+        results: list[Prediction | None] = [None] * len(texts)
+        pending = {}
+        pool = self._executor()
+        for i, text in enumerate(texts):
+            if text is None:
+                results[i] = Prediction.failed("no input")
+            elif len(texts) == 1:
+                results[i] = self.predict(policy, schema, text)
+            else:
+                # Each task runs in a copy of the caller's context, so its log lines keep the request id.
+                pending[pool.submit(contextvars.copy_context().run, self.predict, policy, schema, text)] = i
+        if pending:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, not_done = wait(pending, timeout=timeout)
+            for future in done:
+                error = future.exception()
+                results[pending[future]] = (
+                    Prediction.failed(f"internal error: {error.__class__.__name__}") if error else future.result()
+                )
+            for future in not_done:
+                future.cancel()
+                results[pending[future]] = Prediction.failed("deadline exceeded")
+        return [r if r is not None else Prediction.failed("not predicted") for r in results]

@@ -1,0 +1,158 @@
+"""Putting training and re-predict runs into RQ, and reading their state back, from web workers and RQ workers alike.
+
+``Coalescer`` (pure Redis Lua) decides *whether* a trigger needs a new run; this module turns its decisions into RQ
+jobs. It names the job functions by import path, so web workers never import the optimiser's loop.
+
+Crash windows and how they close:
+- a web worker dies between reserving a run and enqueueing it: the reservation points at a job RQ does not have.
+  The next trigger after ``STALE_AFTER`` seconds finds it missing, drops it and reserves a new run. The same happens
+  when an RQ worker dies after dequeuing a run but before taking the project's lease, once RQ has marked that job
+  failed (its abandoned-job check, when the dead worker's heartbeat lapses);
+- an RQ worker dies mid-run: its lease expires (``TRAIN_LEASE_TTL``); the next trigger, or any worker's sweep,
+  queues the follow-up it left behind. The RQ job itself is marked failed by RQ's abandoned-job handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from optimizer.settings import Settings
+from optimizer.state.coalesce import Coalescer, Trigger
+
+log = logging.getLogger("optimizer.state.jobqueue")
+
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
+STALE_AFTER = 10.0
+TRAIN_FUNC = "optimizer.training.jobs.train"
+REPREDICT_FUNC = "optimizer.training.jobs.repredict"
+
+
+def repredict_job_id(project: str, version: str) -> str:
+    """One re-predict job per (project, version): enqueueing it twice is a no-op."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"repredict-{project}-{version}")
+
+
+class TrainingQueue:
+    def __init__(self, connection: redis.Redis, coalescer: Coalescer, settings: Settings) -> None:
+        self.connection = connection
+        self.coalescer = coalescer
+        self.settings = settings
+        self.queue = Queue(settings.rq_queue, connection=connection)
+
+    # -- triggers -----------------------------------------------------------------------------------------------
+    def trigger(self, project: str, *, threshold: int = 0, reason: str = "") -> Trigger:
+        decision = self.coalescer.trigger(project, threshold=threshold, stale=self._stale_queued(project))
+        if decision.status == "queued":
+            self.ensure_enqueued(project, decision.job_id, reason or "trigger")
+        return decision
+
+    def _stale_queued(self, project: str) -> str | None:
+        job_id, queued_at = self.coalescer.queued(project)
+        if not job_id or time.time() - queued_at < STALE_AFTER:
+            return None
+        status = self.status_of(job_id)
+        return job_id if status not in ACTIVE else None
+
+    def status_of(self, job_id: str) -> JobStatus | None:
+        try:
+            return Job.fetch(job_id, connection=self.connection).get_status()
+        except NoSuchJobError:
+            return None
+
+    def ensure_enqueued(self, project: str, job_id: str, reason: str) -> None:
+        """Put a reserved run into RQ unless RQ already has it active (idempotent)."""
+        status = self.status_of(job_id)
+        if status in ACTIVE:
+            return
+        if status is not None:
+            log.warning("job %s for project %s is already %s; not re-running it", job_id, project, status)
+            return
+        self._enqueue(
+            TRAIN_FUNC,
+            (project,),
+            job_id,
+            f"train project {project}",
+            {"project": project, "kind": "train", "reason": reason},
+        )
+        log.info("queued training job %s for project %s (%s)", job_id, project, reason)
+
+    def enqueue_repredict(self, project: str, version: str) -> str:
+        job_id = repredict_job_id(project, version)
+        if self.status_of(job_id) is None:
+            meta = {"project": project, "kind": "repredict", "version": version}
+            self._enqueue(REPREDICT_FUNC, (project, version), job_id, f"re-predict {project} with {version}", meta)
+        return job_id
+
+    def _enqueue(self, func: str, args: tuple, job_id: str, description: str, meta: dict) -> None:
+        self.queue.enqueue_call(
+            func,
+            args=args,
+            job_id=job_id,
+            timeout=self.settings.job_timeout,
+            result_ttl=self.settings.job_result_ttl,
+            failure_ttl=self.settings.job_result_ttl,
+            description=description,
+            meta={**meta, "phase": "queued"},
+        )
+
+    def sweep(self) -> list[str]:
+        """Queue the follow-ups of runs whose worker died (their lease expired). Safe to run anywhere, any time."""
+        queued = []
+        for project, job_id in self.coalescer.orphans():
+            self.ensure_enqueued(project, job_id, "follow-up of a run whose worker died")
+            queued.append(job_id)
+        return queued
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def view(self, job_id: str) -> dict | None:
+        """What ``GET /jobs/<id>`` answers: RQ's state and our progress meta, or the reservation if not queued yet."""
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+        except NoSuchJobError:
+            return self._reserved(job_id)
+        status = job.get_status()
+        meta = job.get_meta(refresh=False)
+        out = {
+            "id": job.id,
+            "status": str(status.value if isinstance(status, JobStatus) else status),
+            "project": meta.get("project"),
+            "kind": meta.get("kind"),
+            "meta": meta,
+            "enqueued_at": _iso(job.enqueued_at),
+            "started_at": _iso(job.started_at),
+            "ended_at": _iso(job.ended_at),
+        }
+        if status == JobStatus.FINISHED:
+            out["result"] = job.return_value()
+        elif status == JobStatus.FAILED:
+            out["error"] = meta.get("error") or _last_line(job)
+        return out
+
+    def _reserved(self, job_id: str) -> dict | None:
+        project = self.coalescer.project_of(job_id)
+        if project is None:
+            return None
+        state = self.coalescer.status(project)
+        if state["followup"] == job_id:
+            note = f"runs when the current run {state['running'] or '(ended)'} ends"
+            return {"id": job_id, "status": "waiting", "project": project, "kind": "train", "note": note}
+        if state["queued"] == job_id:
+            return {"id": job_id, "status": "queued", "project": project, "kind": "train"}
+        return {"id": job_id, "status": "unknown", "project": project, "kind": "train", "note": "expired or lost"}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _last_line(job: Job) -> str:
+    result = job.latest_result()
+    text = (getattr(result, "exc_string", None) or "").strip()
+    return text.splitlines()[-1][:500] if text else "failed"

@@ -1,0 +1,177 @@
+"""One training run for one project: annotations from Label Studio → gold → the optimiser's loop → gated promotion.
+
+This module knows nothing about RQ (``jobs.py`` runs it inside a job): it takes a ``progress`` callback and
+returns a JSON-serialisable summary, or raises :class:`TrainingError` with a reason a person can act on.
+
+The live policy is touched at exactly one point: the store's compare-and-set promotion, which applies only if
+the live version is still the one this run started from and the project is not pinned. Whatever fails before that
+point (Label Studio unreachable, too little gold, the LLM down, the worker killed) leaves the live policy serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
+from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
+from optimizer.learning.gold import GoldItem, items_from_tasks
+from optimizer.runtime.services import Services
+from optimizer.serving.policy import Policy
+from optimizer.state.projects import numeric_id
+
+log = logging.getLogger("optimizer.training.run")
+
+Progress = Callable[..., None]
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot proceed; the message is the job's failure reason."""
+
+
+def _scores(policy: Policy) -> dict:
+    keys = ("val_score", "test_score", "train_score", "initial_val_score", "initial_test_score")
+    return {k: policy.meta[k] for k in keys if k in policy.meta}
+
+
+def typed_prompt(gold: Sequence[GoldItem]) -> str | None:
+    """The prompt annotators typed most often into the prompt TextArea (seed 001's starting prompt), if any.
+
+    Ties go to the prompt of the later item, so the choice is deterministic for the same annotations.
+    """
+    counts = Counter(item.prompt for item in gold if item.prompt)
+    if not counts:
+        return None
+    order = {item.prompt: i for i, item in enumerate(gold) if item.prompt}
+    return max(counts, key=lambda prompt: (counts[prompt], order[prompt]))
+
+
+def label_studio(services: Services) -> LabelStudioClient:
+    settings = services.settings
+    try:
+        return LabelStudioClient(
+            settings.label_studio_url,
+            settings.label_studio_api_key.get_secret_value(),
+            timeout=settings.label_studio_timeout,
+        )
+    except LabelStudioError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+def _optimize():
+    from optimizer.learning.optimize import optimize
+
+    return optimize
+
+
+REASONS = {
+    "rejected": "no candidate beat the starting policy on validation by more than noise",
+    "lease lost": "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept",
+    "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
+    "pinned": "the project was pinned while the job ran; candidate kept in history",
+    "unchanged": "the candidate is already live",
+}
+
+
+def fetch_gold(services: Services, project: str, number: int, ls: LabelStudioClient) -> tuple[Schema, list, dict]:
+    """The project's schema, its gold items from Label Studio, and what was used and skipped."""
+    try:
+        schema = parse_label_config(services.projects.label_config(project) or ls.label_config(number))
+        tasks = ls.annotated_tasks(number)
+    except LabelConfigError as exc:
+        raise TrainingError(f"the project's label config cannot be used: {exc}") from None
+    except LabelStudioError as exc:
+        raise TrainingError(str(exc)) from None
+    gold, skipped = items_from_tasks(schema, tasks)
+    stats = {"annotated_tasks": len(tasks), "used": len(gold), "skipped": dict(skipped)}
+    minimum = services.settings.train_min_gold
+    if len(gold) < minimum:
+        raise TrainingError(
+            f"only {len(gold)} usable annotated tasks (of {len(tasks)} annotated); "
+            f"training needs at least TRAIN_MIN_GOLD={minimum}"
+        )
+    return schema, gold, stats
+
+
+def starting_policy(services: Services, live: Policy, gold: Sequence[GoldItem]) -> tuple[Policy, str]:
+    """The live policy; or, while the project still runs on the default, the prompt its annotators typed."""
+    if live.version == services.default_policy.version:
+        typed = typed_prompt(gold)
+        if typed:
+            return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+    return live, "live policy"
+
+
+def train_project(
+    services: Services,
+    project: str,
+    job_id: str,
+    progress: Progress,
+    *,
+    ls: LabelStudioClient | None = None,
+    optimize: Callable | None = None,
+    lease_lost: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Run the optimiser on the project's annotations and promote what it accepts.
+
+    ``lease_lost`` tells whether this run lost the project's lease (its heartbeat stopped reaching Redis for a
+    whole TTL): another run may then be working on the project, so this one keeps its candidate in history and
+    leaves promotion to that run.
+    """
+    settings, store = services.settings, services.store
+    number = numeric_id(project)
+    if number is None:
+        raise TrainingError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
+    if services.history.pinned(project) is not None:
+        return {"promoted": False, "status": "skipped", "reason": "project is pinned; unpin it to train"}
+    live = store.current(project)
+    if store.degraded:
+        raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
+
+    progress(phase="fetching annotations")
+    schema, gold, stats = fetch_gold(services, project, number, ls or label_studio(services))
+    progress(phase="gold ready", gold=stats)
+    initial, seeded_from = starting_policy(services, live, gold)
+    progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
+    started = time.monotonic()
+    result = (optimize or _optimize())(
+        initial,
+        schema,
+        gold,
+        services.labeller,
+        services.proposer,
+        budget_calls=settings.optimize_budget,
+        seed=settings.train_seed,
+        # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
+        max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
+        progress=lambda event: progress(phase="optimizing", optimizer=event),
+    )
+    best = result.best
+    summary = {
+        "project": project,
+        "live_before": live.version,
+        "start": initial.version,
+        "seeded_from": seeded_from,
+        "candidate": best.version,
+        "accepted": bool(result.accepted),
+        "scores": _scores(best),
+        "calls": result.calls,
+        "seconds": round(time.monotonic() - started, 2),
+        "gold": stats,
+        "report": result.report,
+    }
+    info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
+    if not result.accepted or best.version == live.version:
+        status = "rejected"
+    elif lease_lost():
+        status = "lease lost"
+    else:
+        progress(phase="promoting", candidate=best.version)
+        status = store.promote(project, best, live.version, **info).status
+    if status == "ok":
+        log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
+        return {**summary, "promoted": True, "status": "promoted", "live_after": best.version}
+    store.record(project, best, parent=live.version, status=status, **info)
+    return {**summary, "promoted": False, "status": status, "reason": REASONS.get(status, "")}

@@ -1,0 +1,76 @@
+"""The RQ worker process (``python -m optimizer worker``): runs training and re-predict jobs from ``RQ_QUEUE``.
+
+It is RQ's standard forking worker (one fresh process per job, so a leak or a crash in one job cannot poison the
+next), plus two things: when a job's process dies it releases the job's project at once, and its periodic
+maintenance queues the follow-up runs of jobs whose whole worker died (their project lease expired), so a trigger
+coalesced into a killed run is not left waiting for the next webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Worker
+
+from optimizer.runtime.services import Services
+from optimizer.settings import Settings
+
+log = logging.getLogger("optimizer.training.worker")
+
+
+class TrainingWorker(Worker):
+    services: Services | None = None
+
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:
+        """The job's process died without cleaning up (OOM killer, SIGKILL): free its project at once.
+
+        Without this the project would wait for the lease to expire. Releasing is safe: the dead process cannot
+        promote any more, and the store's compare-and-set stops anything it might have raced.
+        """
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        if self.services is None:
+            return
+        try:
+            meta = job.get_meta(refresh=True)
+            meta["phase"] = "failed"
+            meta["error"] = "the process running this job died (killed or out of memory); the live policy is unchanged"
+            job.save_meta()
+            project = meta.get("project")
+            if meta.get("kind") == "train" and project:
+                followup = self.services.coalescer.finish(project, job.id)
+                if followup:
+                    self.services.jobs.ensure_enqueued(project, followup, f"follow-up of dead job {job.id}")
+        except redis.RedisError as exc:
+            log.warning("could not release the project of dead job %s: %s", job.id, exc.__class__.__name__)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        self.sweep()
+
+    def sweep(self) -> None:
+        if self.services is None:
+            return
+        try:
+            queued = self.services.jobs.sweep()
+        except redis.RedisError as exc:
+            log.warning("sweep for orphaned follow-ups failed: %s", exc.__class__.__name__)
+            return
+        if queued:
+            log.info("queued %d follow-up run(s) left by dead workers: %s", len(queued), ", ".join(queued))
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Run until stopped (SIGTERM: finish the current job first, as RQ does). ``settings`` come from ``start``."""
+    # No socket timeout on the worker's own connection: RQ blocks on the queue for long stretches.
+    connection = redis.Redis.from_url(settings.redis_url)
+    worker = TrainingWorker(
+        [settings.rq_queue],
+        connection=connection,
+        name=name,
+        maintenance_interval=max(10, int(settings.train_lease_ttl)),
+    )
+    worker.services = Services(settings)
+    worker.sweep()
+    log.info("worker %s listening on queue %s", worker.name, settings.rq_queue)
+    return worker.work(burst=burst, logging_level=settings.log_level)
