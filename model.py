@@ -16,7 +16,7 @@ import redis
 
 from ls_protocol import InvalidInput, LabelStudioMLBase
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
-from optimizer.labelstudio.results import typed_prompt
+from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
@@ -80,7 +80,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         if self.schema is None:
             raise InvalidInput('missing "label_config": the project\'s label config XML is needed to predict')
         policy = self.policy
-        typed = typed_prompt(self.schema, context)
+        typed = prompt_in_context(self.schema, context)
         if typed:
             # Interactive mode: the annotator's typed prompt is used at once, with the project's demos.
             policy = policy.with_instruction(typed)

@@ -8,14 +8,14 @@ from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.budget import Budget, BudgetExhausted
 from optimizer.learning.candidates import demo_variants
 from optimizer.learning.evaluation import Evaluation, score_prediction
-from optimizer.learning.feedback import aggregate, render
+from optimizer.learning.feedback import aggregate, as_text
 from optimizer.learning.gate import GateRule, minibatch_gate, promotion
 from optimizer.learning.gold import GoldItem, synth_config
 from optimizer.learning.pool import Pool
 from optimizer.learning.proposer import GoldText, check, clean, parse_guide
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy
-from optimizer.serving.predictor import Prediction, Predictor
+from optimizer.serving.predictor import FailureReason, Prediction, Predictor
 from tests.fakellm import FakeLLM
 from tests.scripted import LABELS, make_gold
 
@@ -152,7 +152,7 @@ def test_feedback_names_confusions_and_worst_items():
     preds = (
         Prediction(choices={"label": ["bravo"]}),
         Prediction(choices={"label": ["bravo"]}),
-        Prediction(error="timeout"),
+        Prediction.failed(FailureReason.LLM_ERROR, "timeout"),
         Prediction(raw="no idea"),
     )
     scores = tuple(score_prediction(SCHEMA, p, i) for p, i in zip(preds, items, strict=True))
@@ -161,7 +161,7 @@ def test_feedback_names_confusions_and_worst_items():
     label = report["controls"]["label"]
     assert ("alpha", "bravo", 1) in label["confusions"]
     assert dict(label["spurious"])["bravo"] == 1
-    text = render(report)
+    text = as_text(report)
     assert "alpha → bravo (1x)" in text and "Worst examples:" in text and GOLD[2].input in text
 
 

@@ -14,7 +14,7 @@ from optimizer.learning.gold import GoldItem
 from optimizer.learning.optimize import optimize
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
-from optimizer.training.run import TrainingError, train_project, typed_prompt
+from optimizer.training.run import TrainingError, most_typed_prompt, train_project
 from tests.conftest import SUPPORT_CONFIG
 from tests.fakellm import FakeLLM, Reply
 from tests.fakels import FakeLabelStudio
@@ -62,8 +62,8 @@ def run(make_settings):
 
 def test_typed_prompt_is_the_most_common_then_the_latest():
     items = [GoldItem(str(i), "x", {}, prompt=p) for i, p in enumerate(["a", "b", "a", None, "b", "c"])]
-    assert typed_prompt(items) == "b"  # a and b tie at two; b was typed later
-    assert typed_prompt([GoldItem("1", "x", {})]) is None
+    assert most_typed_prompt(items) == "b"  # a and b tie at two; b was typed later
+    assert most_typed_prompt([GoldItem("1", "x", {})]) is None
 
 
 def test_default_policy_starts_from_the_typed_prompt(run):

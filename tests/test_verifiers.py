@@ -7,10 +7,10 @@ import pytest
 from optimizer.labelstudio.labelconfig import ChoiceControl, ObjectTag, Schema, TextControl
 from optimizer.learning import metrics
 from optimizer.learning.verifiers import (
-    accuracy,
     auto_text,
     combine,
     exact_match,
+    first_label_match,
     named,
     normalised_match,
     numeric_match,
@@ -59,9 +59,9 @@ def test_duplicates_count_once_and_case_is_ignored():
 
 
 def test_accuracy_for_single_choice():
-    assert accuracy(["positive"], ["Positive"]).reward == 1.0
-    assert accuracy("positive", ["negative"]).reward == 0.0
-    assert accuracy([], ["negative"]).feedback == {"expected": ["negative"], "got": None}
+    assert first_label_match(["positive"], ["Positive"]).reward == 1.0
+    assert first_label_match("positive", ["negative"]).reward == 0.0
+    assert first_label_match([], ["negative"]).feedback == {"expected": ["negative"], "got": None}
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_combine_judges_only_controls_the_gold_answers():
 
 def test_dataset_metrics():
     pairs = [(["a"], ["a"]), (["b"], ["a"]), (["a", "c"], ["a", "c"]), ([], ["c"])]
-    assert metrics.accuracy(pairs) == pytest.approx(0.5)
+    assert metrics.subset_accuracy(pairs) == pytest.approx(0.5)
     table = metrics.per_label(pairs, ["a", "b", "c"])
     assert table["a"] == {"precision": 1.0, "recall": 2 / 3, "f1": pytest.approx(0.8), "support": 3}
     assert table["b"]["f1"] == 0.0 and table["b"]["support"] == 0

@@ -64,7 +64,7 @@ def _text_of(item: dict) -> str:
     return str(text).strip() if text is not None else ""
 
 
-def typed_prompt(schema: Schema, context: dict | None) -> str | None:
+def prompt_in_context(schema: Schema, context: dict | None) -> str | None:
     """The prompt an annotator typed in the prompt ``TextArea`` (interactive mode), if any."""
     if not context or schema.prompt_area is None:
         return None
@@ -97,4 +97,4 @@ def answer_from_result(schema: Schema, result: list) -> Answer:
 
 def prompt_from_result(schema: Schema, result: list) -> str | None:
     """The prompt typed into the prompt ``TextArea`` of an annotation, as seed 001 used it."""
-    return typed_prompt(schema, {"result": result})
+    return prompt_in_context(schema, {"result": result})

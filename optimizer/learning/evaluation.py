@@ -15,9 +15,9 @@ from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.metrics import summary
-from optimizer.learning.verifiers import ItemScore, Verifier, combine, mean
+from optimizer.learning.verifiers import ItemScore, ScoreError, ScoreErrorKind, Verifier, combine, mean
 from optimizer.serving.policy import Policy
-from optimizer.serving.predictor import Prediction, Predictor, item_key
+from optimizer.serving.predictor import FailureReason, Prediction, Predictor, item_key
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,10 @@ def score_prediction(
     predicted: dict = {**prediction.choices, **prediction.texts}
     score = combine(schema, predicted, item.answer, verifiers=verifiers, weights=weights)
     if prediction.error:
-        return ItemScore(0.0, score.verdicts, error="llm: " + prediction.error)
+        return ItemScore(0.0, score.verdicts, error=ScoreError(ScoreErrorKind.LLM, str(prediction.error)))
     if prediction.empty:
-        return ItemScore(score.reward, score.verdicts, error="no valid label in the answer: " + prediction.raw[:120])
+        detail = "no valid label in the answer: " + prediction.raw[:120]
+        return ItemScore(score.reward, score.verdicts, error=ScoreError(ScoreErrorKind.UNPARSED, detail))
     return score
 
 
@@ -101,7 +102,8 @@ class Evaluator:
         texts = list(dict.fromkeys(item.input for item in items))
         refused_before = self.budget.refused
         predictions = self.predictor.predict_many(policy, self.schema, texts, deadline=self.budget.deadline)
-        if self.budget.refused != refused_before or any(p.error == "deadline exceeded" for p in predictions):
+        timed_out = any(p.error is not None and p.error.reason is FailureReason.DEADLINE for p in predictions)
+        if self.budget.refused != refused_before or timed_out:
             return None
         by_text = {}
         for text, prediction in zip(texts, predictions, strict=True):

@@ -13,6 +13,7 @@ from collections import Counter
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.evaluation import Evaluation
 from optimizer.learning.metrics import confusions, per_label
+from optimizer.learning.verifiers import ScoreErrorKind
 
 MAX_ITEM_CHARS = 300
 
@@ -55,8 +56,8 @@ def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
     return {
         "n": len(evaluation.items),
         "score": round(evaluation.mean, 4),
-        "parse_failures": sum(1 for s in evaluation.scores if s.error and not s.error.startswith("llm:")),
-        "llm_errors": sum(1 for s in evaluation.scores if s.error and s.error.startswith("llm:")),
+        "parse_failures": sum(1 for s in evaluation.scores if s.error and s.error.kind is ScoreErrorKind.UNPARSED),
+        "llm_errors": sum(1 for s in evaluation.scores if s.error and s.error.kind is ScoreErrorKind.LLM),
         "controls": controls,
         "worst": worst_items,
     }
@@ -70,7 +71,7 @@ def answer_text(answer: dict) -> str:
     return "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in answer.items()) or "(nothing)"
 
 
-def render(report: dict) -> str:
+def as_text(report: dict) -> str:
     """The feedback as plain text for the proposer's message."""
     lines = [
         "Score on " + str(report["n"]) + " training examples: " + str(report["score"]) + " (1.0 is perfect).",

@@ -1,4 +1,5 @@
-"""Dataset-level metrics over (predicted, gold) label sets: accuracy, micro/macro/per-label F1, confusions.
+"""Dataset-level metrics over (predicted, gold) label sets: subset (exact-set) accuracy, micro/macro/per-label F1,
+confusions.
 
 Per-item rewards (``verifiers``) drive the loop; these summaries go into reports and into the proposer's feedback,
 where "which labels fail, and what are they confused with" matters more than one number.
@@ -18,7 +19,7 @@ def _keys(value) -> set[str]:
     return {label.casefold() for label in label_set(value)}
 
 
-def accuracy(pairs: Sequence[Pair]) -> float:
+def subset_accuracy(pairs: Sequence[Pair]) -> float:
     """Share of items whose predicted set equals the gold set (single choice: the label is right)."""
     if not pairs:
         return 0.0
@@ -78,7 +79,7 @@ def confusions(pairs: Sequence[Pair], top: int = 5) -> list[tuple[str, str, int]
 
 def summary(pairs: Sequence[Pair], labels: Sequence[str], multiple: bool) -> dict:
     """The report's numbers for one Choices control."""
-    out = {"n": len(pairs), "accuracy": round(accuracy(pairs), 6), "macro_f1": round(macro_f1(pairs, labels), 6)}
+    out = {"n": len(pairs), "accuracy": round(subset_accuracy(pairs), 6), "macro_f1": round(macro_f1(pairs, labels), 6)}
     if multiple:
         out["micro_f1"] = round(micro_f1(pairs), 6)
     return out

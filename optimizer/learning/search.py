@@ -22,7 +22,7 @@ from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
 from optimizer.learning.candidates import demo_variants
 from optimizer.learning.evaluation import Evaluation, Evaluator
-from optimizer.learning.feedback import aggregate, render
+from optimizer.learning.feedback import aggregate, as_text
 from optimizer.learning.gate import GateRule, minibatch_gate, promotion
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.pool import Pool
@@ -251,7 +251,12 @@ class Search:
             count -= 1
         if count > 0 and not nothing_wrong:
             made, errors = propose(
-                self.proposer, parent.instruction, self.schema, render(feedback), count, self.config.proposer_max_tokens
+                self.proposer,
+                parent.instruction,
+                self.schema,
+                as_text(feedback),
+                count,
+                self.config.proposer_max_tokens,
             )
             proposals += made
             out += [("rewrite", None, "error", "proposer request failed: " + e) for e in errors]

@@ -8,7 +8,8 @@ Choices
   mean. Both sets empty is a perfect answer (precision = coverage = 1.0); an empty prediction for a non-empty gold
   has precision 0, and a non-empty prediction for an empty gold has coverage 1.0 (nothing was missed) but
   precision 0, so its F1 is 0 either way.
-- ``accuracy``: single choice; the predicted label equals the gold label.
+- ``first_label`` (alias ``accuracy``): single choice; the first predicted label equals the gold label. Over a
+  dataset its mean is single-label accuracy; :mod:`.metrics` reports exact-set (subset) accuracy beside it.
 
 Labels are compared as sets, case-insensitively: duplicates count once, and ``"Billing"`` equals ``"billing"``
 (gold written by hand rarely matches a config's case; parsing already maps case the same way, never fuzzily).
@@ -31,6 +32,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 
@@ -86,7 +88,7 @@ def set_f1(predicted: Value | None, gold: Value) -> Verdict:
     return Verdict(float(scores["f1"]), feedback)
 
 
-def accuracy(predicted: Value | None, gold: Value) -> Verdict:
+def first_label_match(predicted: Value | None, gold: Value) -> Verdict:
     pred, want = label_set(predicted), label_set(gold)
     got = pred[0] if pred else None
     ok = got is not None and got.casefold() in {g.casefold() for g in want}
@@ -169,7 +171,8 @@ def auto_text(predicted: Value | None, gold: Value) -> Verdict:
 
 NAMED: dict[str, Verifier] = {
     "set_f1": set_f1,
-    "accuracy": accuracy,
+    "first_label": first_label_match,
+    "accuracy": first_label_match,
     "exact": exact_match,
     "normalised": normalised_match,
     "numeric": numeric_match(),
@@ -190,11 +193,27 @@ def named(spec: str) -> Verifier:
 
 
 def verifier_for(schema: Schema, name: str) -> Verifier:
-    """The default verifier for one control: set F1 for multiple choice, accuracy for single, auto for text."""
+    """The default verifier for one control: set F1 for multiple choice, first-label match for single, auto for text."""
     control = schema.choice(name)
     if isinstance(control, ChoiceControl):
-        return set_f1 if control.multiple else accuracy
+        return set_f1 if control.multiple else first_label_match
     return auto_text
+
+
+class ScoreErrorKind(StrEnum):
+    """Why an item scored as it did without a usable answer: the LLM failed, or its answer held no valid label."""
+
+    LLM = "llm"
+    UNPARSED = "unparsed"
+
+
+@dataclass(frozen=True)
+class ScoreError:
+    kind: ScoreErrorKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -203,7 +222,7 @@ class ItemScore:
 
     reward: float
     verdicts: dict[str, Verdict]
-    error: str | None = None
+    error: ScoreError | None = None
 
 
 def combine(

@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from optimizer.serving.llm import LLMClient
+from optimizer.serving.predictor import Failure
 
 log = logging.getLogger(__name__)
 
@@ -98,22 +99,12 @@ def multiprocess_dir() -> str | None:
 
 
 # --- recording -------------------------------------------------------------------------------------------------
-def _failure_reason(error: str) -> str:
-    if error == "no input":
-        return "no_input"
-    if error == "deadline exceeded":
-        return "deadline"
-    if error.startswith("internal error"):
-        return "internal"
-    return "llm"
-
-
-def record_predictions(project: str, policy_version: str, errors: Sequence[str | None]) -> None:
+def record_predictions(project: str, policy_version: str, errors: Sequence[Failure | None]) -> None:
     """Count one batch: ``errors`` holds each task's failure reason, ``None`` for a task that was answered."""
     PREDICTIONS.labels(project, policy_version).inc(len(errors))
     for error in errors:
         if error:
-            PREDICTION_FAILURES.labels(project, _failure_reason(error)).inc()
+            PREDICTION_FAILURES.labels(project, error.reason.value).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

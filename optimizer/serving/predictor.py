@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
@@ -35,13 +36,34 @@ from optimizer.serving.policy import Policy
 from optimizer.serving.prompting import build_messages, json_schema, select_demos
 
 
+class FailureReason(StrEnum):
+    """Why a prediction came back without an answer. The value is the ``reason`` label in ``/metrics``."""
+
+    NO_INPUT = "no_input"
+    DEADLINE = "deadline"
+    LLM_ERROR = "llm"
+    INTERNAL = "internal"
+    NOT_PREDICTED = "not_predicted"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A typed reason plus the human-readable detail (an LLM error's message), never compared as text."""
+
+    reason: FailureReason
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return self.detail or self.reason.value
+
+
 @dataclass
 class Prediction:
     choices: dict[str, list[str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     score: float = 0.0
     control_scores: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
+    error: Failure | None = None
     raw: str = ""
     strict: bool = False
     dropped: int = 0
@@ -51,8 +73,8 @@ class Prediction:
         return not any(self.choices.values()) and not any(t for t in self.texts.values())
 
     @classmethod
-    def failed(cls, reason: str) -> Prediction:
-        return cls(error=reason)
+    def failed(cls, reason: FailureReason, detail: str = "") -> Prediction:
+        return cls(error=Failure(reason, detail))
 
 
 def _token_offsets(tokens: list[tuple[str, float]]) -> list[tuple[int, int, float]]:
@@ -153,7 +175,7 @@ class Predictor:
         try:
             completion = self.llm.complete(build_messages(policy, schema, text), json_schema(schema))
         except LLMError as exc:
-            return Prediction.failed(str(exc))
+            return Prediction.failed(FailureReason.LLM_ERROR, str(exc))
         parsed = parse_answer(schema, completion.text)
         if completion.tokens:
             scores = score_from_logprobs(parsed, completion.text, completion.tokens)
@@ -182,7 +204,7 @@ class Predictor:
         pool = self._executor()
         for i, text in enumerate(texts):
             if text is None:
-                results[i] = Prediction.failed("no input")
+                results[i] = Prediction.failed(FailureReason.NO_INPUT)
             elif len(texts) == 1:
                 results[i] = self.predict(policy, schema, text)
             else:
@@ -194,9 +216,11 @@ class Predictor:
             for future in done:
                 error = future.exception()
                 results[pending[future]] = (
-                    Prediction.failed(f"internal error: {error.__class__.__name__}") if error else future.result()
+                    Prediction.failed(FailureReason.INTERNAL, f"internal error: {error.__class__.__name__}")
+                    if error
+                    else future.result()
                 )
             for future in not_done:
                 future.cancel()
-                results[pending[future]] = Prediction.failed("deadline exceeded")
-        return [r if r is not None else Prediction.failed("not predicted") for r in results]
+                results[pending[future]] = Prediction.failed(FailureReason.DEADLINE)
+        return [r if r is not None else Prediction.failed(FailureReason.NOT_PREDICTED) for r in results]

@@ -36,7 +36,7 @@ def _scores(policy: Policy) -> dict:
     return {k: policy.meta[k] for k in keys if k in policy.meta}
 
 
-def typed_prompt(gold: Sequence[GoldItem]) -> str | None:
+def most_typed_prompt(gold: Sequence[GoldItem]) -> str | None:
     """The prompt annotators typed most often into the prompt TextArea (seed 001's starting prompt), if any.
 
     Ties go to the prompt of the later item, so the choice is deterministic for the same annotations.
@@ -98,7 +98,7 @@ def fetch_gold(services: Services, project: str, number: int, ls: LabelStudioCli
 def starting_policy(services: Services, live: Policy, gold: Sequence[GoldItem]) -> tuple[Policy, str]:
     """The live policy; or, while the project still runs on the default, the prompt its annotators typed."""
     if live.version == services.default_policy.version:
-        typed = typed_prompt(gold)
+        typed = most_typed_prompt(gold)
         if typed:
             return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
     return live, "live policy"
