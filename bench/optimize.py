@@ -37,7 +37,7 @@ from optimizer.learning.splits import split
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Demo, Policy, load_prompt
 from optimizer.serving.predictor import Predictor
-from tests.embedded import EmbeddedLLM, find_server_python
+from tests.support.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("banking77", "goemotions_ekman")

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from optimizer.cli import main as cli
-from tests.conftest import ROOT
-from tests.fakellm import FakeLLM
-from tests.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold
+from tests.support.constants import ROOT
+from tests.support.fakellm import FakeLLM
+from tests.support.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold
 
 GOLD = make_gold(40)
 

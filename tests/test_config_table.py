@@ -7,8 +7,8 @@ import sys
 
 from optimizer.settings import Settings
 from scripts.config_table import END, START, section, table
-from tests.backendprocess import ROOT
-from tests.conftest import need
+from tests.support.backendprocess import ROOT
+from tests.support.gating import need
 
 
 def test_every_setting_is_documented():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backendprocess import ROOT
-from tests.conftest import need
+from tests.support.backendprocess import ROOT
+from tests.support.gating import need
 
 
 def compose_binary() -> str | None:

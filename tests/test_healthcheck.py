@@ -10,8 +10,8 @@ import time
 import redis
 from rq import Worker
 
-from tests.backendprocess import ROOT, BackendProcess
-from tests.redisserver import RedisServer, free_port
+from tests.support.backendprocess import ROOT, BackendProcess
+from tests.support.redisserver import RedisServer, free_port
 
 SCRIPT = str(ROOT / "scripts" / "healthcheck.py")
 

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from optimizer.serving.policy import Policy
-from tests.conftest import SUPPORT_CONFIG
-from tests.lspayloads import uid
+from tests.support.constants import SUPPORT_CONFIG
+from tests.support.lspayloads import uid
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def web(make_settings, namespace, start_backend, fake_llm):
         namespace=namespace,
         basic_auth=AUTH,
         workers=4,
-        app="tests.pidapp:app",
+        app="tests.support.pidapp:app",
         env={"DEFAULT_PROMPT": settings.default_prompt},
     )
     return settings, backend.url

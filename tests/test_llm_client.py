@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from optimizer.serving.llm import LLMAuthError, LLMClient, LLMConfig, LLMRequestError, LLMServerError, LLMTimeout
-from tests.fakellm import FakeLLM, Reply
+from tests.support.fakellm import FakeLLM, Reply
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "hello"}]
 SCHEMA = {"type": "object", "properties": {"c": {"type": "string", "enum": ["a", "b"]}}}

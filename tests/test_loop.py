@@ -16,9 +16,9 @@ from optimizer.learning.optimize import LoopConfig, optimize
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Predictor
-from tests.conftest import THREE_CONTROLS_CONFIG
-from tests.fakellm import FakeLLM, Reply, last_user
-from tests.scripted import (
+from tests.support.constants import THREE_CONTROLS_CONFIG
+from tests.support.fakellm import FakeLLM, Reply, last_user
+from tests.support.scripted import (
     LABELS,
     DemoCopier,
     Labeller,

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from optimizer.serving.policy import Demo, Policy
-from tests.conftest import SUPPORT_CONFIG
-from tests.lspayloads import uid
+from tests.support.constants import SUPPORT_CONFIG
+from tests.support.lspayloads import uid
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret-pass").decode()}
 PROJECT = uid(4)

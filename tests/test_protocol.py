@@ -8,7 +8,7 @@ import pytest
 
 from _wsgi import create_app
 from optimizer.serving.policy import Policy
-from tests.conftest import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from tests.support.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 RECORDED = Path(__file__).parent / "data" / "ls-protocol"  # copied from shared/ls-protocol (LS 1.23.2)
 PROJECT = "15.1795300590"

@@ -4,7 +4,7 @@ import pytest
 
 from _wsgi import create_app
 from optimizer.labelstudio.labelconfig import parse_label_config
-from tests.conftest import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from tests.support.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -48,9 +48,9 @@ def test_every_label_is_in_its_control_set(make_settings, embedded_llm, config, 
 def test_server_listens_on_its_own_port_whatever_the_environment_says(monkeypatch):
     """llama_cpp.server lets bare PORT/HOST variables override its command line; `make run` exports the backend's
     PORT=9090, so the launcher must keep them away from it."""
-    from tests.conftest import need
-    from tests.embedded import EmbeddedLLM, find_server_python
-    from tests.redisserver import free_port
+    from tests.support.embedded import EmbeddedLLM, find_server_python
+    from tests.support.gating import need
+    from tests.support.redisserver import free_port
 
     python = find_server_python()
     need(python is not None, "the embedded LLM venv (.venv-llm) is not built; run `make llm`")

@@ -15,11 +15,11 @@ from optimizer.learning.optimize import optimize
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.training.run import TrainingError, most_typed_prompt, train_project
-from tests.conftest import SUPPORT_CONFIG
-from tests.fakellm import FakeLLM, Reply
-from tests.fakels import FakeLabelStudio
-from tests.lspayloads import uid
-from tests.training_stack import MAGIC_WORD, gold_tasks, magic_responder
+from tests.support.constants import SUPPORT_CONFIG
+from tests.support.fakellm import FakeLLM, Reply
+from tests.support.fakels import FakeLabelStudio
+from tests.support.lspayloads import uid
+from tests.support.training_stack import MAGIC_WORD, gold_tasks, magic_responder
 
 PROJECT = uid(1)
 TYPED = "Tag the customer's intent."

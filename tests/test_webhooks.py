@@ -13,8 +13,8 @@ from rq import Queue
 from rq.job import Job
 from werkzeug.serving import make_server
 
-from tests.conftest import SUPPORT_CONFIG
-from tests.lspayloads import uid, webhook
+from tests.support.constants import SUPPORT_CONFIG
+from tests.support.lspayloads import uid, webhook
 
 AUTH = ("admin", "s3cret-pass")
 
@@ -146,7 +146,7 @@ def test_legacy_train_route_queues_like_start_training(backend):
 
 def test_webhook_with_redis_down_is_a_503_not_a_lost_trigger_reported_as_queued(make_settings, namespace):
     from _wsgi import create_app
-    from tests.redisserver import RedisServer
+    from tests.support.redisserver import RedisServer
 
     own = RedisServer().start()
     settings = make_settings(redis_url=own.url, rq_queue=namespace)

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.backendprocess import BackendProcess
-from tests.conftest import SUPPORT_CONFIG
-from tests.fakellm import FakeLLM
-from tests.fakels import FakeLabelStudio
-from tests.processes import kill_tree, wait_for
-from tests.training_stack import AUTH, MAGIC_WORD, Stack, gold_tasks, magic_responder, shared_env
+from tests.support.backendprocess import BackendProcess
+from tests.support.constants import SUPPORT_CONFIG
+from tests.support.fakellm import FakeLLM
+from tests.support.fakels import FakeLabelStudio
+from tests.support.processes import kill_tree, wait_for
+from tests.support.training_stack import AUTH, MAGIC_WORD, Stack, gold_tasks, magic_responder, shared_env
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import requests
 from pydantic import SecretStr
 
-from tests.backendprocess import BackendProcess, ManagedProcess
-from tests.fakellm import Reply, keyword_answer, labels_from_system, system_text
-from tests.fakels import FakeLabelStudio
-from tests.lspayloads import uid, webhook
-from tests.processes import descendants, kill_tree, wait_for
+from tests.support.backendprocess import BackendProcess, ManagedProcess
+from tests.support.fakellm import Reply, keyword_answer, labels_from_system, system_text
+from tests.support.fakels import FakeLabelStudio
+from tests.support.lspayloads import uid, webhook
+from tests.support.processes import descendants, kill_tree, wait_for
 
 MAGIC_WORD = "MAGIC-RULE"
 PROJECT_ID = 1

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parent / "data" / "ls-protocol"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "ls-protocol"
 CREATED_AT = "2026-11-21T22:36:30.369002Z"
 
 

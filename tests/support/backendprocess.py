@@ -5,7 +5,8 @@ real basic auth, every request on record. So the backend runs as a subprocess, c
 variables, in a scratch directory so neither the repo's ``.env`` nor a developer's ``.env.local`` leaks in (settings
 the test does not pass are also removed from the inherited environment).
 
-Every request the backend answers is written to a request log by a gunicorn hook (``tests/gunicorn_e2e_conf.py``,
+Every request the backend answers is written to a request log by a gunicorn hook
+(``tests/support/gunicorn_e2e_conf.py``,
 which also loads the project's own ``gunicorn.conf.py``), and :meth:`BackendProcess.requests` reads it back. That is
 how tests observe what Label Studio actually called (path, status, user agent) without a proxy in between.
 Extra processes that need the same configuration, such as an RQ worker, are started with
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.redisserver import free_port
+from tests.support.redisserver import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_e2e_conf.py"
 PR_SET_PDEATHSIG = 1
 
@@ -147,7 +148,7 @@ class BackendProcess:
         config: Path = GUNICORN_CONF,
         app: str = "_wsgi:app",
     ) -> None:
-        self.app = app  # another WSGI target, e.g. tests.pidapp:app, which tags answers with the worker's pid
+        self.app = app  # another WSGI target, e.g. tests.support.pidapp:app, which tags answers with the worker's pid
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.basic_auth = basic_auth

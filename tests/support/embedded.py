@@ -14,9 +14,9 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.redisserver import free_port
+from tests.support.redisserver import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def find_server_python() -> Path | None:

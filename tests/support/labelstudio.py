@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backendprocess import ROOT, BackendProcess, ManagedProcess
-from tests.redisserver import free_port
+from tests.support.backendprocess import ROOT, BackendProcess, ManagedProcess
+from tests.support.redisserver import free_port
 
 START_TIMEOUT = float(os.environ.get("LS_START_TIMEOUT", "240"))  # 70 s idle, 110 s seen on a busy 2-core box
 USERNAME = "admin@e2e.test"
@@ -185,9 +185,11 @@ class LabelStudioServer:
 
 @pytest.fixture(scope="session")
 def labelstudio():
-    from tests.conftest import need
+    from tests.support.gating import need
 
-    if os.environ.get("E2E_LABEL_STUDIO_URL"):  # a server kept running between runs (python -m tests.labelstudio)
+    if os.environ.get(
+        "E2E_LABEL_STUDIO_URL"
+    ):  # a server kept running between runs (python -m tests.support.labelstudio)
         server = LabelStudioServer(os.environ["E2E_LABEL_STUDIO_URL"], os.environ["E2E_LABEL_STUDIO_TOKEN"])
         need(server.healthy(), f"E2E_LABEL_STUDIO_URL={server.url} is not answering /health")
     else:
@@ -224,7 +226,7 @@ def start_backend(redis_server):
 
 
 def main() -> None:
-    """``python -m tests.labelstudio``: start one Label Studio and keep it up, to iterate on e2e tests quickly."""
+    """``python -m tests.support.labelstudio``: start one Label Studio and keep it up, for quick e2e iterations."""
     venv = ls_venv()
     if venv is None:
         raise SystemExit("Label Studio is not installed: run scripts/install_labelstudio.sh or set LS_VENV")

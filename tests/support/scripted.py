@@ -1,4 +1,4 @@
-"""Scripted labeller and proposer behaviours for the optimiser tests, served by ``tests.fakellm.FakeLLM``.
+"""Scripted labeller and proposer behaviours for the optimiser tests, served by ``tests.support.fakellm.FakeLLM``.
 
 The labeller knows the gold answers and is right on a share of items that depends on the instruction it is given:
 each marker phrase in the system prompt sets the share, and which items it gets right is a hash of (instruction,
@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 
 from optimizer.learning.gold import GoldItem
-from tests.fakellm import Reply, labels_from_system, last_user, system_text
+from tests.support.fakellm import Reply, labels_from_system, last_user, system_text
 
 LABELS = ("alpha", "bravo", "charlie", "delta", "echo")
 WORDS = {label: [f"{label}word{i}" for i in range(6)] for label in LABELS}

@@ -9,7 +9,7 @@ gunicorn's access log because the project may route or silence ``gunicorn.access
 import os
 from pathlib import Path
 
-_PROJECT_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+_PROJECT_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 if _PROJECT_CONF.is_file():
     exec(compile(_PROJECT_CONF.read_text(encoding="utf-8"), str(_PROJECT_CONF), "exec"))
 
