@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.predictor import Failure
+from optimizer.state.keys import KeyMap
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
         PREDICT_SECONDS.observe(seconds)
 
 
-def usage_hash(namespace: str) -> str:
-    return f"{namespace}:metrics:llm"
-
-
 def instrument_llm(client: LLMClient, role: str, store: redis.Redis | None = None, namespace: str = "lsml") -> None:
     """Count ``client``'s usage: in-process in a web worker, else in Redis (``HINCRBY``, survives forked jobs)."""
     if _component == "web" or store is None:
@@ -139,7 +136,7 @@ def instrument_llm(client: LLMClient, role: str, store: redis.Redis | None = Non
                 child.inc(amount)
 
     else:
-        key, prefix = usage_hash(namespace), f"{_component}|{role}|"
+        key, prefix = KeyMap(namespace).llm_usage(), f"{_component}|{role}|"
 
         def listen(name: str, amount: int) -> None:
             if not amount:
@@ -174,7 +171,7 @@ class RedisStateCollector:
 
     def __init__(self, client: redis.Redis, namespace: str, queue: str) -> None:
         self.redis = client
-        self.ns = namespace
+        self.keys = KeyMap(namespace)
         self.queue = queue
         self._scores: dict[str, float | None] = {}
         self._lock = threading.Lock()
@@ -195,15 +192,15 @@ class RedisStateCollector:
         pipe = self.redis.pipeline(transaction=False)
         for kind, key in keys.values():
             pipe.llen(key) if kind == "list" else pipe.zcard(key)
-        pipe.smembers(f"{self.ns}:projects")
-        pipe.hgetall(usage_hash(self.ns))
+        pipe.smembers(self.keys.projects())
+        pipe.hgetall(self.keys.llm_usage())
         replies = pipe.execute()
         counts, projects, usage = replies[: len(keys)], sorted(replies[-2]), replies[-1]
 
         pipe = self.redis.pipeline(transaction=False)
         for project in projects:
-            pipe.llen(f"{self.ns}:project:{project}:history")
-            pipe.get(f"{self.ns}:project:{project}:current")
+            pipe.llen(self.keys.history(project))
+            pipe.get(self.keys.current(project))
         replies = pipe.execute()
         histories, currents = replies[0::2], replies[1::2]
 
@@ -230,7 +227,7 @@ class RedisStateCollector:
         with self._lock:
             if version in self._scores:
                 return self._scores[version]
-        raw = self.redis.get(f"{self.ns}:policy:{version}")
+        raw = self.redis.get(self.keys.policy(version))
         value = None
         if raw:
             try:
