@@ -91,7 +91,11 @@ class Settings(BaseSettings):
         le=256,
         description="Concurrent LLM requests per web process (hosted APIs: 16; the one-at-a-time embedded server: 2).",
     )
-    llm_max_tokens: int = Field(256, ge=1, description="Max tokens per labelling answer.")
+    llm_max_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens per free-text answer area; Choices get a cap derived from the label config.",
+    )
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for labelling.")
     llm_logprobs: bool = Field(True, description="Ask for logprobs to score predictions (falls back if refused).")
 

@@ -53,9 +53,14 @@ class Evaluation:
                 if control.name in item.answer
             ]
             out[control.name] = summary(pairs, control.labels, control.multiple)
-        out["failed"] = sum(1 for p in self.predictions if p.error)
-        out["empty"] = sum(1 for p in self.predictions if not p.error and p.empty)
+        out["failed"] = sum(1 for p in self.predictions if llm_failed(p))
+        out["empty"] = sum(1 for p in self.predictions if p.empty and not llm_failed(p))
         return out
+
+
+def llm_failed(prediction: Prediction) -> bool:
+    """The LLM gave no answer at all (as opposed to an answer with nothing usable in it)."""
+    return prediction.error is not None and not prediction.error.reason.answered
 
 
 def score_prediction(
@@ -68,7 +73,7 @@ def score_prediction(
     """A failed or empty prediction scores like any wrong answer; the reason is kept for feedback."""
     predicted: dict = {**prediction.choices, **prediction.texts}
     score = combine(schema, predicted, item.answer, verifiers=verifiers, weights=weights)
-    if prediction.error:
+    if llm_failed(prediction):
         return ItemScore(0.0, score.verdicts, error=ScoreError(ScoreErrorKind.LLM, str(prediction.error)))
     if prediction.empty:
         detail = "no valid label in the answer: " + prediction.raw[:120]
