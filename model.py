@@ -71,7 +71,8 @@ class PromptPolicyModel(LabelStudioMLBase):
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            self._policy = self.services.store.current(self.project)
+            # A reward-scoring config still on the generic default is served the judge's default instead.
+            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
         return self._policy
 
     @property
