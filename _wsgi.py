@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from export_api import bp as export_api
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
+    app.register_blueprint(export_api)
     instrument(app, services)
     return app
 
