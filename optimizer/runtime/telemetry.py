@@ -52,8 +52,14 @@ PREDICTIONS = Counter(
 )
 PREDICTION_FAILURES = Counter(
     "lsml_prediction_failures_total",
-    "Tasks that got an empty prediction, by reason (llm, deadline, no_input, internal).",
+    "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, no_input, internal).",
     ["project", "reason"],
+    registry=REGISTRY,
+)
+PREDICTIONS_SALVAGED = Counter(
+    "lsml_predictions_salvaged_total",
+    "Tasks whose answer was cut off at the token cap but kept the labels that were complete.",
+    ["project"],
     registry=REGISTRY,
 )
 PREDICT_SECONDS = Histogram(
@@ -100,12 +106,14 @@ def multiprocess_dir() -> str | None:
 
 
 # --- recording -------------------------------------------------------------------------------------------------
-def record_predictions(project: str, policy_version: str, errors: Sequence[Failure | None]) -> None:
+def record_predictions(project: str, policy_version: str, errors: Sequence[Failure | None], salvaged: int = 0) -> None:
     """Count one batch: ``errors`` holds each task's failure reason, ``None`` for a task that was answered."""
     PREDICTIONS.labels(project, policy_version).inc(len(errors))
     for error in errors:
         if error:
             PREDICTION_FAILURES.labels(project, error.reason.value).inc()
+    if salvaged:
+        PREDICTIONS_SALVAGED.labels(project).inc(salvaged)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
