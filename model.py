@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 
 import redis
 
@@ -22,6 +23,7 @@ from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import Prediction
 from optimizer.training.webhooks import WebhookHandler
 
 DEFAULT_PROJECT = "default"
@@ -69,7 +71,8 @@ class PromptPolicyModel(LabelStudioMLBase):
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            self._policy = self.services.store.current(self.project)
+            # A reward-scoring config still on the generic default is served the judge's default instead.
+            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
         return self._policy
 
     @property
@@ -89,20 +92,27 @@ class PromptPolicyModel(LabelStudioMLBase):
         texts = task_texts(self.schema, tasks)
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
-        self._account(policy.version if not typed else telemetry.INTERACTIVE, [p.error for p in predictions])
+        self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
         return ls_predictions(self.schema, policy, predictions)
 
-    def _account(self, version: str, errors: list[str | None]) -> None:
-        telemetry.record_predictions(self.project, version, errors)
-        failed = [e for e in errors if e]
+    def _account(self, version: str, predictions: list[Prediction]) -> None:
+        """Count every task in /metrics and log every one that got no answer, by reason: none is silent."""
+        errors = [p.error for p in predictions]
+        salvaged = sum(1 for p in predictions if p.salvaged and not p.error)
+        telemetry.record_predictions(self.project, version, errors, salvaged)
+        failed = Counter(e.reason.value for e in errors if e)
         if failed:
+            first = next(e for e in errors if e)
             log.warning(
-                "%d of %d tasks got empty predictions; first reason: %s",
-                len(failed),
+                "%d of %d tasks got no prediction (%s); first: %s",
+                sum(failed.values()),
                 len(errors),
-                failed[0],
-                extra={"project": self.project, "tasks": len(errors), "failed": len(failed)},
+                ", ".join(f"{reason} {n}" for reason, n in sorted(failed.items())),
+                first,
+                extra={"project": self.project, "tasks": len(errors), "failed": dict(failed)},
             )
+        if salvaged:
+            log.warning("%d answers were cut off at the token cap; their complete labels were kept", salvaged)
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
         """Webhook errors are typed (``WebhookError``, ``WebhookUnavailable``); ``_wsgi`` maps them to statuses."""

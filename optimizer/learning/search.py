@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
@@ -212,6 +212,16 @@ class Search:
                 outcome[1], cand_val, self.config.gate, f"gate:{self.seed}:{self.tag}:{step}:{policy.version}"
             )
             entry["decision"] = decision.to_dict()
+            if decision.promote and cand_val.hard_mean < outcome[1].hard_mean - 1e-9:
+                # Soft rewards may rank and gate, but a promotion must never score below its champion on the
+                # hard verifier (rewards.py): a more confident judge that is right less often stays out.
+                decision = replace(
+                    decision,
+                    promote=False,
+                    reason=f"hard verifier regresses on validation ({cand_val.hard_mean:.4f} < "
+                    f"{outcome[1].hard_mean:.4f})",
+                )
+                entry["decision"] = decision.to_dict()
             if decision.promote:
                 entry.update(status="promoted", reason=decision.reason)
                 outcome = (policy.with_meta(parent=parent.policy.version, step=step, kind=kind), cand_val)

@@ -96,6 +96,8 @@ class Completion:
     tokens: list[tuple[str, float]] | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The server stopped at max_tokens (finish_reason "length"): the answer may be cut in the middle.
+    truncated: bool = False
 
 
 class Usage:
@@ -295,6 +297,7 @@ def _completion(raw: bytes) -> Completion:
         usage = body.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
+        truncated = choice.get("finish_reason") == "length"
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise LLMError(f"unexpected LLM failure: malformed answer ({exc.__class__.__name__})") from None
-    return Completion(str(text), tokens, prompt_tokens, completion_tokens)
+    return Completion(str(text), tokens, prompt_tokens, completion_tokens, truncated)

@@ -58,7 +58,7 @@ class PolicyHistory:
 
     # -- reading ------------------------------------------------------------------------------------------------
     def pinned(self, project: str) -> dict | None:
-        raw = self.redis.get(self.store.key("project", project, "pinned"))
+        raw = self.redis.get(self.store.keys.pinned(project))
         if raw is None:
             return None
         try:
@@ -69,13 +69,13 @@ class PolicyHistory:
 
     def promotions(self, project: str) -> list[dict]:
         """The promotion log, oldest first: every time the live version changed, and why."""
-        raw = self.redis.lrange(self.store.key("project", project, "history"), 0, -1)
+        raw = self.redis.lrange(self.store.keys.history(project), 0, -1)
         return [json.loads(r) for r in raw]
 
     def entries(self, project: str) -> list[Entry]:
         """Every version the project has had or been offered, newest first; the live one is marked."""
         current = self.store.current_version(project)
-        records = {_text(k): json.loads(v) for k, v in self.redis.hgetall(self.store.records_key(project)).items()}
+        records = {_text(k): json.loads(v) for k, v in self.redis.hgetall(self.store.keys.policies(project)).items()}
         promoted: dict[str, list[float]] = {}
         for event in self.promotions(project):
             promoted.setdefault(event["version"], []).append(event.get("at", 0.0))
@@ -102,7 +102,7 @@ class PolicyHistory:
         return policy
 
     def known(self, project: str, version: str) -> bool:
-        if self.redis.hexists(self.store.records_key(project), version):
+        if self.redis.hexists(self.store.keys.policies(project), version):
             return True
         return version == self.store.current_version(project)
 
@@ -139,13 +139,11 @@ class PolicyHistory:
         if version is not None and version != self.store.current_version(project):
             return self.rollback(project, version, pin=True)
         current = self.store.current_version(project)
-        self.redis.set(
-            self.store.key("project", project, "pinned"), json.dumps({"at": time.time(), "version": current})
-        )
+        self.redis.set(self.store.keys.pinned(project), json.dumps({"at": time.time(), "version": current}))
         return {"status": "pinned", "live": current, "pinned": True}
 
     def unpin(self, project: str) -> dict:
-        removed = self.redis.delete(self.store.key("project", project, "pinned"))
+        removed = self.redis.delete(self.store.keys.pinned(project))
         return {"status": "unpinned" if removed else "not pinned", "live": self.store.current_version(project)}
 
     def _outcome(self, project: str, result: PromoteResult, parent: str) -> dict:

@@ -16,8 +16,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
+from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.learning.gold import GoldItem, items_from_tasks
+from optimizer.learning.rewards import Reward, Scoring
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
@@ -95,13 +97,50 @@ def fetch_gold(services: Services, project: str, number: int, ls: LabelStudioCli
     return schema, gold, stats
 
 
-def starting_policy(services: Services, live: Policy, gold: Sequence[GoldItem]) -> tuple[Policy, str]:
-    """The live policy; or, while the project still runs on the default, the prompt its annotators typed."""
+def starting_policy(
+    services: Services, live: Policy, gold: Sequence[GoldItem], schema: Schema | None = None
+) -> tuple[Policy, str]:
+    """The live policy; or, while the project still runs on the default, the prompt its annotators typed (or, for
+    a reward-scoring config, the judge's default instruction, which is what the project was being served)."""
     if live.version == services.default_policy.version:
         typed = most_typed_prompt(gold)
         if typed:
             return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+        served = services.default_for(schema, live)
+        if served.version != live.version:
+            return served, "judge default"
     return live, "live policy"
+
+
+def scoring_for(schema: Schema, reward: str) -> Scoring:
+    """Reward-scoring (judge) configs are scored by balanced accuracy: most graded responses are "Good", and a
+    judge that always says so must not win. Everything else keeps its verifier's plain mean."""
+    shape = judge_shape(schema)
+    return Scoring(Reward(reward), balance=shape.control.name if shape else None)
+
+
+def judge_summary(schema: Schema, report: dict) -> dict:
+    """A judge project's balanced accuracy and kappa, before and after training, on validation and held-out test.
+
+    With a fixed split the test figures are per control; with small gold (folds) only the mean reward over the
+    held-out folds exists, which under the balanced verifier is the hard balanced accuracy itself.
+    """
+    shape = judge_shape(schema)
+    if shape is None:
+        return {}
+    name, run, test = shape.control.name, report.get("run") or {}, report.get("test") or {}
+    keys = ("balanced_accuracy", "kappa", "accuracy", "n")
+    out = {}
+    for when, val_key in (("initial", "initial_val"), ("best", "champion_val")):
+        val = (run.get(val_key) or {}).get(name) or {}
+        held = test.get(when) or {}
+        entry = {"validation": {k: val.get(k) for k in keys}}
+        if name in held:
+            entry["test"] = {k: held[name].get(k) for k in keys}
+        elif "reward" in held:
+            entry["test"] = {"balanced_accuracy": held.get("hard_reward", held["reward"]), "folds": held.get("folds")}
+        out[when] = entry
+    return {"judge": out}
 
 
 def train_project(
@@ -133,8 +172,9 @@ def train_project(
     progress(phase="fetching annotations")
     schema, gold, stats = fetch_gold(services, project, number, ls or label_studio(services))
     progress(phase="gold ready", gold=stats)
-    initial, seeded_from = starting_policy(services, live, gold)
+    initial, seeded_from = starting_policy(services, live, gold, schema)
     progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
+    scoring = scoring_for(schema, settings.train_reward)
     started = time.monotonic()
     result = (optimize or _optimize())(
         initial,
@@ -147,6 +187,7 @@ def train_project(
         # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
         max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
         progress=lambda event: progress(phase="optimizing", optimizer=event),
+        scoring=scoring,
     )
     best = result.best
     summary = {
@@ -160,6 +201,8 @@ def train_project(
         "calls": result.calls,
         "seconds": round(time.monotonic() - started, 2),
         "gold": stats,
+        "verifier": scoring.verifier,
+        **judge_summary(schema, result.report),
         "report": result.report,
     }
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
