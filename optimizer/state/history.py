@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from optimizer.serving.policy import Demo, Policy
-from optimizer.state.store import PolicyStore, PromoteResult
+from optimizer.state.store import PolicyStore, PromoteResult, PromoteStatus
 
 
 class HistoryError(ValueError):
@@ -147,7 +147,7 @@ class PolicyHistory:
         return {"status": "unpinned" if removed else "not pinned", "live": self.store.current_version(project)}
 
     def _outcome(self, project: str, result: PromoteResult, parent: str) -> dict:
-        if result.status == "stale":
+        if result.status is PromoteStatus.STALE:
             raise StaleLive(f"the live version changed (expected {parent}); list the policies again and retry")
         return {"status": result.status, "live": result.version, "pinned": self.pinned(project) is not None}
 
