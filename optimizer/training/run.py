@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
 from optimizer.labelstudio.judge import judge_shape
@@ -23,6 +24,7 @@ from optimizer.learning.rewards import scoring_for
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
+from optimizer.state.store import PromoteStatus
 
 log = logging.getLogger("optimizer.training.run")
 
@@ -68,12 +70,26 @@ def _optimize():
     return optimize
 
 
+class Outcome(StrEnum):
+    """How a training run ended for the live policy; the value is the summary's ``status``."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    LEASE_LOST = "lease lost"
+    STALE = PromoteStatus.STALE.value
+    PINNED = PromoteStatus.PINNED.value
+    UNCHANGED = PromoteStatus.UNCHANGED.value
+    SKIPPED = "skipped"
+
+
 REASONS = {
-    "rejected": "no candidate beat the starting policy on validation by more than noise",
-    "lease lost": "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept",
-    "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
-    "pinned": "the project was pinned while the job ran; candidate kept in history",
-    "unchanged": "the candidate is already live",
+    Outcome.REJECTED: "no candidate beat the starting policy on validation by more than noise",
+    Outcome.LEASE_LOST: "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); "
+    "candidate kept",
+    Outcome.STALE: "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
+    Outcome.PINNED: "the project was pinned while the job ran; candidate kept in history",
+    Outcome.UNCHANGED: "the candidate is already live",
+    Outcome.SKIPPED: "project is pinned; unpin it to train",
 }
 
 
@@ -157,7 +173,7 @@ def train_project(
     if number is None:
         raise TrainingError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
     if services.history.pinned(project) is not None:
-        return {"promoted": False, "status": "skipped", "reason": "project is pinned; unpin it to train"}
+        return {"promoted": False, "status": Outcome.SKIPPED, "reason": REASONS[Outcome.SKIPPED]}
     live = store.current(project)
     if store.degraded:
         raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
@@ -200,14 +216,15 @@ def train_project(
     }
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
     if not result.accepted or best.version == live.version:
-        status = "rejected"
+        status = Outcome.REJECTED
     elif lease_lost():
-        status = "lease lost"
+        status = Outcome.LEASE_LOST
     else:
         progress(phase="promoting", candidate=best.version)
-        status = store.promote(project, best, live.version, **info).status
-    if status == "ok":
-        log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
-        return {**summary, "promoted": True, "status": "promoted", "live_after": best.version}
+        promoted = store.promote(project, best, live.version, **info)
+        if promoted.ok:
+            log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
+            return {**summary, "promoted": True, "status": Outcome.PROMOTED, "live_after": best.version}
+        status = Outcome(promoted.status.value)
     store.record(project, best, parent=live.version, status=status, **info)
-    return {**summary, "promoted": False, "status": status, "reason": REASONS.get(status, "")}
+    return {**summary, "promoted": False, "status": status, "reason": REASONS[status]}
