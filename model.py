@@ -15,7 +15,7 @@ from collections import Counter
 
 import redis
 
-from ls_protocol import InvalidInput, LabelStudioMLBase
+from ls_protocol import InvalidInput, InvalidLabelConfig, LabelStudioMLBase
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
@@ -24,7 +24,7 @@ from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Prediction
-from optimizer.training.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
+from optimizer.training.webhooks import WebhookHandler
 
 DEFAULT_PROJECT = "default"
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         try:
             self.schema = parse_label_config(self.label_config)
         except LabelConfigError as exc:
-            raise InvalidInput(f"label config cannot be used: {exc}") from None
+            raise InvalidLabelConfig(f"label config cannot be used: {exc}") from None
         self._remember_project()
 
     def _remember_project(self) -> None:
@@ -71,7 +71,8 @@ class PromptPolicyModel(LabelStudioMLBase):
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            self._policy = self.services.store.current(self.project)
+            # A reward-scoring config still on the generic default is served the judge's default instead.
+            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
         return self._policy
 
     @property
@@ -80,7 +81,9 @@ class PromptPolicyModel(LabelStudioMLBase):
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
         if self.schema is None:
-            raise InvalidInput('missing "label_config": the project\'s label config XML is needed to predict')
+            raise InvalidInput(
+                'missing "label_config": the project\'s label config XML is needed to predict', "label_config"
+            )
         policy = self.policy
         typed = prompt_in_context(self.schema, context)
         if typed:
@@ -118,12 +121,8 @@ class PromptPolicyModel(LabelStudioMLBase):
             log.warning("%d answers were cut off at the token cap; their complete labels were kept", salvaged)
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
-        try:
-            return WebhookHandler(self.services).handle(self.project_id, event, data)
-        except WebhookError as exc:
-            raise InvalidInput(str(exc)) from None
-        except WebhookUnavailable as exc:
-            raise InvalidInput(str(exc), status=503) from None
+        """Webhook errors are typed (``WebhookError``, ``WebhookUnavailable``); ``_wsgi`` maps them to statuses."""
+        return WebhookHandler(self.services).handle(self.project_id, event, data)
 
     def versions(self) -> list[str]:
         """The project's policy versions, newest first (``GET /versions?project=<id>``)."""

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
 
     # --- policy ------------------------------------------------------------------------------------------------
     default_prompt: str = Field("@prompts/default.txt", description="Starting instruction: text, or @path to a file.")
+    default_judge_prompt: str = Field(
+        "@prompts/judge.txt",
+        description="Starting instruction for reward-scoring (judge) projects: text, or @path to a file.",
+    )
 
     # --- jobs and metrics ----------------------------------------------------------------------------------------
     rq_queue: str = Field(
@@ -141,6 +145,11 @@ class Settings(BaseSettings):
     optimize_max_seconds: float = Field(1800.0, gt=0, description="Wall-clock limit of one optimisation run.")
     train_min_gold: int = Field(4, ge=1, description="Fewest usable annotated tasks a training job needs.")
     train_seed: int = Field(0, ge=0, description="Seed of the optimiser's splits and sampling in training jobs.")
+    train_reward: Literal["hard", "soft"] = Field(
+        "hard",
+        description="Per-item reward of training jobs: hard (the verifier's 0/1) or soft (the labeller's probability "
+        "of the gold answer; promotion still needs the hard verifier not to regress).",
+    )
     train_lease_ttl: float = Field(
         60.0, ge=1, description="Seconds a running job's per-project lease lives without a heartbeat (crash recovery)."
     )
@@ -178,7 +187,7 @@ class Settings(BaseSettings):
             raise ValueError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         return value
 
-    @field_validator("default_prompt")
+    @field_validator("default_prompt", "default_judge_prompt")
     @classmethod
     def _prompt_file(cls, value: str) -> str:
         if value.startswith("@") and prompt_path(value[1:]) is None:

@@ -9,12 +9,13 @@ short by the budget is not scored at all: it returns None, and the caller stops.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.metrics import summary
+from optimizer.learning.rewards import HARD, Reward, Scoring, balance_weights, soft_reward
 from optimizer.learning.verifiers import ItemScore, ScoreError, ScoreErrorKind, Verifier, combine, mean
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction, Predictor, item_key
@@ -35,9 +36,16 @@ class Evaluation:
     def mean(self) -> float:
         return mean(s.reward for s in self.scores)
 
+    @property
+    def hard_mean(self) -> float:
+        """The hard verifier's mean, whatever reward drives the loop (promotion must not regress on it)."""
+        return mean(s.hard_reward for s in self.scores)
+
     def metrics(self, schema: Schema) -> dict:
         """Mean reward plus accuracy / F1 per Choices control, for reports."""
         out: dict = {"reward": round(self.mean, 6), "n": len(self.items)}
+        if any(s.hard is not None for s in self.scores):
+            out["hard_reward"] = round(self.hard_mean, 6)
         for control in schema.choices:
             pairs = [
                 (p.choices.get(control.name, []), item.answer[control.name])
@@ -82,7 +90,9 @@ class Evaluator:
         *,
         verifiers: Mapping[str, Verifier] | None = None,
         weights: Mapping[str, float] | None = None,
+        scoring: Scoring = HARD,
     ) -> None:
+        self.scoring = scoring
         if predictor.cache is None:
             predictor.cache = {}
         self.predictor = predictor
@@ -114,8 +124,28 @@ class Evaluator:
         for text, prediction in zip(texts, predictions, strict=True):
             by_text[text] = cache.setdefault(item_key(policy, self.schema, text), prediction)
         chosen = tuple(by_text[item.input] for item in items)
-        scores = tuple(
+        scores = [
             score_prediction(self.schema, p, item, self.verifiers, self.weights)
             for p, item in zip(chosen, items, strict=True)
-        )
-        return Evaluation(policy.version, tuple(items), chosen, scores)
+        ]
+        return Evaluation(policy.version, tuple(items), chosen, self._rescore(scores, chosen, items))
+
+    def _rescore(self, scores: list[ItemScore], predictions, items: Sequence[GoldItem]) -> tuple[ItemScore, ...]:
+        """Apply the run's :class:`Scoring`: soft rewards, then class-balance weights over this set."""
+        scoring = self.scoring
+        if scoring == HARD:
+            return tuple(scores)
+        hard = [s.reward for s in scores]
+        if scoring.reward is Reward.SOFT:
+            used = [
+                0.0 if s.error else soft_reward(self.schema, s.verdicts, p.choices, p.control_scores, self.weights)
+                for s, p in zip(scores, predictions, strict=True)
+            ]
+        else:
+            used = list(hard)
+        if scoring.balance:
+            weights = balance_weights([item.answer for item in items], scoring.balance)
+            hard = [h * w for h, w in zip(hard, weights, strict=True)]
+            used = [u * w for u, w in zip(used, weights, strict=True)]
+        soft = scoring.reward is Reward.SOFT
+        return tuple(replace(s, reward=u, hard=h if soft else None) for s, u, h in zip(scores, used, hard, strict=True))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -121,14 +122,21 @@ class Usage:
 
 
 def _retry_after(response) -> float | None:
+    """Seconds from a ``Retry-After`` of seconds or an HTTP date; None (the usual backoff) for anything else.
+
+    The header comes from the provider, so a value that is neither (``soon``, ``nan``) must not fail the call.
+    """
     value = response.headers.get("retry-after") if response is not None else None
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def classify(exc: Exception) -> LLMError:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
 import redis
 
@@ -113,9 +114,18 @@ return f
 """
 
 
+class TriggerStatus(StrEnum):
+    """What one trigger did (see the module docstring); the values are what the Lua script returns."""
+
+    COUNTED = "counted"
+    QUEUED = "queued"
+    FOLLOWUP = "followup"
+    COALESCED = "coalesced"
+
+
 @dataclass(frozen=True)
 class Trigger:
-    status: str  # counted | queued | followup | coalesced
+    status: TriggerStatus
     job_id: str | None
     detail: str = ""
 
@@ -170,7 +180,7 @@ class Coalescer:
             stale=stale or "",
             ttl=self.job_record_ttl,
         )
-        return Trigger(_text(status), _text(job_id) or None, _text(detail))
+        return Trigger(TriggerStatus(_text(status)), _text(job_id) or None, _text(detail))
 
     def project_of(self, job_id: str) -> str | None:
         return _text(self.redis.get(self.keys.train_job(job_id)))

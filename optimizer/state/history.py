@@ -15,16 +15,23 @@ import time
 from dataclasses import dataclass
 
 from optimizer.serving.policy import Demo, Policy
-from optimizer.state.store import PolicyStore, PromoteResult
+from optimizer.state.store import PolicyStore, PromoteResult, PromoteStatus
 
 
 class HistoryError(ValueError):
-    """A request about history that cannot be served; ``status`` is the HTTP status that fits it."""
+    """A request about history that cannot be served. Callers (HTTP API, CLI) map the subclasses to their answers."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+
+
+class UnknownPolicy(HistoryError):
+    """The project has no such version (or its body is gone)."""
+
+
+class StaleLive(HistoryError):
+    """The live version is no longer the one the caller saw: a compare-and-set lost a race."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +95,10 @@ class PolicyHistory:
     def policy(self, project: str, version: str) -> Policy:
         """A version's body, if this project has had or been offered it (404 otherwise)."""
         if not self.known(project, version):
-            raise HistoryError(f"project {project} has no policy version {version!r}", 404)
+            raise UnknownPolicy(f"project {project} has no policy version {version!r}")
         policy = self.store.get(version)
         if policy is None:
-            raise HistoryError(f"policy {version!r} is recorded but its body is missing", 404)
+            raise UnknownPolicy(f"policy {version!r} is recorded but its body is missing")
         return policy
 
     def known(self, project: str, version: str) -> bool:
@@ -140,8 +147,8 @@ class PolicyHistory:
         return {"status": "unpinned" if removed else "not pinned", "live": self.store.current_version(project)}
 
     def _outcome(self, project: str, result: PromoteResult, parent: str) -> dict:
-        if result.status == "stale":
-            raise HistoryError(f"the live version changed (expected {parent}); list the policies again and retry", 409)
+        if result.status is PromoteStatus.STALE:
+            raise StaleLive(f"the live version changed (expected {parent}); list the policies again and retry")
         return {"status": result.status, "live": result.version, "pinned": self.pinned(project) is not None}
 
 

@@ -24,7 +24,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from optimizer.settings import Settings
-from optimizer.state.coalesce import Coalescer, Trigger
+from optimizer.state.coalesce import Coalescer, Trigger, TriggerStatus
 
 log = logging.getLogger("optimizer.state.jobqueue")
 
@@ -49,7 +49,7 @@ class TrainingQueue:
     # -- triggers -----------------------------------------------------------------------------------------------
     def trigger(self, project: str, *, threshold: int = 0, reason: str = "") -> Trigger:
         decision = self.coalescer.trigger(project, threshold=threshold, stale=self._stale_queued(project))
-        if decision.status == "queued":
+        if decision.status is TriggerStatus.QUEUED:
             self.ensure_enqueued(project, decision.job_id, reason or "trigger")
         return decision
 
