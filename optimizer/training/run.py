@@ -20,7 +20,7 @@ from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
 from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.learning.gold import GoldItem, items_from_tasks
-from optimizer.learning.rewards import Reward, Scoring
+from optimizer.learning.rewards import scoring_for
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
@@ -126,13 +126,6 @@ def starting_policy(
         if served.version != live.version:
             return served, "judge default"
     return live, "live policy"
-
-
-def scoring_for(schema: Schema, reward: str) -> Scoring:
-    """Reward-scoring (judge) configs are scored by balanced accuracy: most graded responses are "Good", and a
-    judge that always says so must not win. Everything else keeps its verifier's plain mean."""
-    shape = judge_shape(schema)
-    return Scoring(Reward(reward), balance=shape.control.name if shape else None)
 
 
 def judge_summary(schema: Schema, report: dict) -> dict:
