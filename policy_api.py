@@ -75,14 +75,11 @@ def show_policy(ref: str, version: str):
 
 @bp.get("/projects/<ref>/diff")
 def diff(ref: str):
-    services = _services()
     project = _project(ref)
-    new = _version(request.args.get("to") or services.store.current_version(project), "to")
-    old = request.args.get("from")
-    if old is None:
-        shown = services.history.show(project, new)
-        old = shown.get("parent") or new
-    return json_response(services.history.diff(project, _version(old, "from"), new))
+    new, old = request.args.get("to"), request.args.get("from")
+    new = _version(new, "to") if new is not None else None
+    old = _version(old, "from") if old is not None else None
+    return json_response(_services().history.diff(project, old, new))
 
 
 @bp.post("/projects/<ref>/rollback")
@@ -115,9 +112,7 @@ def unpin(ref: str):
 
 @bp.post("/projects/<ref>/train")
 def train(ref: str):
-    project = _project(ref)
-    decision = _services().jobs.trigger(project, reason="api")
-    return json_response({"project": project, "status": decision.status, "job": decision.job}, 202)
+    return json_response(_services().jobs.train_now(_project(ref), reason="api"), 202)
 
 
 @bp.get("/projects/<ref>/events")

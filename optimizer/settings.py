@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
     predict_deadline: float = Field(
-        90.0, gt=0, description="Seconds a /predict batch may take; unfinished tasks get empty predictions."
+        90.0,
+        gt=0,
+        description="Seconds a /predict batch may take; unfinished tasks get no prediction (LS asks again).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON or plain text.")

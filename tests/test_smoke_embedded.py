@@ -30,6 +30,8 @@ def test_every_label_is_in_its_control_set(make_settings, embedded_llm, config, 
     assert len(results) == len(data)
     chosen = 0
     for result in results:
+        if result == []:  # no answer for this task: Label Studio stores nothing and asks again
+            continue
         assert 0.0 <= result["score"] <= 1.0
         for item in result["result"]:
             control = schema.choice(item["from_name"])

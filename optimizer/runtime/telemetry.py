@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.predictor import Failure
 from optimizer.state.keys import KeyMap
+from optimizer.state.replies import text
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +218,10 @@ class RedisStateCollector:
             labels=["project", "policy_version"],
         )
         for project, length, version in zip(projects, histories, currents, strict=True):
-            promotions.add_metric([_text(project)], length)
-            value = self._score(_text(version)) if version else None
+            promotions.add_metric([text(project)], length)
+            value = self._score(text(version)) if version else None
             if value is not None:
-                score.add_metric([_text(project), _text(version)], value)
+                score.add_metric([text(project), text(version)], value)
         return [jobs, promotions, score, *_usage_families(usage)]
 
     def _score(self, version: str) -> float | None:
@@ -242,17 +243,13 @@ class RedisStateCollector:
         return value
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _usage_families(usage: dict) -> list[Metric]:
     """LLM usage counted in Redis by workers and CLI runs, as the same families the web counts in-process."""
-    families = {name: CounterMetricFamily(metric, text, labels=["role", "source"])
-                for name, (metric, text) in LLM_HELP.items()}  # fmt: skip
+    families = {name: CounterMetricFamily(metric, help_text, labels=["role", "source"])
+                for name, (metric, help_text) in LLM_HELP.items()}  # fmt: skip
     tokens = CounterMetricFamily("lsml_llm_tokens", "LLM tokens used, by kind (prompt, completion).",
                                  labels=["role", "kind", "source"])  # fmt: skip
-    for field, amount in sorted((_text(k), int(v)) for k, v in usage.items()):
+    for field, amount in sorted((text(k), int(v)) for k, v in usage.items()):
         parts = field.split("|")
         if len(parts) != 3:
             continue
