@@ -63,13 +63,10 @@ def test_reward_scoring_project_judge_training_and_rlvr_export(
     # 1. The project and its tasks, connected to the backend.
     data = [{"prompt": r["prompt"], "response": r["response"]} for r in ROWS]
     project, task_ids = labelstudio.create_project(REWARD_CONFIG, data)
-    ml = labelstudio.connect_backend(project.id, backend.url, basic_auth=auth)
-    labelstudio.set_webhook_headers(project.id, backend.url + "/webhook", {"X-Webhook-Secret": secret})
+    ml = labelstudio.connect_with_secret(project.id, backend.url, auth, secret)
 
     # 2. The judge grades every task, with a real score, under the judge's default instruction.
-    labelstudio.retrieve_predictions(project.id)
-    version = labelstudio.ml_backend(ml.id)["model_version"]
-    stored = [labelstudio.predictions(t) for t in task_ids]
+    version, stored = labelstudio.retrieve_all(project.id, ml.id, task_ids)
     assert all(len(p) == 1 and p[0]["model_version"] == version for p in stored), stored
     for (prediction,) in stored:
         (item,) = prediction["result"]
