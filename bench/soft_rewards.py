@@ -121,9 +121,9 @@ def client(base_url: str, concurrency: int = 8, logprobs: bool = True) -> LLMCli
 def gate_agreement(labeller: LLMClient, pool: list[GoldItem], held: list[GoldItem], policies, pairs: int, seed: int):
     """Per reward: share of (parent, candidate) pairs whose 20-item gate decision matches the held-out decision."""
     rng = random.Random(f"gate:{seed}")
-    evaluators = {
-        r: Evaluator(Predictor(labeller, cache={}), SCHEMA, Budget(10**7), scoring=scoring(r)) for r in Reward
-    }
+    # One answer cache for both rewards: they differ only in how the same answers are scored.
+    predictor = Predictor(labeller, cache={})
+    evaluators = {r: Evaluator(predictor, SCHEMA, Budget(10**7), scoring=scoring(r)) for r in Reward}
     truth_eval = evaluators[Reward.HARD]
     held_ba = {p.version: truth_eval.evaluate(p, held).mean for p in policies}
     agree = {r: 0 for r in Reward}
@@ -142,7 +142,9 @@ def gate_agreement(labeller: LLMClient, pool: list[GoldItem], held: list[GoldIte
             )
             ties[reward] += abs(diff) < 1e-9
             agree[reward] += (diff > 1e-9) == truth
-    return {r.value: round(agree[r] / counted, 4) for r in Reward}, {r.value: ties[r] for r in Reward}, counted
+    initial = round(held_ba[policies[0].version], 4)
+    agreement = {r.value: round(agree[r] / counted, 4) for r in Reward}
+    return agreement, {r.value: ties[r] for r in Reward}, counted, initial
 
 
 # --- 2. held-out score reached ---------------------------------------------------------------------------------------
@@ -194,9 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             policies = [Policy(JUDGE)] + [
                 Policy(f"Grade the response against the prompt. Variant {seed}-{k}.") for k in range(args.policies)
             ]
-            agreement, ties, counted = gate_agreement(labeller, gold, held, policies, args.pairs, seed)
-            results["gate"][seed] = {"agreement": agreement, "ties": ties, "pairs": counted}
-            print(f"seed {seed} gate agreement (20 vs 200): {agreement}  ties {ties}  pairs {counted}", flush=True)
+            agreement, ties, counted, initial = gate_agreement(labeller, gold, held, policies, args.pairs, seed)
+            results["gate"][seed] = {"agreement": agreement, "ties": ties, "pairs": counted, "initial": initial}
+            print(
+                f"seed {seed} gate agreement (20 vs 200): {agreement}  ties {ties}  pairs {counted}; "
+                f"judge default held-out balanced accuracy {initial}",
+                flush=True,
+            )
             runs = {}
             for reward in Reward:
                 proposer = client(fake.base_url, logprobs=False)
@@ -227,6 +233,8 @@ def summarise(results: dict) -> None:
         )
     if "embedded" in results:
         print("embedded SmolLM2-135M gate agreement:", results["embedded"])
+    initial = [results["gate"][s]["initial"] for s in results["gate"]]
+    print(f"judge default (start of every run), held-out balanced accuracy: {', '.join(f'{i:.3f}' for i in initial)}")
     print(f"{results['seconds']} s")
 
 
@@ -251,12 +259,12 @@ def embedded_gate(source: list[dict], nearest: dict) -> dict:
     try:
         labeller = LLMClient(LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2))
         policies = [Policy(text) for text in instructions]
-        agreement, ties, counted = gate_agreement(
+        agreement, ties, counted, initial = gate_agreement(
             labeller, items(rows, "eg"), items(held_rows, "eh"), policies, pairs=12, seed=7
         )
     finally:
         server.stop()
-    return {"agreement": agreement, "ties": ties, "pairs": counted, "held_out": held_n}
+    return {"agreement": agreement, "ties": ties, "pairs": counted, "held_out": held_n, "judge_default_ba": initial}
 
 
 if __name__ == "__main__":
