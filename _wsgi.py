@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+import dashboard
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
+    dashboard.register(app)
     instrument(app, services)
     return app
 

@@ -61,6 +61,11 @@ class ProjectRegistry:
                 return alias.decode() if isinstance(alias, bytes) else alias
         return ref
 
+    def all(self) -> list[str]:
+        """Every project uid the backend has seen, sorted by numeric id (then uid)."""
+        found = [m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(self.key("projects"))]
+        return sorted(found, key=lambda p: (numeric_id(p) is None, numeric_id(p) or 0, p))
+
     def known(self, project: str) -> bool:
         return bool(self.redis.sismember(self.key("projects"), project))
 
