@@ -9,19 +9,13 @@ A project page's twin is the policy API's ``GET /projects/<p>/policies`` (with `
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, current_app
 
-from dashboard.refs import job_ref
-from ls_protocol import InvalidInput
+from ls_protocol import NotFound, json_response
 from optimizer.runtime import overview
+from policy_api import job_ref
 
 bp = Blueprint("dashboard_api", __name__)
-
-
-def as_json(payload: dict) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False, default=str), mimetype="application/json")
 
 
 def _services():
@@ -31,20 +25,20 @@ def _services():
 def run_or_404(job_id: str) -> dict:
     found = overview.run(_services(), job_ref(job_id))
     if found is None:
-        raise InvalidInput(f"no job {job_id!r} (unknown, or its result expired)", 404)
+        raise NotFound(f"no job {job_id!r} (unknown, or its result expired)", "job")
     return found
 
 
 @bp.get("/projects")
 def projects() -> Response:
-    return as_json(overview.projects(_services()))
+    return json_response(overview.projects(_services()))
 
 
 @bp.get("/jobs")
 def jobs() -> Response:
-    return as_json(overview.live(_services()))
+    return json_response(overview.live(_services()))
 
 
 @bp.get("/runs/<job_id>")
 def run(job_id: str) -> Response:
-    return as_json(run_or_404(job_id))
+    return json_response(run_or_404(job_id))

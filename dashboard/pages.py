@@ -16,19 +16,23 @@ for its origin (``csrf.py``), then calls the same history and job-queue methods 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from enum import Enum
 
-import redis
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from dashboard import charts
 from dashboard.api import run_or_404
 from dashboard.csrf import FIELD, CsrfError, CsrfGuard
-from dashboard.refs import project_ref, version_ref
-from ls_protocol import InvalidInput
+from ls_protocol import ProtocolError
 from optimizer.runtime import overview
 from optimizer.runtime.services import Services
-from optimizer.state.history import HistoryError
+from policy_api import project_ref, version_ref
+
+log = logging.getLogger("dashboard")
+ERRORS = "dashboard_domain_errors"  # app.extensions key: domain error type → status, as the JSON API maps them
 
 bp = Blueprint(
     "dashboard",
@@ -78,7 +82,7 @@ def _guard() -> CsrfGuard:
     guard = current_app.extensions.get("dashboard_csrf")
     if guard is None:
         services = _services()
-        guard = CsrfGuard(services.redis, services.store.key("dashboard", "csrf-key"))
+        guard = CsrfGuard(services.redis, services.store.keys.dashboard_csrf_key())
         current_app.extensions["dashboard_csrf"] = guard
     return guard
 
@@ -101,25 +105,34 @@ def _secure(response: Response) -> Response:
     return response
 
 
-@bp.errorhandler(InvalidInput)
-def _invalid(exc: InvalidInput):
-    return render_template("error.html", status=exc.status, message=exc.message), exc.status
+def _error_page(status: int, message: str):
+    return render_template("error.html", status=status, message=message), status
 
 
-@bp.errorhandler(HistoryError)
-def _history(exc: HistoryError):
-    return render_template("error.html", status=exc.status, message=exc.message), exc.status
+@bp.errorhandler(ProtocolError)
+def _bad_request(exc: ProtocolError):
+    return _error_page(exc.status, exc.message)
 
 
 @bp.errorhandler(CsrfError)
 def _forged(exc: CsrfError):
-    return render_template("error.html", status=403, message=f"Refused: {exc}"), 403
+    return _error_page(403, f"Refused: {exc}")
 
 
-@bp.errorhandler(redis.RedisError)
-def _redis_down(exc: redis.RedisError):
-    message = "Redis is unavailable, so the dashboard cannot read the state; check REDIS_URL and try again."
-    return render_template("error.html", status=503, message=message), 503
+@bp.errorhandler(Exception)
+def _domain_or_bug(exc: Exception):
+    """The app's typed domain errors (``_wsgi.DOMAIN_ERRORS``, kept in ``app.extensions``) as pages with the same
+    statuses as the JSON API; anything else is a bug: logged, and a 500 page without internals."""
+    if isinstance(exc, HTTPException):
+        return exc
+    statuses: Mapping = current_app.extensions.get(ERRORS, {})
+    for kind in type(exc).__mro__:
+        if kind in statuses:
+            answer = statuses[kind]
+            status, fixed = answer if isinstance(answer, tuple) else (answer, None)
+            return _error_page(status, fixed or getattr(exc, "message", None) or str(exc))
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return _error_page(500, f"Internal error; see the server log for request {g.get('request_id')}.")
 
 
 # --- pages -----------------------------------------------------------------------------------------------------
@@ -132,7 +145,7 @@ def projects_page():
 @bp.get("/projects/<ref>")
 def project_page(ref: str):
     services = _services()
-    data = overview.project(services, project_ref(services, ref))
+    data = overview.project(services, project_ref(ref))
     return _page(
         "project.html",
         data=data,
@@ -161,7 +174,7 @@ def live_page():
 def _action(ref: str) -> tuple[Services, str]:
     _guard().check(request)
     services = _services()
-    return services, project_ref(services, ref)
+    return services, project_ref(ref)
 
 
 def _back(project: str, notice: Notice):
@@ -194,5 +207,5 @@ def unpin(ref: str):
 @bp.post("/projects/<ref>/train")
 def train(ref: str):
     services, project = _action(ref)
-    services.jobs.trigger(project, reason="dashboard")
+    services.jobs.train_now(project, reason="dashboard")
     return _back(project, Notice.TRAIN_QUEUED)

@@ -157,7 +157,7 @@ def test_live_page_and_twin_list_active_jobs(dash):
         assert f'data-job="{queued}"' in html and 'src="/dashboard/static/live.js"' in html
     finally:
         services.jobs.queue.empty()
-        services.coalescer.redis.delete(services.coalescer.state_key(PROJECT))
+        services.redis.delete(services.store.keys.train_state(PROJECT))
 
 
 def test_buttons_refuse_a_missing_or_foreign_token_and_a_foreign_origin(dash):
@@ -200,7 +200,7 @@ def test_rollback_pin_unpin_and_train_buttons(dash):
         assert services.coalescer.status(PROJECT)["queued"] is not None
     finally:
         services.jobs.queue.empty()
-        services.coalescer.redis.delete(services.coalescer.state_key(PROJECT))
+        services.redis.delete(services.store.keys.train_state(PROJECT))
         services.history.rollback(PROJECT, live)
 
 

@@ -54,6 +54,14 @@ def test_rate_limit_honours_retry_after(fake_llm):
     assert slept == [3.0]
 
 
+@pytest.mark.parametrize("header", ["soon", "nan", "inf", "Wed, 99 Foo 2026 99:99:99 GMT", "-"])
+def test_a_retry_after_that_is_neither_seconds_nor_a_date_falls_back_to_backoff(fake_llm, header):
+    fake_llm.faults.append(Reply(status=429, headers={"Retry-After": header}))
+    client, slept = client_for(fake_llm)
+    assert client.complete(MESSAGES).text
+    assert len(slept) == 1 and 0 < slept[0] <= 8.0
+
+
 @pytest.mark.parametrize("status, error", [(401, LLMAuthError), (403, LLMAuthError), (400, LLMRequestError)])
 def test_auth_and_request_errors_are_not_retried(fake_llm, status, error):
     fake_llm.faults.extend([Reply(status=status)] * 3)

@@ -51,7 +51,7 @@ def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
             "reward": round(score.reward, 3),
         }
         for item, prediction, score in ranked[:worst]
-        if score.reward < 1.0
+        if score.error or any(v.reward < 1.0 for v in score.verdicts.values())
     ]
     return {
         "n": len(evaluation.items),

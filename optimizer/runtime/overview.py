@@ -20,7 +20,7 @@ from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
-from optimizer.state.history import HistoryError
+from optimizer.state.history import UnknownPolicy
 from optimizer.state.projects import numeric_id
 
 TRAIN = "train"
@@ -105,7 +105,7 @@ def project(services: Services, project: str) -> dict:
         if parent and parent != entry.version:
             try:
                 item["diff"] = history.diff(project, parent, entry.version)
-            except HistoryError:
+            except UnknownPolicy:
                 item["diff"] = None  # the parent's body is gone (another project's version): nothing to compare
         versions.append(item)
     return {

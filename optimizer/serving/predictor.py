@@ -33,7 +33,7 @@ from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Policy
-from optimizer.serving.prompting import build_messages, json_schema, select_demos
+from optimizer.serving.prompting import answer_token_cap, build_messages, json_schema, select_demos
 
 
 class FailureReason(StrEnum):
@@ -42,8 +42,17 @@ class FailureReason(StrEnum):
     NO_INPUT = "no_input"
     DEADLINE = "deadline"
     LLM_ERROR = "llm"
+    # The model answered, but nothing in the answer was a valid label or text for the config.
+    UNPARSABLE = "unparsable"
+    # The answer was cut off at the token cap and nothing complete could be salvaged from it.
+    TRUNCATED = "truncated"
     INTERNAL = "internal"
     NOT_PREDICTED = "not_predicted"
+
+    @property
+    def answered(self) -> bool:
+        """The LLM did answer (its text is in ``Prediction.raw``); it just held nothing usable."""
+        return self in (FailureReason.UNPARSABLE, FailureReason.TRUNCATED)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class Prediction:
     raw: str = ""
     strict: bool = False
     dropped: int = 0
+    # Kept from an answer cut off at the token cap: the labels that were complete.
+    salvaged: bool = False
 
     @property
     def empty(self) -> bool:
@@ -173,7 +184,11 @@ class Predictor:
         if key is not None and key in self.cache:
             return self.cache[key]
         try:
-            completion = self.llm.complete(build_messages(policy, schema, text), json_schema(schema))
+            completion = self.llm.complete(
+                build_messages(policy, schema, text),
+                json_schema(schema),
+                answer_token_cap(schema, self.llm.config.max_tokens),
+            )
         except LLMError as exc:
             return Prediction.failed(FailureReason.LLM_ERROR, str(exc))
         parsed = parse_answer(schema, completion.text)
@@ -190,7 +205,11 @@ class Predictor:
             raw=completion.text,
             strict=parsed.strict,
             dropped=parsed.dropped,
+            salvaged=parsed.salvaged,
         )
+        if parsed.empty:
+            reason = FailureReason.TRUNCATED if completion.truncated else FailureReason.UNPARSABLE
+            prediction.error = Failure(reason, "no valid label in the answer: " + completion.text[:120])
         if key is not None:
             self.cache[key] = prediction
         return prediction
