@@ -31,6 +31,7 @@ from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Policy
 from optimizer.serving.prompting import build_messages, json_schema, select_demos
@@ -172,8 +173,10 @@ class Predictor:
         key = item_key(policy, schema, text) if self.cache is not None else None
         if key is not None and key in self.cache:
             return self.cache[key]
+        narrowed = narrow(policy, schema, text)
         try:
-            completion = self.llm.complete(build_messages(policy, schema, text), json_schema(schema))
+            messages = build_messages(policy, schema, text, narrowed)
+            completion = self.llm.complete(messages, json_schema(schema, narrowed))
         except LLMError as exc:
             return Prediction.failed(FailureReason.LLM_ERROR, str(exc))
         parsed = parse_answer(schema, completion.text)

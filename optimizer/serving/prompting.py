@@ -1,10 +1,13 @@
 """Build the chat messages and the JSON schema for one (policy, schema, input).
 
-Layout:
-- system: the policy's instruction, then the label sets and the answer format, generated from the label config so
-  the optimiser can rewrite the instruction without ever breaking the output contract;
+Layout, unchanging part first so a server's prefix cache (llama.cpp reuses the longest common prefix of the
+previous prompt) computes it once per policy, not once per item:
+- system: the policy's instruction (with its label definitions, when it has a guide), then the label sets and the
+  answer format, generated from the label config so the optimiser can rewrite the instruction without ever
+  breaking the output contract. It is identical for every item of a policy;
 - few-shot demos as user/assistant turns, the assistant turn being the exact JSON the model should emit;
-- user: the rendered input.
+- user: the rendered input, then, when the policy narrows the label set (``narrowing``), that input's candidate
+  labels. The candidates differ per item, so they come last and never break the shared prefix.
 
 Everything is concatenation: user and policy text are never passed through ``str.format`` or a template engine.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
+from optimizer.serving.narrowing import Narrowed
 from optimizer.serving.policy import Answer, Demo, Policy
 from optimizer.serving.retrieval import index_for
 
@@ -40,11 +44,15 @@ def format_spec(schema: Schema) -> str:
     return "\n".join(lines)
 
 
-def json_schema(schema: Schema) -> dict:
-    """A JSON schema that admits only labels from each control's set (enums), for constrained decoding."""
+def json_schema(schema: Schema, narrowed: Narrowed | None = None) -> dict:
+    """A JSON schema that admits only labels from each control's set (enums), for constrained decoding.
+
+    ``narrowed`` (from ``narrowing.narrow``) replaces a control's enum by that input's candidates.
+    """
+    narrowed = narrowed or {}
     props: dict[str, dict] = {}
     for c in schema.choices:
-        enum = {"type": "string", "enum": list(c.labels)}
+        enum = {"type": "string", "enum": list(narrowed.get(c.name, c.labels))}
         # minItems 1: constrained decoding otherwise lets small models answer [] for everything.
         props[c.name] = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1} if c.multiple else enum
     for a in schema.answers:
@@ -78,10 +86,15 @@ def select_demos(policy: Policy, text: str) -> tuple[Demo, ...]:
     return tuple(policy.demos[i] for i in index.top(text, policy.demo_k))
 
 
-def build_messages(policy: Policy, schema: Schema, text: str) -> list[dict]:
+def candidates_note(narrowed: Narrowed) -> str:
+    lines = [f'Candidate labels for "{name}": ' + ", ".join(labels) for name, labels in narrowed.items()]
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
+def build_messages(policy: Policy, schema: Schema, text: str, narrowed: Narrowed | None = None) -> list[dict]:
     messages = [{"role": "system", "content": policy.instruction.strip() + "\n\n" + format_spec(schema)}]
     for demo in select_demos(policy, text):
         messages.append({"role": "user", "content": demo.input[:MAX_DEMO_CHARS]})
         messages.append({"role": "assistant", "content": answer_json(schema, demo.output)})
-    messages.append({"role": "user", "content": text})
+    messages.append({"role": "user", "content": text + candidates_note(narrowed or {})})
     return messages

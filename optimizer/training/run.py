@@ -100,7 +100,7 @@ def starting_policy(services: Services, live: Policy, gold: Sequence[GoldItem]) 
     if live.version == services.default_policy.version:
         typed = most_typed_prompt(gold)
         if typed:
-            return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+            return live.with_instruction(typed), "typed prompt"
     return live, "live policy"
 
 
