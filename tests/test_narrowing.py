@@ -63,8 +63,8 @@ def test_version_covers_narrow_k_and_old_versions_stay():
 
 def test_candidates_come_after_the_shared_prefix():
     policy = Policy("Label it.", POOL, demo_k=2, narrow_k=4)
-    a = build_messages(policy, SCHEMA, "code01a x", narrow(policy, SCHEMA, "code01a x"))
-    b = build_messages(policy, SCHEMA, "code07b y", narrow(policy, SCHEMA, "code07b y"))
+    a = build_messages(policy, SCHEMA, "code01a x", narrowed=narrow(policy, SCHEMA, "code01a x"))
+    b = build_messages(policy, SCHEMA, "code07b y", narrowed=narrow(policy, SCHEMA, "code07b y"))
     assert a[0] == b[0]  # the system message (instruction, every label, format) is identical across items
     assert a[-1]["content"].startswith('code01a x\n\nCandidate labels for "label": intent_01')
     assert "Candidate labels" not in a[0]["content"]

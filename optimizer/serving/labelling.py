@@ -27,13 +27,20 @@ def task_texts(schema: Schema, tasks: Sequence[dict]) -> list[str | None]:
     return texts
 
 
-def ls_predictions(schema: Schema, policy: Policy, predictions: Sequence[Prediction]) -> list[dict]:
-    """One ``{"result", "score", "model_version"}`` per prediction, in order (an empty result for a failed one)."""
-    return [
-        {
-            "result": to_results(schema, p.choices, p.texts, p.control_scores, prompt=policy.instruction),
-            "score": p.score,
-            "model_version": policy.version,
-        }
-        for p in predictions
-    ]
+def ls_prediction(schema: Schema, policy: Policy, prediction: Prediction) -> dict | None:
+    """``{"result", "score", "model_version"}`` for an answered task; None for one without an answer.
+
+    None, never an empty result: Label Studio stores an empty result under the current version as a real
+    prediction and then never asks for that task again (README, "Tasks without an answer").
+    """
+    if prediction.error is not None:
+        return None
+    result = to_results(schema, prediction.choices, prediction.texts, prediction.control_scores, policy.instruction)
+    if not result:
+        return None
+    return {"result": result, "score": prediction.score, "model_version": policy.version}
+
+
+def ls_predictions(schema: Schema, policy: Policy, predictions: Sequence[Prediction]) -> list[dict | None]:
+    """One :func:`ls_prediction` per prediction, in order."""
+    return [ls_prediction(schema, policy, p) for p in predictions]

@@ -15,6 +15,7 @@ Everything is concatenation: user and policy text are never passed through ``str
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.serving.narrowing import Narrowed
@@ -52,9 +53,13 @@ def json_schema(schema: Schema, narrowed: Narrowed | None = None) -> dict:
     narrowed = narrowed or {}
     props: dict[str, dict] = {}
     for c in schema.choices:
-        enum = {"type": "string", "enum": list(narrowed.get(c.name, c.labels))}
-        # minItems 1: constrained decoding otherwise lets small models answer [] for everything.
-        props[c.name] = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1} if c.multiple else enum
+        labels = list(narrowed.get(c.name, c.labels))
+        enum = {"type": "string", "enum": labels}
+        # minItems 1: constrained decoding otherwise lets small models answer [] for everything. maxItems: llama.cpp's
+        # grammar ignores uniqueItems, so without a length bound a model can repeat a label until the token cap cuts
+        # the JSON in half; with it the array always closes.
+        array = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1, "maxItems": len(labels)}
+        props[c.name] = array if c.multiple else enum
     for a in schema.answers:
         props[a.name] = {"type": "string"}
     return {
@@ -63,6 +68,31 @@ def json_schema(schema: Schema, narrowed: Narrowed | None = None) -> dict:
         "required": list(props),
         "additionalProperties": False,
     }
+
+
+# Tokens allowed per separator and bracket: constrained grammars let the model put a little whitespace there.
+_SLACK_PER_ITEM = 3
+_SLACK = 16
+
+
+def answer_token_cap(schema: Schema, free_text_tokens: int) -> int:
+    """Enough tokens for the longest legal answer, so a constrained answer can never be cut off in the middle.
+
+    The longest legal answer names every label of each multiple-choice control and the longest label of each single
+    one; its UTF-8 length in bytes bounds its token count (a token is at least one byte). Whitespace the grammar
+    admits between items gets a small allowance each, and every free-text area gets ``free_text_tokens``
+    (``LLM_MAX_TOKENS``), the one part whose length cannot be known from the config.
+    """
+    longest: dict[str, list[str] | str] = {}
+    items = 1
+    for c in schema.choices:
+        longest[c.name] = list(c.labels) if c.multiple else max(c.labels, key=lambda label: len(label.encode()))
+        items += 1 + (len(c.labels) if c.multiple else 0)
+    for a in schema.answers:
+        longest[a.name] = ""
+        items += 1
+    size = len(json.dumps(longest, ensure_ascii=False).encode())
+    return size + _SLACK_PER_ITEM * items + _SLACK + free_text_tokens * len(schema.answers)
 
 
 def answer_json(schema: Schema, answer: Answer) -> str:
@@ -91,9 +121,17 @@ def candidates_note(narrowed: Narrowed) -> str:
     return "\n\n" + "\n".join(lines) if lines else ""
 
 
-def build_messages(policy: Policy, schema: Schema, text: str, narrowed: Narrowed | None = None) -> list[dict]:
+def build_messages(
+    policy: Policy,
+    schema: Schema,
+    text: str,
+    demos: Sequence[Demo] | None = None,
+    narrowed: Narrowed | None = None,
+) -> list[dict]:
+    """The chat for one input. ``demos``: the ones already chosen for it (the predictor chooses once and scores
+    with the same ones); omitted, they are chosen here. ``narrowed``: this input's candidate labels, if any."""
     messages = [{"role": "system", "content": policy.instruction.strip() + "\n\n" + format_spec(schema)}]
-    for demo in select_demos(policy, text):
+    for demo in select_demos(policy, text) if demos is None else demos:
         messages.append({"role": "user", "content": demo.input[:MAX_DEMO_CHARS]})
         messages.append({"role": "assistant", "content": answer_json(schema, demo.output)})
     messages.append({"role": "user", "content": text + candidates_note(narrowed or {})})
