@@ -88,7 +88,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, [p.error for p in predictions])
-        return ls_predictions(self.schema, policy, predictions)
+        return ls_predictions(self.schema, policy, predictions, tasks)
 
     def _account(self, version: str, errors: list[str | None]) -> None:
         telemetry.record_predictions(self.project, version, errors)

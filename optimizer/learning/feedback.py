@@ -47,7 +47,7 @@ def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
             "id": item.id,
             "input": item.input[:MAX_ITEM_CHARS],
             "expected": item.answer,
-            "got": {**prediction.choices, **prediction.texts},
+            "got": prediction.answer,
             "reward": round(score.reward, 3),
         }
         for item, prediction, score in ranked[:worst]

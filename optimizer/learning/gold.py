@@ -190,12 +190,14 @@ def _annotation_order(annotation: Mapping) -> tuple:
     return (bool(annotation.get("ground_truth")), stamp, ident if isinstance(ident, int) else -1)
 
 
-def choose_annotation(schema: Schema, annotations: Iterable) -> Mapping | None:
+def choose_annotation(schema: Schema, annotations: Iterable, data: Mapping | None = None) -> Mapping | None:
     """The annotation a task's gold comes from (see the module docstring), or None when none is usable."""
     usable = [
         a
         for a in annotations or ()
-        if isinstance(a, Mapping) and not a.get("was_cancelled") and answer_from_result(schema, a.get("result") or [])
+        if isinstance(a, Mapping)
+        and not a.get("was_cancelled")
+        and answer_from_result(schema, a.get("result") or [], data)
     ]
     return max(usable, key=_annotation_order) if usable else None
 
@@ -208,7 +210,7 @@ def items_from_tasks(schema: Schema, tasks: Iterable) -> tuple[list[GoldItem], C
         if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
             skipped["not a task"] += 1
             continue
-        annotation = choose_annotation(schema, task.get("annotations") or ())
+        annotation = choose_annotation(schema, task.get("annotations") or (), task["data"])
         if annotation is None:
             skipped["no usable annotation"] += 1
             continue
@@ -220,7 +222,7 @@ def items_from_tasks(schema: Schema, tasks: Iterable) -> tuple[list[GoldItem], C
             GoldItem(
                 id=f"task-{task.get('id')}",
                 input=text,
-                answer=answer_from_result(schema, result),
+                answer=answer_from_result(schema, result, task["data"]),
                 prompt=prompt_from_result(schema, result),
             )
         )

@@ -27,13 +27,26 @@ def task_texts(schema: Schema, tasks: Sequence[dict]) -> list[str | None]:
     return texts
 
 
-def ls_predictions(schema: Schema, policy: Policy, predictions: Sequence[Prediction]) -> list[dict]:
-    """One ``{"result", "score", "model_version"}`` per prediction, in order (an empty result for a failed one)."""
+def ls_predictions(
+    schema: Schema, policy: Policy, predictions: Sequence[Prediction], tasks: Sequence[dict]
+) -> list[dict]:
+    """One ``{"result", "score", "model_version"}`` per prediction, in order (an empty result for a failed one).
+
+    ``tasks`` are the tasks predicted, in the same order: span offsets are computed against each task's own text.
+    """
     return [
         {
-            "result": to_results(schema, p.choices, p.texts, p.control_scores, prompt=policy.instruction),
+            "result": to_results(
+                schema,
+                p.choices,
+                p.texts,
+                p.control_scores,
+                prompt=policy.instruction,
+                values=p.values,
+                data=task.get("data") or {},
+            ),
             "score": p.score,
             "model_version": policy.version,
         }
-        for p in predictions
+        for p, task in zip(predictions, tasks, strict=True)
     ]

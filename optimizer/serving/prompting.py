@@ -34,8 +34,10 @@ def format_spec(schema: Schema) -> str:
     lines = ["Answer with a JSON object and nothing else."]
     lines += [_label_line(c) for c in schema.choices]
     lines += [f'- "{a.name}": your answer as free text' for a in schema.answers]
+    lines += [t.spec_line() for t in schema.tags]
     example = {c.name: (["..."] if c.multiple else "...") for c in schema.choices}
     example.update({a.name: "..." for a in schema.answers})
+    example.update({t.name: t.example() for t in schema.tags})
     lines.append("Format: " + json.dumps(example, ensure_ascii=False))
     return "\n".join(lines)
 
@@ -49,6 +51,8 @@ def json_schema(schema: Schema) -> dict:
         props[c.name] = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1} if c.multiple else enum
     for a in schema.answers:
         props[a.name] = {"type": "string"}
+    for t in schema.tags:
+        props[t.name] = t.value_schema()
     return {
         "type": "object",
         "properties": props,
@@ -59,7 +63,7 @@ def json_schema(schema: Schema) -> dict:
 
 def answer_json(schema: Schema, answer: Answer) -> str:
     """The assistant turn for a demo: the gold answer in exactly the shape we ask the model for."""
-    out: dict[str, list[str] | str] = {}
+    out: dict[str, object] = {}
     for c in schema.choices:
         value = answer.get(c.name, [])
         labels = [value] if isinstance(value, str) else list(value)
@@ -68,6 +72,8 @@ def answer_json(schema: Schema, answer: Answer) -> str:
     for a in schema.answers:
         value = answer.get(a.name, "")
         out[a.name] = value if isinstance(value, str) else " ".join(value)
+    for t in schema.tags:
+        out[t.name] = t.shown(answer.get(t.name))
     return json.dumps(out, ensure_ascii=False)
 
 
