@@ -176,6 +176,7 @@ def _parse_lines(schema: Schema, raw: str, out: Parsed) -> Parsed:
     controls = {c.name.casefold(): c for c in schema.choices}
     answers = {a.name.casefold(): a for a in schema.answers}
     tags = {t.name.casefold(): t for t in schema.tags}
+    keyed = False
     cursor = 0
     for line in raw.splitlines():
         start = raw.find(line, cursor)
@@ -190,11 +191,12 @@ def _parse_lines(schema: Schema, raw: str, out: Parsed) -> Parsed:
         elif sep and key in answers:
             out.texts[answers[key].name] = rest.strip()
         elif sep and key in tags:
+            keyed = True
             _accept_tag(out, tags[key], _line_value(rest))
         elif len(schema.choices) == 1:
             _accept(out, raw, schema.choices[0], re.split(r"[,;|]", line), max(start, 0))
     if not schema.choices and len(schema.answers) == 1 and not out.texts:
         out.texts[schema.answers[0].name] = raw.strip()
-    if len(schema.outputs) == 1 and schema.tags and not out.values:
+    if len(schema.outputs) == 1 and schema.tags and not keyed:
         _accept_tag(out, schema.tags[0], raw.strip())
     return out
