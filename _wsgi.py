@@ -6,8 +6,10 @@ build apps with their own settings.
 
 from __future__ import annotations
 
+import redis
 from flask import Flask
 
+from export_api import bp as export_api
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
@@ -16,7 +18,19 @@ from optimizer.labelstudio.labelconfig import warm_up
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
+from optimizer.state.history import HistoryError, StaleLive, UnknownPolicy
+from optimizer.training.webhooks import WebhookError, WebhookUnavailable
 from policy_api import bp as policy_api
+
+# The domain's typed errors → HTTP statuses, in one place (the layers below know nothing of HTTP).
+DOMAIN_ERRORS = {
+    HistoryError: 400,
+    UnknownPolicy: 404,
+    StaleLive: 409,
+    WebhookError: 400,
+    WebhookUnavailable: 503,
+    redis.RedisError: (503, "Redis is unavailable; try again later"),
+}
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -37,9 +51,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         webhook_secret=settings.webhook_secret.get_secret_value(),
         max_body_bytes=settings.max_body_bytes,
         name="prompt-policy-backend",
+        domain_errors=DOMAIN_ERRORS,
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
+    app.register_blueprint(export_api)
     instrument(app, services)
     return app
 

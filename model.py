@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 
 import redis
 
-from ls_protocol import InvalidInput, LabelStudioMLBase
+from ls_protocol import InvalidInput, InvalidLabelConfig, LabelStudioMLBase
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
@@ -22,7 +23,8 @@ from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.policy import Policy
-from optimizer.training.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
+from optimizer.serving.predictor import Prediction
+from optimizer.training.webhooks import WebhookHandler
 
 DEFAULT_PROJECT = "default"
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         try:
             self.schema = parse_label_config(self.label_config)
         except LabelConfigError as exc:
-            raise InvalidInput(f"label config cannot be used: {exc}") from None
+            raise InvalidLabelConfig(f"label config cannot be used: {exc}") from None
         self._remember_project()
 
     def _remember_project(self) -> None:
@@ -69,7 +71,8 @@ class PromptPolicyModel(LabelStudioMLBase):
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            self._policy = self.services.store.current(self.project)
+            # A reward-scoring config still on the generic default is served the judge's default instead.
+            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
         return self._policy
 
     @property
@@ -78,7 +81,9 @@ class PromptPolicyModel(LabelStudioMLBase):
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
         if self.schema is None:
-            raise InvalidInput('missing "label_config": the project\'s label config XML is needed to predict')
+            raise InvalidInput(
+                'missing "label_config": the project\'s label config XML is needed to predict', "label_config"
+            )
         policy = self.policy
         typed = prompt_in_context(self.schema, context)
         if typed:
@@ -87,28 +92,37 @@ class PromptPolicyModel(LabelStudioMLBase):
         texts = task_texts(self.schema, tasks)
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
-        self._account(policy.version if not typed else telemetry.INTERACTIVE, [p.error for p in predictions])
-        return ls_predictions(self.schema, policy, predictions, tasks)
+        self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
+        answers = ls_predictions(self.schema, policy, predictions, tasks)
+        if typed:
+            # Interactive answers are shown, never stored; Label Studio's editor expects one object per task.
+            return [a or {"result": [], "score": 0.0, "model_version": policy.version} for a in answers]
+        # An empty list is "no prediction for this task": Label Studio keeps the one-per-task count, stores nothing
+        # and asks for the task again on the next Retrieve Predictions (README, "Tasks without an answer").
+        return [a if a is not None else [] for a in answers]
 
-    def _account(self, version: str, errors: list[str | None]) -> None:
-        telemetry.record_predictions(self.project, version, errors)
-        failed = [e for e in errors if e]
+    def _account(self, version: str, predictions: list[Prediction]) -> None:
+        """Count every task in /metrics and log every one that got no answer, by reason: none is silent."""
+        errors = [p.error for p in predictions]
+        salvaged = sum(1 for p in predictions if p.salvaged and not p.error)
+        telemetry.record_predictions(self.project, version, errors, salvaged)
+        failed = Counter(e.reason.value for e in errors if e)
         if failed:
+            first = next(e for e in errors if e)
             log.warning(
-                "%d of %d tasks got empty predictions; first reason: %s",
-                len(failed),
+                "%d of %d tasks got no prediction (%s); first: %s",
+                sum(failed.values()),
                 len(errors),
-                failed[0],
-                extra={"project": self.project, "tasks": len(errors), "failed": len(failed)},
+                ", ".join(f"{reason} {n}" for reason, n in sorted(failed.items())),
+                first,
+                extra={"project": self.project, "tasks": len(errors), "failed": dict(failed)},
             )
+        if salvaged:
+            log.warning("%d answers were cut off at the token cap; their complete labels were kept", salvaged)
 
     def fit(self, event: str, data: dict, **kwargs) -> dict:
-        try:
-            return WebhookHandler(self.services).handle(self.project_id, event, data)
-        except WebhookError as exc:
-            raise InvalidInput(str(exc)) from None
-        except WebhookUnavailable as exc:
-            raise InvalidInput(str(exc), status=503) from None
+        """Webhook errors are typed (``WebhookError``, ``WebhookUnavailable``); ``_wsgi`` maps them to statuses."""
+        return WebhookHandler(self.services).handle(self.project_id, event, data)
 
     def versions(self) -> list[str]:
         """The project's policy versions, newest first (``GET /versions?project=<id>``)."""

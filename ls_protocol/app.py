@@ -15,8 +15,8 @@ Nothing happens at import time: tests build as many apps as they like.
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +27,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .auth import BasicAuth, secret_matches
 from .base import LabelStudioMLBase
-from .errors import InvalidInput
+from .body import read_object
+from .errors import ErrorMap, InvalidInput, InvalidLabelConfig, ProtocolError, error_response, json_response, map_errors
+from .requests import PredictRequest, SetupRequest, TrainRequest, WebhookProject, WebhookRequest, validate
 
 log = logging.getLogger("ls_protocol")
 
@@ -36,79 +38,47 @@ PUBLIC_PATHS = frozenset({"/health"})
 WEBHOOK_PATHS = frozenset({"/webhook"})
 
 
-def json_response(payload: dict, status: int = 200) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=status, mimetype="application/json")
-
-
-def error(status: int, message: str) -> Response:
-    return json_response({"error": message, "status": status, "request_id": g.get("request_id")}, status)
-
-
-def _body() -> dict:
-    """The request body as a JSON object, or an InvalidInput naming what is wrong."""
-    raw = request.get_data(cache=True)  # raises RequestEntityTooLarge past MAX_CONTENT_LENGTH
-    if not raw:
-        raise InvalidInput("request body is empty; expected a JSON object")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidInput("request body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise InvalidInput(f"request body must be a JSON object, got {type(data).__name__}")
-    return data
-
-
-def project_uid(project: dict) -> str | None:
+def project_uid(project: WebhookProject) -> str | None:
     """Label Studio names a project ``<id>.<created_at as unix seconds>`` in /setup and /predict.
 
     Webhooks carry the project object instead; rebuilding the same uid from it keeps one key per project across
     all routes, and keeps two Label Studio instances that share a backend (and reuse ids) apart.
     """
-    if "id" not in project:
+    if project.id is None:
         return None
-    created = project.get("created_at")
-    if isinstance(created, str) and created:
+    if project.created_at:
         try:
-            stamp = datetime.fromisoformat(created.replace("Z", "+00:00"))
-            return f"{project['id']}.{int(stamp.timestamp())}"
-        except ValueError:
+            stamp = datetime.fromisoformat(project.created_at.replace("Z", "+00:00"))
+            return f"{project.id}.{int(stamp.timestamp())}"
+        except (ValueError, OverflowError, OSError):
             pass
-    return str(project["id"])
+    return project.id
 
 
-def _project(data: dict) -> str | None:
-    project = data.get("project")
-    if project is None or project == "":
-        return None
-    if isinstance(project, dict):  # webhook payloads carry the whole project
-        return project_uid(project)
-    if not isinstance(project, str | int) or isinstance(project, bool):
-        raise InvalidInput('"project" must be a string or a number')
-    return str(project)
+def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
+    """Every error of every route (blueprints included) in the one shape of :func:`error_response`."""
 
+    @app.errorhandler(ProtocolError)
+    def _protocol(exc: ProtocolError):
+        return error_response(exc.status, exc.message, exc.field)
 
-def _tasks(data: dict) -> list[dict]:
-    if "tasks" not in data:
-        raise InvalidInput('missing "tasks": expected a list of Label Studio tasks')
-    tasks = data["tasks"]
-    if not isinstance(tasks, list):
-        raise InvalidInput('"tasks" must be a list')
-    for i, task in enumerate(tasks):
-        if not isinstance(task, dict):
-            raise InvalidInput(f"tasks[{i}] must be an object")
-        if not isinstance(task.get("data"), dict):
-            raise InvalidInput(f'tasks[{i}] has no "data" object')
-    return tasks
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc):
+        return error_response(413, f"request body is larger than the limit of {max_body_bytes} bytes", "body")
 
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        field = "path" if exc.code == 404 else "method" if exc.code == 405 else None
+        return error_response(exc.code or 500, exc.description or exc.name, field)
 
-def _label_config(data: dict, key: str) -> str | None:
-    config = data.get(key)
-    if config is not None and not isinstance(config, str):
-        raise InvalidInput(f'"{key}" must be the label config XML as a string')
-    return config
+    @app.errorhandler(RecursionError)
+    def _too_deep(exc: RecursionError):
+        return error_response(400, "request is nested too deeply to process", "body")
+
+    @app.errorhandler(Exception)
+    def _bug(exc: Exception):
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error; see the server log for this request id")
 
 
 def create_app(
@@ -118,7 +88,9 @@ def create_app(
     webhook_secret: str = "",
     max_body_bytes: int = 32 * 1024 * 1024,
     name: str = "ls_protocol",
+    domain_errors: ErrorMap | None = None,
 ) -> Flask:
+    """The protocol app. ``domain_errors`` maps the model's own error types to statuses (see :func:`map_errors`)."""
     app = Flask(name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.ensure_ascii = False
@@ -133,7 +105,7 @@ def create_app(
             return None
         if request.path in WEBHOOK_PATHS and secret_matches(request.headers.get("X-Webhook-Secret"), webhook_secret):
             return None
-        response = error(401, "authentication required")
+        response = error_response(401, "authentication required", "Authorization")
         response.headers["WWW-Authenticate"] = 'Basic realm="ml-backend"'
         return response
 
@@ -142,30 +114,16 @@ def create_app(
         response.headers["X-Request-ID"] = g.get("request_id", "")
         return response
 
-    @app.errorhandler(InvalidInput)
-    def _invalid(exc: InvalidInput):
-        return error(exc.status, exc.message)
+    install_error_handlers(app, max_body_bytes)
+    map_errors(app, domain_errors or {})
 
-    @app.errorhandler(RequestEntityTooLarge)
-    def _too_large(exc):
-        return error(413, f"request body is larger than the limit of {max_body_bytes} bytes")
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
-        return error(exc.code or 500, exc.description or exc.name)
-
-    @app.errorhandler(Exception)
-    def _bug(exc: Exception):
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error(500, "internal error; see the server log for this request id")
-
-    def model_for(data: dict | None = None, config_key: str = "label_config") -> LabelStudioMLBase:
-        data = data or {}
-        return model_factory(
-            project_id=_project(data),
-            label_config=_label_config(data, config_key),
-            extra_params=data.get("extra_params"),
-        )
+    def model_for(project: str | None, label_config: str | None, extra_params: dict | None = None, field=""):
+        try:
+            return model_factory(project_id=project, label_config=label_config, extra_params=extra_params)
+        except InvalidLabelConfig as exc:
+            exc.field = exc.field or field or "label_config"
+            exc.message = f'"{exc.field}": {exc.message}'
+            raise
 
     @app.get("/health")
     @app.get("/")
@@ -175,25 +133,18 @@ def create_app(
 
     @app.post("/setup")
     def setup():
-        data = _body()
-        if not isinstance(data.get("schema"), str) or not data["schema"].strip():
-            raise InvalidInput('missing "schema": expected the label config XML')
-        model = model_for(data, "schema")
+        data = validate(SetupRequest, read_object())
+        if not data.schema_.strip():
+            raise InvalidInput('"schema" is empty: expected the label config XML', "schema")
+        model = model_for(data.project, data.schema_, data.extra_params, field="schema")
         return json_response({"model_version": model.model_version})
 
     @app.post("/predict")
     def predict():
-        data = _body()
-        tasks = _tasks(data)
-        params = data.get("params")
-        params = {} if params is None else params
-        if not isinstance(params, dict):
-            raise InvalidInput('"params" must be an object')
-        context = params.get("context")
-        if context is not None and not isinstance(context, dict):
-            raise InvalidInput('"params.context" must be an object or null')
-        model = model_for(data)
-        results = model.predict(tasks, context=context) if tasks else []
+        data = validate(PredictRequest, read_object())
+        model = model_for(data.project, data.label_config, data.extra_params)
+        tasks = [task.model_dump() for task in data.tasks]
+        results = model.predict(tasks, context=data.context) if tasks else []
         if len(results) != len(tasks):
             # Label Studio silently stores nothing on a count mismatch; fail loudly instead.
             raise RuntimeError(f"model returned {len(results)} results for {len(tasks)} tasks")
@@ -201,24 +152,26 @@ def create_app(
 
     @app.post("/webhook")
     def webhook():
-        data = _body()
-        action = data.get("action")
-        if not isinstance(action, str) or not action:
-            raise InvalidInput('missing "action": expected a Label Studio webhook action name')
-        model = model_for(data)
-        outcome = model.fit(action, data) or {}
-        return json_response({"action": action, **outcome}, 201)
+        raw = read_object()
+        data = validate(WebhookRequest, raw)
+        model = model_for(project_uid(data.project) if data.project is not None else None, None)
+        outcome = model.fit(data.action, raw) or {}
+        return json_response({"action": data.action, **outcome}, 201)
 
     @app.post("/train")
     def train():
-        data = _body()
-        model = model_for(data)
-        outcome = model.fit("START_TRAINING", data) or {}
+        raw = read_object(required=False)
+        data = validate(TrainRequest, raw)
+        model = model_for(data.project, data.label_config)
+        outcome = model.fit("START_TRAINING", raw) or {}
         return json_response({"action": "START_TRAINING", **outcome}, 201)
 
     @app.get("/versions")
     def versions():
-        model = model_factory(project_id=request.args.get("project") or None, label_config=None)
+        project = request.args.get("project") or None
+        if project is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", project):
+            raise InvalidInput('"project" must be a Label Studio project id or uid', "project")
+        model = model_factory(project_id=project, label_config=None)
         return json_response({"versions": model.versions(), "model_version": model.model_version})
 
     return app

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
     predict_deadline: float = Field(
-        90.0, gt=0, description="Seconds a /predict batch may take; unfinished tasks get empty predictions."
+        90.0,
+        gt=0,
+        description="Seconds a /predict batch may take; unfinished tasks get no prediction (LS asks again).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON or plain text.")
@@ -91,7 +93,11 @@ class Settings(BaseSettings):
         le=256,
         description="Concurrent LLM requests per web process (hosted APIs: 16; the one-at-a-time embedded server: 2).",
     )
-    llm_max_tokens: int = Field(256, ge=1, description="Max tokens per labelling answer.")
+    llm_max_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens per free-text answer area; Choices get a cap derived from the label config.",
+    )
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for labelling.")
     llm_logprobs: bool = Field(True, description="Ask for logprobs to score predictions (falls back if refused).")
 
@@ -108,6 +114,10 @@ class Settings(BaseSettings):
 
     # --- policy ------------------------------------------------------------------------------------------------
     default_prompt: str = Field("@prompts/default.txt", description="Starting instruction: text, or @path to a file.")
+    default_judge_prompt: str = Field(
+        "@prompts/judge.txt",
+        description="Starting instruction for reward-scoring (judge) projects: text, or @path to a file.",
+    )
 
     # --- jobs and metrics ----------------------------------------------------------------------------------------
     rq_queue: str = Field(
@@ -135,6 +145,11 @@ class Settings(BaseSettings):
     optimize_max_seconds: float = Field(1800.0, gt=0, description="Wall-clock limit of one optimisation run.")
     train_min_gold: int = Field(4, ge=1, description="Fewest usable annotated tasks a training job needs.")
     train_seed: int = Field(0, ge=0, description="Seed of the optimiser's splits and sampling in training jobs.")
+    train_reward: Literal["hard", "soft"] = Field(
+        "hard",
+        description="Per-item reward of training jobs: hard (the verifier's 0/1) or soft (the labeller's probability "
+        "of the gold answer; promotion still needs the hard verifier not to regress).",
+    )
     train_lease_ttl: float = Field(
         60.0, ge=1, description="Seconds a running job's per-project lease lives without a heartbeat (crash recovery)."
     )
@@ -172,7 +187,7 @@ class Settings(BaseSettings):
             raise ValueError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         return value
 
-    @field_validator("default_prompt")
+    @field_validator("default_prompt", "default_judge_prompt")
     @classmethod
     def _prompt_file(cls, value: str) -> str:
         if value.startswith("@") and prompt_path(value[1:]) is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimizer.serving.policy import Demo, Policy
-from optimizer.state.history import HistoryError, PolicyHistory, diff_policies
+from optimizer.state.history import PolicyHistory, StaleLive, UnknownPolicy, diff_policies
 from optimizer.state.store import PolicyStore
 
 DEFAULT = Policy("Label the conversation.")
@@ -80,17 +80,15 @@ def test_rollback_with_stale_expectation_conflicts(store, history):
     p = "race"
     store.current(p)
     store.promote(p, V2, DEFAULT.version)
-    with pytest.raises(HistoryError) as err:
+    with pytest.raises(StaleLive, match="live version changed"):
         history.rollback(p, DEFAULT.version, expected=V3.version)
-    assert err.value.status == 409
     assert store.current(p).version == V2.version
 
 
-def test_rollback_to_an_unknown_version_is_404(store, history):
+def test_rollback_to_an_unknown_version_is_refused(store, history):
     store.current("x")
-    with pytest.raises(HistoryError) as err:
+    with pytest.raises(UnknownPolicy, match="no policy version"):
         history.rollback("x", "pv-000000000000")
-    assert err.value.status == 404
 
 
 def test_pin_with_version_rolls_back_and_pins_atomically(store, history):

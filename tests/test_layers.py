@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("optimizer.runtime",)),
     ("training", ("optimizer.training",)),
     ("cli", ("optimizer.cli", "optimizer.__main__")),
-    ("web", ("model", "_wsgi", "policy_api", "observability")),
+    ("web", ("model", "_wsgi", "policy_api", "export_api", "observability")),
 ]
 PROTOCOL = "ls_protocol"
 # optimizer/__init__.py is the public face: it re-exports lazily from every layer and is not itself a layer.

@@ -54,6 +54,14 @@ def test_rate_limit_honours_retry_after(fake_llm):
     assert slept == [3.0]
 
 
+@pytest.mark.parametrize("header", ["soon", "nan", "inf", "Wed, 99 Foo 2026 99:99:99 GMT", "-"])
+def test_a_retry_after_that_is_neither_seconds_nor_a_date_falls_back_to_backoff(fake_llm, header):
+    fake_llm.faults.append(Reply(status=429, headers={"Retry-After": header}))
+    client, slept = client_for(fake_llm)
+    assert client.complete(MESSAGES).text
+    assert len(slept) == 1 and 0 < slept[0] <= 8.0
+
+
 @pytest.mark.parametrize("status, error", [(401, LLMAuthError), (403, LLMAuthError), (400, LLMRequestError)])
 def test_auth_and_request_errors_are_not_retried(fake_llm, status, error):
     fake_llm.faults.extend([Reply(status=status)] * 3)
@@ -112,3 +120,29 @@ def test_concurrency_is_bounded_per_client(fake_llm):
     for t in threads:
         t.join()
     assert fake_llm.max_active == 3
+
+
+def test_demos_are_chosen_once_per_item_and_score_the_answer(fake_llm, monkeypatch):
+    """Without logprobs the score uses the retrieved demos: the same ones the prompt showed, chosen once."""
+    from optimizer.labelstudio.labelconfig import parse_label_config
+    from optimizer.serving import predictor as predictor_module
+    from optimizer.serving.policy import Demo, Policy
+    from tests.support.constants import THREE_CONTROLS_CONFIG
+
+    calls = []
+    real = predictor_module.select_demos
+    monkeypatch.setattr(predictor_module, "select_demos", lambda *a: calls.append(a) or real(*a))
+    fake_llm.responder = lambda body: Reply('{"topics": ["billing"], "sentiment": "negative", "urgency": "high"}',
+                                            logprob=None)  # fmt: skip
+    demos = (
+        Demo("refund my invoice", {"topics": ["billing"], "sentiment": "negative", "urgency": "high"}),
+        Demo("where is my parcel", {"topics": ["shipping"], "sentiment": "neutral", "urgency": "low"}),
+    )
+    client, _ = client_for(fake_llm)
+    prediction = predictor_module.Predictor(client).predict(
+        Policy("Label it.", demos, demo_k=1), parse_label_config(THREE_CONTROLS_CONFIG), "refund the invoice please"
+    )
+    assert len(calls) == 1
+    assert "refund my invoice" in json.dumps(fake_llm.requests[-1]["messages"])
+    # format quality 1.0 (strict JSON) x demo agreement (1 + 1) / (1 + 1): the retrieved demo agrees on billing.
+    assert prediction.control_scores["topics"] == 1.0

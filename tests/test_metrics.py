@@ -220,13 +220,14 @@ MULTIPROCESS_SCRIPT = """
 import sys
 import redis
 from optimizer.runtime import telemetry
+from optimizer.state.keys import KeyMap
 from optimizer.serving.llm import LLMClient, LLMConfig
 
 store = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 client = LLMClient(LLMConfig(base_url="http://127.0.0.1:1/v1", model="x"))
 telemetry.instrument_llm(client, "labeller", store, sys.argv[2])
 client.usage.add("calls", 3)
-store.hincrby(telemetry.usage_hash(sys.argv[2]), "worker|proposer|calls", 5)
+store.hincrby(KeyMap(sys.argv[2]).llm_usage(), "worker|proposer|calls", 5)
 sys.stdout.write(telemetry.render(telemetry.RedisStateCollector(store, sys.argv[2], "q")).decode())
 """
 

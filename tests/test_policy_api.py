@@ -156,3 +156,31 @@ def test_cli_list_diff_rollback_pin(api, cli):
     assert cli("unpin", "--project", "4").returncode == 0
     missing = cli("show", "--project", "4", "--version", "pv-000000000000")
     assert missing.returncode == 2 and "no policy version" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"version":' + b'{"a":' * 3000 + b"1" + b"}" * 3000 + b"}", "body"),
+        (b'{"version": NaN}', "body"),
+        (b'{"version": "\\ud800"}', "version"),
+        (b"\xff{}", "body"),
+        (b"[1]", "body"),
+    ],
+)
+def test_both_surfaces_share_one_parser_and_one_error_shape(api, body, field):
+    """The body that answered 500 on rollback (3,000 nested objects) and its kin get the protocol routes' 400."""
+    for path in ("/projects/4/rollback", "/predict"):
+        response = api.client.post(path, data=body, headers={**AUTH, "Content-Type": "application/json"})
+        assert response.status_code == 400, (path, response.get_data(as_text=True)[:200])
+        shape = response.get_json()
+        assert set(shape) == {"error", "status", "field", "request_id"} and shape["field"] == field
+        assert shape["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_domain_errors_map_to_statuses_with_fields(api):
+    unknown = post(api.client, "/projects/4/rollback", {"version": "pv-000000000000"}).get_json()
+    assert unknown["status"] == 404 and "no policy version" in unknown["error"]
+    missing = get(api.client, "/projects/99/policies").get_json()
+    assert missing["status"] == 404 and missing["field"] == "project"
+    assert get(api.client, "/jobs/nope").get_json()["field"] == "job"

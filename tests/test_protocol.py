@@ -76,25 +76,40 @@ def test_interactive_prompt_is_used_and_echoed(client, fake_llm):
 
 
 @pytest.mark.parametrize(
-    "kwargs, status, message",
+    "kwargs, field, message",
     [
-        ({"data": "not json"}, 400, "not valid JSON"),
-        ({"json": [1, 2]}, 400, "JSON object"),
-        ({"json": {"label_config": SUPPORT_CONFIG}}, 400, 'missing "tasks"'),
-        ({"json": {"tasks": {"a": 1}, "label_config": SUPPORT_CONFIG}}, 400, "must be a list"),
-        ({"json": {"tasks": [1], "label_config": SUPPORT_CONFIG}}, 400, "tasks[0]"),
-        ({"json": {"tasks": [{"id": 1}], "label_config": SUPPORT_CONFIG}}, 400, 'no "data"'),
-        ({"json": {"tasks": [{"data": {}}]}}, 400, "label_config"),
-        ({"json": {"tasks": [{"data": {}}], "label_config": "<View><Choices"}}, 400, "not valid XML"),
-        ({"json": {"tasks": [{"data": {}}], "label_config": 5}}, 400, "label config XML"),
-        ({"json": {"tasks": [], "label_config": SUPPORT_CONFIG, "params": []}}, 400, "params"),
-        ({"data": b""}, 400, "empty"),
+        ({"data": "not json"}, "body", "not valid JSON"),
+        ({"json": [1, 2]}, "body", "JSON object"),
+        ({"json": {"label_config": SUPPORT_CONFIG}}, "tasks", '"tasks" is required'),
+        ({"json": {"tasks": {"a": 1}, "label_config": SUPPORT_CONFIG}}, "tasks", "valid list"),
+        ({"json": {"tasks": [1], "label_config": SUPPORT_CONFIG}}, "tasks[0]", "tasks[0]"),
+        ({"json": {"tasks": [{"id": 1}], "label_config": SUPPORT_CONFIG}}, "tasks[0].data", "is required"),
+        ({"json": {"tasks": [{"data": {}}]}}, "label_config", "label_config"),
+        ({"json": {"tasks": [{"data": {}}], "label_config": "<View><Choices"}}, "label_config", "not valid XML"),
+        ({"json": {"tasks": [{"data": {}}], "label_config": 5}}, "label_config", "valid string"),
+        ({"json": {"tasks": [], "label_config": SUPPORT_CONFIG, "params": []}}, "params", "params"),
+        ({"data": b""}, "body", "empty"),
+        # Each of these answered 500 before the validation layer (issue #11).
+        ({"json": {"tasks": [{"data": {}}], "params": {"context": {"result": 5}}}}, "params.context.result", "list"),
+        (
+            {"json": {"tasks": [{"data": {}}], "params": {"context": {"result": [{"from_name": "p", "value": [1]}]}}}},
+            "params.context.result[0].value",
+            "dictionary",
+        ),
+        ({"data": b'{"tasks": [], "x": NaN}'}, "body", "NaN"),
+        ({"data": b'{"tasks": [], "x": 1e999}'}, "body", "out of range"),
+        ({"data": b'{"tasks": [], "x": ' + b"9" * 5000 + b"}"}, "body", "not valid JSON"),
+        ({"data": b'{"tasks": [], "x": "\\ud800"}'}, "x", "surrogate"),
+        ({"data": b'{"tasks": [], "x": "\xff\xfe"}'}, "body", "UTF-8"),
+        ({"data": b'{"tasks": [], "x": ' + b"[" * 100 + b"]" * 100 + b"}"}, "x" + "[0]" * 63, "nested"),
+        ({"data": b'{"tasks": [], "x": ' + b'{"a":' * 3000 + b"1" + b"}" * 3000 + b"}"}, "body", "nested"),
     ],
 )
-def test_bad_predict_input_is_a_clear_4xx(client, kwargs, status, message):
+def test_bad_predict_input_is_a_clear_4xx(client, kwargs, field, message):
     response = client.post("/predict", **kwargs)
-    assert response.status_code == status
-    assert message in response.get_json()["error"]
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    body = response.get_json()
+    assert message in body["error"] and body["field"] == field and body["request_id"]
 
 
 def test_bad_setup_and_webhook_input(client):
@@ -115,10 +130,10 @@ def test_empty_task_list_is_an_empty_answer(client, fake_llm):
     assert response.get_json()["results"] == [] and fake_llm.requests == []
 
 
-def test_task_missing_its_field_gets_an_empty_prediction_alone(client):
+def test_task_missing_its_field_gets_no_prediction_alone(client):
     tasks = [{"data": {"text": "billing"}}, {"data": {"other": 1}}]
     results = client.post("/predict", json={"tasks": tasks, "label_config": THREE_CONTROLS_CONFIG}).get_json()
-    assert results["results"][0]["result"] and results["results"][1]["result"] == []
+    assert results["results"][0]["result"] and results["results"][1] == []
 
 
 @pytest.mark.parametrize("action", ["START_TRAINING", "ANNOTATION_CREATED", "ANNOTATIONS_DELETED", "SOMETHING_NEW"])

@@ -3,6 +3,7 @@
 import pytest
 
 from optimizer.serving.policy import Policy
+from optimizer.state.keys import KeyMap, Script
 from optimizer.state.store import PolicyStore
 
 DEFAULT = Policy("Default instruction.")
@@ -16,7 +17,7 @@ def store(redis_client, namespace):
 def test_first_sight_registers_the_default(store, redis_client, namespace):
     assert store.current("p1") == DEFAULT
     assert redis_client.get(f"{namespace}:project:p1:current") == DEFAULT.version
-    assert Policy.from_json(redis_client.get(f"{namespace}:policy:{DEFAULT.version}")) == DEFAULT
+    assert Policy.from_json(redis_client.get(KeyMap(namespace).policy(DEFAULT.version))) == DEFAULT
 
 
 def test_promotion_is_compare_and_set(store):
@@ -53,3 +54,16 @@ def test_promotion_appends_history(store, redis_client, namespace):
     (entry,) = [json.loads(e) for e in redis_client.lrange(f"{namespace}:project:p1:history", 0, -1)]
     assert entry["version"] == Policy("One.").version and entry["parent"] == DEFAULT.version
     assert entry["job_id"] == "job-1"
+
+
+def test_lua_scripts_take_their_keys_and_arguments_by_name(redis_client, namespace):
+    """A call that misses or misspells a name fails before reaching Redis; a right one sees each value by name."""
+    echo = Script(redis_client, ("target",), ("value",), "redis.call('SET', k_target, a_value)\nreturn a_value")
+    key = KeyMap(namespace).policy("probe")
+    assert echo(target=key, value="v1") == "v1" and redis_client.get(key) == "v1"
+    with pytest.raises(TypeError, match="missing \\['value'\\]"):
+        echo(target=key)
+    with pytest.raises(TypeError, match="unknown \\['valu'\\]"):
+        echo(target=key, value="x", valu="y")
+    with pytest.raises(ValueError):
+        Script(redis_client, ("same",), ("same",), "return 1")

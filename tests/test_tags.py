@@ -244,15 +244,25 @@ def test_jsonl_gold_with_answers_per_tag(tmp_path):
 GAZETTEER = {"Zoë Ünal": "PER", "Acme": "ORG", "Tōkyō": "LOC", "New York": "LOC", "New York Times": "ORG"}
 
 
+def app_failures(client, reason: str) -> float:
+    from optimizer.runtime import telemetry
+
+    return (
+        telemetry.REGISTRY.get_sample_value("lsml_prediction_failures_total", {"project": "default", "reason": reason})
+        or 0.0
+    )
+
+
 def test_predict_returns_exact_spans_and_sends_the_constrained_schema(client, fake_llm):
     fake_llm.responder = tag_responder(GAZETTEER)
+    before = app_failures(client, "nothing_found")
     texts = ["  Zoë Ünal 🚀 left Acme for Tōkyō; Acme wept.", "<p>The New York Times, New York</p>", "nobody"]
     response = client.post(
         "/predict",
         json={"tasks": [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)], "label_config": NER_CONFIG},
     )
     assert response.status_code == 200, response.get_json()
-    results = [r["result"] for r in response.get_json()["results"]]
+    results = [r["result"] if r else r for r in response.get_json()["results"]]
     for text, result in zip(texts, results, strict=True):
         for item in result:
             assert item["value"]["text"] == text[item["value"]["start"] : item["value"]["end"]]
@@ -262,6 +272,7 @@ def test_predict_returns_exact_spans_and_sends_the_constrained_schema(client, fa
     assert {(i["value"]["text"], i["value"]["labels"][0]) for i in results[1]} == {
         ("New York", "LOC"), ("New York Times", "ORG")
     }  # fmt: skip
-    assert results[2] == []
+    assert results[2] == []  # nothing found: no prediction (an empty one would be stored as final), counted
+    assert app_failures(client, "nothing_found") == before + 1
     sent = response_schema(fake_llm.requests[0])["properties"]["ner"]
     assert sent["items"]["properties"]["label"]["enum"] == ["PER", "ORG", "LOC"]

@@ -23,7 +23,7 @@ import time
 
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
-from optimizer.state.history import HistoryError
+from optimizer.state.history import HistoryError, StaleLive
 
 
 def register(subparsers) -> None:
@@ -67,13 +67,17 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Missing(HistoryError):
+    """The job or project the command names does not exist (exit status 2, like an unknown version)."""
+
+
 def _policies(args: argparse.Namespace) -> int:
     services = Services(start("cli"))
     try:
         result = _run(services, args)
     except HistoryError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        return 1 if exc.status == 409 else 2
+        return 1 if isinstance(exc, StaleLive) else 2
     if args.json or not isinstance(result, dict) or "policies" not in result:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     else:
@@ -85,11 +89,11 @@ def _run(services: Services, args: argparse.Namespace):
     if args.action == "job":
         view = services.jobs.view(args.job_id)
         if view is None:
-            raise HistoryError(f"no job {args.job_id!r}", 404)
+            raise _Missing(f"no job {args.job_id!r}")
         return view
     project = services.projects.resolve(args.project)
     if not services.projects.known(project):
-        raise HistoryError(f"unknown project {args.project!r}", 404)
+        raise _Missing(f"unknown project {args.project!r}")
     history = services.history
     if args.action == "list":
         entries = history.entries(project)
@@ -97,17 +101,14 @@ def _run(services: Services, args: argparse.Namespace):
     if args.action == "show":
         return history.show(project, args.version)
     if args.action == "diff":
-        new = args.new or services.store.current_version(project)
-        old = args.old or history.show(project, new).get("parent") or new
-        return history.diff(project, old, new)
+        return history.diff(project, args.old, args.new)
     if args.action == "rollback":
         return history.rollback(project, args.version, pin=args.pin)
     if args.action == "pin":
         return history.pin(project, args.version)
     if args.action == "unpin":
         return history.unpin(project)
-    decision = services.jobs.trigger(project, reason="cli")
-    return {"project": project, "status": decision.status, "job": decision.job}
+    return services.jobs.train_now(project, reason="cli")
 
 
 def _print_table(result: dict) -> None:

@@ -9,12 +9,13 @@ short by the budget is not scored at all: it returns None, and the caller stops.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.metrics import summary
+from optimizer.learning.rewards import HARD, Reward, Scoring, balance_weights, soft_reward
 from optimizer.learning.verifiers import ItemScore, ScoreError, ScoreErrorKind, Verifier, combine, mean
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction, Predictor, item_key
@@ -35,9 +36,16 @@ class Evaluation:
     def mean(self) -> float:
         return mean(s.reward for s in self.scores)
 
+    @property
+    def hard_mean(self) -> float:
+        """The hard verifier's mean, whatever reward drives the loop (promotion must not regress on it)."""
+        return mean(s.hard_reward for s in self.scores)
+
     def metrics(self, schema: Schema) -> dict:
         """Mean reward plus accuracy / F1 per Choices control, for reports."""
         out: dict = {"reward": round(self.mean, 6), "n": len(self.items)}
+        if any(s.hard is not None for s in self.scores):
+            out["hard_reward"] = round(self.hard_mean, 6)
         for control in schema.choices:
             pairs = [
                 (p.choices.get(control.name, []), item.answer[control.name])
@@ -45,9 +53,14 @@ class Evaluation:
                 if control.name in item.answer
             ]
             out[control.name] = summary(pairs, control.labels, control.multiple)
-        out["failed"] = sum(1 for p in self.predictions if p.error)
-        out["empty"] = sum(1 for p in self.predictions if not p.error and p.empty)
+        out["failed"] = sum(1 for p in self.predictions if llm_failed(p))
+        out["empty"] = sum(1 for p in self.predictions if p.empty and not llm_failed(p))
         return out
+
+
+def llm_failed(prediction: Prediction) -> bool:
+    """The LLM gave no answer at all (as opposed to an answer with nothing usable in it)."""
+    return prediction.error is not None and not prediction.error.reason.answered
 
 
 def score_prediction(
@@ -60,7 +73,7 @@ def score_prediction(
     """A failed or empty prediction scores like any wrong answer; the reason is kept for feedback."""
     predicted: dict = prediction.answer
     score = combine(schema, predicted, item.answer, verifiers=verifiers, weights=weights)
-    if prediction.error:
+    if llm_failed(prediction):
         return ItemScore(0.0, score.verdicts, error=ScoreError(ScoreErrorKind.LLM, str(prediction.error)))
     if prediction.empty:
         detail = "no valid label in the answer: " + prediction.raw[:120]
@@ -77,7 +90,9 @@ class Evaluator:
         *,
         verifiers: Mapping[str, Verifier] | None = None,
         weights: Mapping[str, float] | None = None,
+        scoring: Scoring = HARD,
     ) -> None:
+        self.scoring = scoring
         if predictor.cache is None:
             predictor.cache = {}
         self.predictor = predictor
@@ -109,8 +124,28 @@ class Evaluator:
         for text, prediction in zip(texts, predictions, strict=True):
             by_text[text] = cache.setdefault(item_key(policy, self.schema, text), prediction)
         chosen = tuple(by_text[item.input] for item in items)
-        scores = tuple(
+        scores = [
             score_prediction(self.schema, p, item, self.verifiers, self.weights)
             for p, item in zip(chosen, items, strict=True)
-        )
-        return Evaluation(policy.version, tuple(items), chosen, scores)
+        ]
+        return Evaluation(policy.version, tuple(items), chosen, self._rescore(scores, chosen, items))
+
+    def _rescore(self, scores: list[ItemScore], predictions, items: Sequence[GoldItem]) -> tuple[ItemScore, ...]:
+        """Apply the run's :class:`Scoring`: soft rewards, then class-balance weights over this set."""
+        scoring = self.scoring
+        if scoring == HARD:
+            return tuple(scores)
+        hard = [s.reward for s in scores]
+        if scoring.reward is Reward.SOFT:
+            used = [
+                0.0 if s.error else soft_reward(self.schema, s.verdicts, p.choices, p.control_scores, self.weights)
+                for s, p in zip(scores, predictions, strict=True)
+            ]
+        else:
+            used = list(hard)
+        if scoring.balance:
+            weights = balance_weights([item.answer for item in items], scoring.balance)
+            hard = [h * w for h, w in zip(hard, weights, strict=True)]
+            used = [u * w for u, w in zip(used, weights, strict=True)]
+        soft = scoring.reward is Reward.SOFT
+        return tuple(replace(s, reward=u, hard=h if soft else None) for s, u, h in zip(scores, used, hard, strict=True))

@@ -77,9 +77,46 @@ def confusions(pairs: Sequence[Pair], top: int = 5) -> list[tuple[str, str, int]
     return [(want, got, n) for (want, got), n in ranked[:top]]
 
 
+def _first(value) -> str:
+    labels = label_set(value)
+    return labels[0].casefold() if labels else ""
+
+
+def balanced_accuracy(pairs: Sequence[Pair]) -> float:
+    """Mean recall over the gold classes present (single choice): 0.5 for a constant answer on two classes."""
+    hits: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    for pred, gold in pairs:
+        want = _first(gold)
+        seen[want] += 1
+        hits[want] += _first(pred) == want
+    return sum(hits[c] / seen[c] for c in seen) / len(seen) if seen else 0.0
+
+
+def cohen_kappa(pairs: Sequence[Pair]) -> float:
+    """Agreement beyond chance between prediction and gold (single choice): 1 perfect, 0 chance, < 0 worse.
+
+    A constant answer scores 0 however imbalanced the gold, which is why reward-scoring reports show it.
+    """
+    n = len(pairs)
+    if not n:
+        return 0.0
+    preds = [_first(p) for p, _ in pairs]
+    golds = [_first(g) for _, g in pairs]
+    observed = sum(p == g for p, g in zip(preds, golds, strict=True)) / n
+    pc, gc = Counter(preds), Counter(golds)
+    expected = sum(pc[c] * gc[c] for c in pc) / (n * n)
+    if expected >= 1.0:
+        return 1.0 if observed >= 1.0 else 0.0
+    return (observed - expected) / (1.0 - expected)
+
+
 def summary(pairs: Sequence[Pair], labels: Sequence[str], multiple: bool) -> dict:
     """The report's numbers for one Choices control."""
     out = {"n": len(pairs), "accuracy": round(subset_accuracy(pairs), 6), "macro_f1": round(macro_f1(pairs, labels), 6)}
     if multiple:
         out["micro_f1"] = round(micro_f1(pairs), 6)
+    else:
+        out["balanced_accuracy"] = round(balanced_accuracy(pairs), 6)
+        out["kappa"] = round(cohen_kappa(pairs), 6)
     return out

@@ -28,6 +28,7 @@ from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.proposer import GoldText
+from optimizer.learning.rewards import HARD, Scoring
 from optimizer.learning.search import LoopConfig, Search, describe
 from optimizer.learning.splits import SMALL_GOLD, folds, split
 from optimizer.learning.verifiers import Verifier
@@ -67,6 +68,7 @@ def optimize(
     config: LoopConfig | None = None,
     verifiers: Mapping[str, Verifier] | None = None,
     weights: Mapping[str, float] | None = None,
+    scoring: Scoring = HARD,
 ) -> OptimizeResult:
     """Optimise ``initial`` on ``gold`` within ``budget_calls`` LLM calls (labeller and proposer together)."""
     config = config or LoopConfig()
@@ -78,7 +80,9 @@ def optimize(
     gold_text = GoldText(gold)
     before = {"labeller": labeller.usage.snapshot(), "proposer": proposer.usage.snapshot()}
     with budget.attach(labeller, proposer):
-        evaluator = Evaluator(Predictor(labeller, cache={}), schema, budget, verifiers=verifiers, weights=weights)
+        evaluator = Evaluator(
+            Predictor(labeller, cache={}), schema, budget, verifiers=verifiers, weights=weights, scoring=scoring
+        )
 
         def search(tag: str) -> Search:
             return Search(
@@ -99,6 +103,8 @@ def optimize(
             "max_seconds": max_seconds,
             "config": config.to_dict(),
             "gold_items": len(gold),
+            "verifier": scoring.verifier,
+            "reward": scoring.reward.value,
             "initial": describe(initial),
         }
         if len(gold) >= SMALL_GOLD:
@@ -152,8 +158,9 @@ def _small_gold(initial, gold, config: LoopConfig, seed: int, budget: Budget, se
         _, run = search(f"fold{index + 1}").run(initial, inner.train, inner.val, held_out)
         fold_reports.append(run)
         if run.get("initial_test") and run.get("champion_test"):
-            firsts.append(run["initial_test"]["reward"])
-            bests.append(run["champion_test"]["reward"])
+            # Held-out figures are always the hard verifier's, whatever reward drove the search.
+            firsts.append(run["initial_test"].get("hard_reward", run["initial_test"]["reward"]))
+            bests.append(run["champion_test"].get("hard_reward", run["champion_test"]["reward"]))
     budget.cap(None)
     final = split(gold, seed, inner_fractions)
     best, run = search("final").run(initial, final.train, final.val, ())

@@ -240,6 +240,12 @@ class ItemScore:
     reward: float
     verdicts: dict[str, Verdict]
     error: ScoreError | None = None
+    # The hard verifier's reward (class-weighted like ``reward``) when ``reward`` is something else (soft).
+    hard: float | None = None
+
+    @property
+    def hard_reward(self) -> float:
+        return self.reward if self.hard is None else self.hard
 
 
 def combine(

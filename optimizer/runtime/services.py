@@ -11,6 +11,8 @@ from functools import cached_property
 
 import redis
 
+from optimizer.labelstudio.judge import judge_shape
+from optimizer.labelstudio.labelconfig import Schema
 from optimizer.runtime import telemetry
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy, load_prompt
@@ -47,6 +49,17 @@ class Services:
     @cached_property
     def default_policy(self) -> Policy:
         return Policy(instruction=resolve_prompt(self.settings.default_prompt))
+
+    @cached_property
+    def judge_policy(self) -> Policy:
+        """The default for reward-scoring configs (``labelstudio.judge``): an instruction fit for grading."""
+        return Policy(instruction=resolve_prompt(self.settings.default_judge_prompt))
+
+    def default_for(self, schema: Schema | None, live: Policy) -> Policy:
+        """``live``, unless the project still runs on the generic default and its config is a judge's."""
+        if live.version == self.default_policy.version and schema is not None and judge_shape(schema):
+            return self.judge_policy
+        return live
 
     @cached_property
     def store(self) -> PolicyStore:

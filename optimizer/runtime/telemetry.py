@@ -31,6 +31,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.predictor import Failure
+from optimizer.state.keys import KeyMap
+from optimizer.state.replies import text
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,15 @@ PREDICTIONS = Counter(
 )
 PREDICTION_FAILURES = Counter(
     "lsml_prediction_failures_total",
-    "Tasks that got an empty prediction, by reason (llm, deadline, no_input, internal).",
+    "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, nothing_found, no_input, "
+    "internal).",
     ["project", "reason"],
+    registry=REGISTRY,
+)
+PREDICTIONS_SALVAGED = Counter(
+    "lsml_predictions_salvaged_total",
+    "Tasks whose answer was cut off at the token cap but kept the labels that were complete.",
+    ["project"],
     registry=REGISTRY,
 )
 PREDICT_SECONDS = Histogram(
@@ -99,22 +108,20 @@ def multiprocess_dir() -> str | None:
 
 
 # --- recording -------------------------------------------------------------------------------------------------
-def record_predictions(project: str, policy_version: str, errors: Sequence[Failure | None]) -> None:
+def record_predictions(project: str, policy_version: str, errors: Sequence[Failure | None], salvaged: int = 0) -> None:
     """Count one batch: ``errors`` holds each task's failure reason, ``None`` for a task that was answered."""
     PREDICTIONS.labels(project, policy_version).inc(len(errors))
     for error in errors:
         if error:
             PREDICTION_FAILURES.labels(project, error.reason.value).inc()
+    if salvaged:
+        PREDICTIONS_SALVAGED.labels(project).inc(salvaged)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     if route == "/predict":
         PREDICT_SECONDS.observe(seconds)
-
-
-def usage_hash(namespace: str) -> str:
-    return f"{namespace}:metrics:llm"
 
 
 def instrument_llm(client: LLMClient, role: str, store: redis.Redis | None = None, namespace: str = "lsml") -> None:
@@ -131,7 +138,7 @@ def instrument_llm(client: LLMClient, role: str, store: redis.Redis | None = Non
                 child.inc(amount)
 
     else:
-        key, prefix = usage_hash(namespace), f"{_component}|{role}|"
+        key, prefix = KeyMap(namespace).llm_usage(), f"{_component}|{role}|"
 
         def listen(name: str, amount: int) -> None:
             if not amount:
@@ -166,7 +173,7 @@ class RedisStateCollector:
 
     def __init__(self, client: redis.Redis, namespace: str, queue: str) -> None:
         self.redis = client
-        self.ns = namespace
+        self.keys = KeyMap(namespace)
         self.queue = queue
         self._scores: dict[str, float | None] = {}
         self._lock = threading.Lock()
@@ -187,15 +194,15 @@ class RedisStateCollector:
         pipe = self.redis.pipeline(transaction=False)
         for kind, key in keys.values():
             pipe.llen(key) if kind == "list" else pipe.zcard(key)
-        pipe.smembers(f"{self.ns}:projects")
-        pipe.hgetall(usage_hash(self.ns))
+        pipe.smembers(self.keys.projects())
+        pipe.hgetall(self.keys.llm_usage())
         replies = pipe.execute()
         counts, projects, usage = replies[: len(keys)], sorted(replies[-2]), replies[-1]
 
         pipe = self.redis.pipeline(transaction=False)
         for project in projects:
-            pipe.llen(f"{self.ns}:project:{project}:history")
-            pipe.get(f"{self.ns}:project:{project}:current")
+            pipe.llen(self.keys.history(project))
+            pipe.get(self.keys.current(project))
         replies = pipe.execute()
         histories, currents = replies[0::2], replies[1::2]
 
@@ -212,17 +219,17 @@ class RedisStateCollector:
             labels=["project", "policy_version"],
         )
         for project, length, version in zip(projects, histories, currents, strict=True):
-            promotions.add_metric([_text(project)], length)
-            value = self._score(_text(version)) if version else None
+            promotions.add_metric([text(project)], length)
+            value = self._score(text(version)) if version else None
             if value is not None:
-                score.add_metric([_text(project), _text(version)], value)
+                score.add_metric([text(project), text(version)], value)
         return [jobs, promotions, score, *_usage_families(usage)]
 
     def _score(self, version: str) -> float | None:
         with self._lock:
             if version in self._scores:
                 return self._scores[version]
-        raw = self.redis.get(f"{self.ns}:policy:{version}")
+        raw = self.redis.get(self.keys.policy(version))
         value = None
         if raw:
             try:
@@ -237,17 +244,13 @@ class RedisStateCollector:
         return value
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _usage_families(usage: dict) -> list[Metric]:
     """LLM usage counted in Redis by workers and CLI runs, as the same families the web counts in-process."""
-    families = {name: CounterMetricFamily(metric, text, labels=["role", "source"])
-                for name, (metric, text) in LLM_HELP.items()}  # fmt: skip
+    families = {name: CounterMetricFamily(metric, help_text, labels=["role", "source"])
+                for name, (metric, help_text) in LLM_HELP.items()}  # fmt: skip
     tokens = CounterMetricFamily("lsml_llm_tokens", "LLM tokens used, by kind (prompt, completion).",
                                  labels=["role", "kind", "source"])  # fmt: skip
-    for field, amount in sorted((_text(k), int(v)) for k, v in usage.items()):
+    for field, amount in sorted((text(k), int(v)) for k, v in usage.items()):
         parts = field.split("|")
         if len(parts) != 3:
             continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -95,6 +96,8 @@ class Completion:
     tokens: list[tuple[str, float]] | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The server stopped at max_tokens (finish_reason "length"): the answer may be cut in the middle.
+    truncated: bool = False
 
 
 class Usage:
@@ -119,14 +122,21 @@ class Usage:
 
 
 def _retry_after(response) -> float | None:
+    """Seconds from a ``Retry-After`` of seconds or an HTTP date; None (the usual backoff) for anything else.
+
+    The header comes from the provider, so a value that is neither (``soon``, ``nan``) must not fail the call.
+    """
     value = response.headers.get("retry-after") if response is not None else None
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def classify(exc: Exception) -> LLMError:
@@ -287,6 +297,7 @@ def _completion(raw: bytes) -> Completion:
         usage = body.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
+        truncated = choice.get("finish_reason") == "length"
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise LLMError(f"unexpected LLM failure: malformed answer ({exc.__class__.__name__})") from None
-    return Completion(str(text), tokens, prompt_tokens, completion_tokens)
+    return Completion(str(text), tokens, prompt_tokens, completion_tokens, truncated)

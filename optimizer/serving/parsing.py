@@ -2,6 +2,8 @@
 
 Order of attempts:
 1. a JSON object (the format we ask for, and the one constrained decoding enforces), keys matched to control names;
+   an object cut off in the middle (the token cap hit) is salvaged: every member that was complete is kept, and
+   so is every complete label of an array that was cut, while a half-written string is dropped;
 2. a bare JSON list or string, when the config has exactly one ``Choices``;
 3. plain lines (``name: a, b`` or bare labels), for providers without structured output.
 
@@ -36,6 +38,13 @@ class Parsed:
     spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     strict: bool = False
     dropped: int = 0
+    # The answer was a JSON object cut off before its end; what was complete in it was kept.
+    salvaged: bool = False
+
+    @property
+    def nothing_found(self) -> bool:
+        """A well-formed answer whose only content is an empty span list: the model found no entity."""
+        return self.strict and not self.dropped and any(v == [] for v in self.values.values())
 
     @property
     def empty(self) -> bool:
@@ -81,6 +90,66 @@ def _extract_json(raw: str):
         except (json.JSONDecodeError, RecursionError):
             continue
     return None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _skip_ws(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
+
+
+def _partial_array(text: str, at: int) -> list:
+    """The complete elements at the start of an array whose end was cut off (``at`` is just past the ``[``)."""
+    out = []
+    while True:
+        at = _skip_ws(text, at)
+        try:
+            value, at = _DECODER.raw_decode(text, at)
+        except (json.JSONDecodeError, RecursionError):
+            return out
+        out.append(value)
+        at = _skip_ws(text, at)
+        if at >= len(text) or text[at] != ",":
+            return out
+        at += 1
+
+
+def salvage_object(raw: str) -> dict | None:
+    """The complete members of a JSON object whose end is missing, or None when there is no object to salvage.
+
+    Reads member by member with the standard decoder; the first member that does not decode ends the object. If that
+    member is an array, its complete elements are kept (a multiple-choice answer cut after its third label keeps
+    three labels); a string or number that was cut is dropped rather than guessed.
+    """
+    start = raw.find("{")
+    if start < 0:
+        return None
+    out: dict = {}
+    at = start + 1
+    while True:
+        at = _skip_ws(raw, at)
+        try:
+            key, at = _DECODER.raw_decode(raw, at)
+        except (json.JSONDecodeError, RecursionError):
+            break
+        at = _skip_ws(raw, at)
+        if not isinstance(key, str) or at >= len(raw) or raw[at] != ":":
+            break
+        at = _skip_ws(raw, at + 1)
+        try:
+            out[key], at = _DECODER.raw_decode(raw, at)
+        except (json.JSONDecodeError, RecursionError):
+            if raw.startswith("[", at):
+                out[key] = _partial_array(raw, at + 1)
+            break
+        at = _skip_ws(raw, at)
+        if at >= len(raw) or raw[at] != ",":
+            break
+        at += 1
+    return out or None
 
 
 def _find_span(raw: str, label: str, start: int) -> tuple[int, int] | None:
@@ -134,6 +203,9 @@ def parse_answer(schema: Schema, raw: str | None) -> Parsed:
     if not raw.strip():
         return out
     data = _extract_json(raw)
+    if data is None:
+        data = salvage_object(raw)
+        out.salvaged = data is not None
     if isinstance(data, dict):
         out.strict = True
         keys = _key_lookup(data)

@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,8 +34,8 @@ from enum import StrEnum
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
 from optimizer.serving.parsing import Parsed, parse_answer
-from optimizer.serving.policy import Policy
-from optimizer.serving.prompting import build_messages, json_schema, select_demos
+from optimizer.serving.policy import Demo, Policy
+from optimizer.serving.prompting import answer_token_cap, build_messages, json_schema, select_demos
 
 
 class FailureReason(StrEnum):
@@ -43,8 +44,20 @@ class FailureReason(StrEnum):
     NO_INPUT = "no_input"
     DEADLINE = "deadline"
     LLM_ERROR = "llm"
+    # The model answered, but nothing in the answer was a valid label or text for the config.
+    UNPARSABLE = "unparsable"
+    # The answer was cut off at the token cap and nothing complete could be salvaged from it.
+    TRUNCATED = "truncated"
+    # A well-formed answer that found nothing to mark (no entity in the text for a Labels control): a real answer,
+    # but Label Studio would store its empty result as a prediction, so none is sent and the task is counted here.
+    NOTHING_FOUND = "nothing_found"
     INTERNAL = "internal"
     NOT_PREDICTED = "not_predicted"
+
+    @property
+    def answered(self) -> bool:
+        """The LLM did answer (its text is in ``Prediction.raw``); it just held nothing usable."""
+        return self in (FailureReason.UNPARSABLE, FailureReason.TRUNCATED, FailureReason.NOTHING_FOUND)
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class Prediction:
     raw: str = ""
     strict: bool = False
     dropped: int = 0
+    # Kept from an answer cut off at the token cap: the labels that were complete.
+    salvaged: bool = False
 
     @property
     def empty(self) -> bool:
@@ -132,10 +147,11 @@ def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]
     return scores
 
 
-def score_fallback(parsed: Parsed, policy: Policy, text: str) -> dict[str, float]:
+def score_fallback(parsed: Parsed, retrieved: Sequence[Demo]) -> dict[str, float]:
+    """``retrieved``: the demos retrieved for this input (empty for a fixed demo set, which says nothing about it)."""
     kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts) + len(parsed.values)
     quality = (1.0 if parsed.strict else 0.7) * (kept / (kept + parsed.dropped) if kept else 0.0)
-    demos = select_demos(policy, text) if policy.demo_k > 0 else ()
+    demos = retrieved
     scores = {}
     for name, labels in parsed.choices.items():
         if not labels:
@@ -183,15 +199,20 @@ class Predictor:
         key = item_key(policy, schema, text) if self.cache is not None else None
         if key is not None and key in self.cache:
             return self.cache[key]
+        demos = select_demos(policy, text)
         try:
-            completion = self.llm.complete(build_messages(policy, schema, text), json_schema(schema))
+            completion = self.llm.complete(
+                build_messages(policy, schema, text, demos),
+                json_schema(schema),
+                answer_token_cap(schema, self.llm.config.max_tokens),
+            )
         except LLMError as exc:
             return Prediction.failed(FailureReason.LLM_ERROR, str(exc))
         parsed = parse_answer(schema, completion.text)
         if completion.tokens:
             scores = score_from_logprobs(parsed, completion.text, completion.tokens)
         else:
-            scores = score_fallback(parsed, policy, text)
+            scores = score_fallback(parsed, demos if policy.demo_k > 0 else ())
         filled = list(scores.values())
         prediction = Prediction(
             choices={k: v for k, v in parsed.choices.items() if v},
@@ -202,7 +223,16 @@ class Predictor:
             raw=completion.text,
             strict=parsed.strict,
             dropped=parsed.dropped,
+            salvaged=parsed.salvaged,
         )
+        if parsed.empty:
+            if completion.truncated:
+                reason = FailureReason.TRUNCATED
+            elif parsed.nothing_found:
+                reason = FailureReason.NOTHING_FOUND
+            else:
+                reason = FailureReason.UNPARSABLE
+            prediction.error = Failure(reason, "no valid label in the answer: " + completion.text[:120])
         if key is not None:
             self.cache[key] = prediction
         return prediction

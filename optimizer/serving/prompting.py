@@ -12,6 +12,7 @@ Everything is concatenation: user and policy text are never passed through ``str
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.serving.policy import Answer, Demo, Policy
@@ -47,8 +48,11 @@ def json_schema(schema: Schema) -> dict:
     props: dict[str, dict] = {}
     for c in schema.choices:
         enum = {"type": "string", "enum": list(c.labels)}
-        # minItems 1: constrained decoding otherwise lets small models answer [] for everything.
-        props[c.name] = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1} if c.multiple else enum
+        # minItems 1: constrained decoding otherwise lets small models answer [] for everything. maxItems: llama.cpp's
+        # grammar ignores uniqueItems, so without a length bound a model can repeat a label until the token cap cuts
+        # the JSON in half; with it the array always closes.
+        array = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1, "maxItems": len(c.labels)}
+        props[c.name] = array if c.multiple else enum
     for a in schema.answers:
         props[a.name] = {"type": "string"}
     for t in schema.tags:
@@ -59,6 +63,39 @@ def json_schema(schema: Schema) -> dict:
         "required": list(props),
         "additionalProperties": False,
     }
+
+
+# Tokens allowed per separator and bracket: constrained grammars let the model put a little whitespace there.
+_SLACK_PER_ITEM = 3
+_SLACK = 16
+
+
+def answer_token_cap(schema: Schema, free_text_tokens: int) -> int:
+    """Enough tokens for the longest legal answer, so a constrained answer can never be cut off in the middle.
+
+    The longest legal answer names every label of each multiple-choice control and the longest label of each single
+    one; its UTF-8 length in bytes bounds its token count (a token is at least one byte). Whitespace the grammar
+    admits between items gets a small allowance each, and every free-text area gets ``free_text_tokens``
+    (``LLM_MAX_TOKENS``), the one part whose length cannot be known from the config; so does a tag control whose
+    longest answer is unbounded (named-entity spans).
+    """
+    longest: dict[str, list[str] | str] = {}
+    items = 1
+    for c in schema.choices:
+        longest[c.name] = list(c.labels) if c.multiple else max(c.labels, key=lambda label: len(label.encode()))
+        items += 1 + (len(c.labels) if c.multiple else 0)
+    for a in schema.answers:
+        longest[a.name] = ""
+        items += 1
+    unbounded = len(schema.answers)
+    for t in schema.tags:
+        value = t.longest()
+        # A tag whose answer has no length bound (spans copy entity text from the input) is budgeted like free text.
+        longest[t.name] = [] if value is None else value
+        unbounded += value is None
+        items += 1 + (len(value) if isinstance(value, list) else 0)
+    size = len(json.dumps(longest, ensure_ascii=False).encode())
+    return size + _SLACK_PER_ITEM * items + _SLACK + free_text_tokens * unbounded
 
 
 def answer_json(schema: Schema, answer: Answer) -> str:
@@ -84,9 +121,11 @@ def select_demos(policy: Policy, text: str) -> tuple[Demo, ...]:
     return tuple(policy.demos[i] for i in index.top(text, policy.demo_k))
 
 
-def build_messages(policy: Policy, schema: Schema, text: str) -> list[dict]:
+def build_messages(policy: Policy, schema: Schema, text: str, demos: Sequence[Demo] | None = None) -> list[dict]:
+    """The chat for one input. ``demos``: the ones already chosen for it (the predictor chooses once and scores
+    with the same ones); omitted, they are chosen here."""
     messages = [{"role": "system", "content": policy.instruction.strip() + "\n\n" + format_spec(schema)}]
-    for demo in select_demos(policy, text):
+    for demo in select_demos(policy, text) if demos is None else demos:
         messages.append({"role": "user", "content": demo.input[:MAX_DEMO_CHARS]})
         messages.append({"role": "assistant", "content": answer_json(schema, demo.output)})
     messages.append({"role": "user", "content": text})

@@ -15,16 +15,24 @@ import time
 from dataclasses import dataclass
 
 from optimizer.serving.policy import Demo, Policy
-from optimizer.state.store import PolicyStore, PromoteResult
+from optimizer.state.replies import text
+from optimizer.state.store import PolicyStore, PromoteResult, PromoteStatus
 
 
 class HistoryError(ValueError):
-    """A request about history that cannot be served; ``status`` is the HTTP status that fits it."""
+    """A request about history that cannot be served. Callers (HTTP API, CLI) map the subclasses to their answers."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+
+
+class UnknownPolicy(HistoryError):
+    """The project has no such version (or its body is gone)."""
+
+
+class StaleLive(HistoryError):
+    """The live version is no longer the one the caller saw: a compare-and-set lost a race."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class PolicyHistory:
 
     # -- reading ------------------------------------------------------------------------------------------------
     def pinned(self, project: str) -> dict | None:
-        raw = self.redis.get(self.store.key("project", project, "pinned"))
+        raw = self.redis.get(self.store.keys.pinned(project))
         if raw is None:
             return None
         try:
@@ -62,13 +70,13 @@ class PolicyHistory:
 
     def promotions(self, project: str) -> list[dict]:
         """The promotion log, oldest first: every time the live version changed, and why."""
-        raw = self.redis.lrange(self.store.key("project", project, "history"), 0, -1)
+        raw = self.redis.lrange(self.store.keys.history(project), 0, -1)
         return [json.loads(r) for r in raw]
 
     def entries(self, project: str) -> list[Entry]:
         """Every version the project has had or been offered, newest first; the live one is marked."""
         current = self.store.current_version(project)
-        records = {_text(k): json.loads(v) for k, v in self.redis.hgetall(self.store.records_key(project)).items()}
+        records = {text(k): json.loads(v) for k, v in self.redis.hgetall(self.store.keys.policies(project)).items()}
         promoted: dict[str, list[float]] = {}
         for event in self.promotions(project):
             promoted.setdefault(event["version"], []).append(event.get("at", 0.0))
@@ -88,14 +96,14 @@ class PolicyHistory:
     def policy(self, project: str, version: str) -> Policy:
         """A version's body, if this project has had or been offered it (404 otherwise)."""
         if not self.known(project, version):
-            raise HistoryError(f"project {project} has no policy version {version!r}", 404)
+            raise UnknownPolicy(f"project {project} has no policy version {version!r}")
         policy = self.store.get(version)
         if policy is None:
-            raise HistoryError(f"policy {version!r} is recorded but its body is missing", 404)
+            raise UnknownPolicy(f"policy {version!r} is recorded but its body is missing")
         return policy
 
     def known(self, project: str, version: str) -> bool:
-        if self.redis.hexists(self.store.records_key(project), version):
+        if self.redis.hexists(self.store.keys.policies(project), version):
             return True
         return version == self.store.current_version(project)
 
@@ -104,7 +112,10 @@ class PolicyHistory:
         entry = next((e for e in self.entries(project) if e.version == version), None)
         return {**(entry.to_dict() if entry else {"version": version}), "policy": policy.to_dict()}
 
-    def diff(self, project: str, old: str, new: str) -> dict:
+    def diff(self, project: str, old: str | None = None, new: str | None = None) -> dict:
+        """``old`` → ``new``; by default the live version against the version it was derived from."""
+        new = new or self.store.current_version(project)
+        old = old or self.show(project, new).get("parent") or new
         a, b = self.policy(project, old), self.policy(project, new)
         return {"from": old, "to": new, **diff_policies(a, b)}
 
@@ -132,18 +143,16 @@ class PolicyHistory:
         if version is not None and version != self.store.current_version(project):
             return self.rollback(project, version, pin=True)
         current = self.store.current_version(project)
-        self.redis.set(
-            self.store.key("project", project, "pinned"), json.dumps({"at": time.time(), "version": current})
-        )
+        self.redis.set(self.store.keys.pinned(project), json.dumps({"at": time.time(), "version": current}))
         return {"status": "pinned", "live": current, "pinned": True}
 
     def unpin(self, project: str) -> dict:
-        removed = self.redis.delete(self.store.key("project", project, "pinned"))
+        removed = self.redis.delete(self.store.keys.pinned(project))
         return {"status": "unpinned" if removed else "not pinned", "live": self.store.current_version(project)}
 
     def _outcome(self, project: str, result: PromoteResult, parent: str) -> dict:
-        if result.status == "stale":
-            raise HistoryError(f"the live version changed (expected {parent}); list the policies again and retry", 409)
+        if result.status is PromoteStatus.STALE:
+            raise StaleLive(f"the live version changed (expected {parent}); list the policies again and retry")
         return {"status": result.status, "live": result.version, "pinned": self.pinned(project) is not None}
 
 
@@ -168,7 +177,3 @@ def diff_policies(a: Policy, b: Policy) -> dict:
 
 def _demo_keys(demos: tuple[Demo, ...]) -> dict[str, Demo]:
     return {json.dumps(d.to_dict(), sort_keys=True, ensure_ascii=False): d for d in demos}
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

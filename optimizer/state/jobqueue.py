@@ -24,7 +24,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from optimizer.settings import Settings
-from optimizer.state.coalesce import Coalescer, Trigger
+from optimizer.state.coalesce import Coalescer, Trigger, TriggerStatus
 
 log = logging.getLogger("optimizer.state.jobqueue")
 
@@ -49,9 +49,21 @@ class TrainingQueue:
     # -- triggers -----------------------------------------------------------------------------------------------
     def trigger(self, project: str, *, threshold: int = 0, reason: str = "") -> Trigger:
         decision = self.coalescer.trigger(project, threshold=threshold, stale=self._stale_queued(project))
-        if decision.status == "queued":
+        if decision.status is TriggerStatus.QUEUED:
             self.ensure_enqueued(project, decision.job_id, reason or "trigger")
         return decision
+
+    def release(self, project: str, job_id: str, why: str) -> str | None:
+        """A run ended (or died): free the project and queue the follow-up run its triggers left, if any."""
+        followup = self.coalescer.finish(project, job_id)
+        if followup:
+            self.ensure_enqueued(project, followup, why)
+        return followup
+
+    def train_now(self, project: str, reason: str) -> dict:
+        """A person asked for a run (HTTP API, CLI): trigger it past any threshold and say what became of it."""
+        decision = self.trigger(project, reason=reason)
+        return {"project": project, "status": decision.status, "job": decision.job}
 
     def _stale_queued(self, project: str) -> str | None:
         job_id, queued_at = self.coalescer.queued(project)

@@ -9,7 +9,7 @@ The label config is stored per project because a training job, started from a we
 must render tasks exactly as ``/predict`` did. It is written only when it changes (compared inside Lua), so the
 ``/setup`` calls Label Studio makes before every prediction cost one small round trip.
 
-Keys: ``ns:project:<p>:config``, ``ns:alias:<numeric id>``, ``ns:project:<p>:events`` (capped list, newest first).
+Keys (see :mod:`optimizer.state.keys`): the project's config, its numeric-id alias and its capped event list.
 """
 
 from __future__ import annotations
@@ -19,10 +19,16 @@ import time
 
 import redis
 
+from optimizer.state.keys import KeyMap, Script
+
+_SEEN_KEYS = ("alias", "config", "projects")
+_SEEN_ARGS = ("has_alias", "label_config", "project")
 _SEEN = """
-redis.call('SADD', KEYS[3], ARGV[3])
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[3] then redis.call('SET', KEYS[1], ARGV[3]) end
-if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('SADD', k_projects, a_project)
+if a_has_alias ~= '' and redis.call('GET', k_alias) ~= a_project then redis.call('SET', k_alias, a_project) end
+if a_label_config ~= '' and redis.call('GET', k_config) ~= a_label_config then
+  redis.call('SET', k_config, a_label_config)
+end
 return 1
 """
 
@@ -36,36 +42,37 @@ def numeric_id(project: str) -> int | None:
 class ProjectRegistry:
     def __init__(self, client: redis.Redis, namespace: str, event_log_size: int = 100) -> None:
         self.redis = client
-        self.ns = namespace
+        self.keys = KeyMap(namespace)
         self.event_log_size = event_log_size
-        self._seen = client.register_script(_SEEN)
-
-    def key(self, *parts: str) -> str:
-        return ":".join((self.ns, *parts))
+        self._seen = Script(client, _SEEN_KEYS, _SEEN_ARGS, _SEEN)
 
     def seen(self, project: str, label_config: str | None = None) -> None:
         """Record a project uid (alias of its numeric id) and its label config, when either is new."""
         number = numeric_id(project)
-        alias_key = self.key("alias", str(number)) if number is not None and "." in project else ""
+        has_alias = number is not None and "." in project
         self._seen(
-            keys=[alias_key or self.key("alias", "-"), self.key("project", project, "config"), self.key("projects")],
-            args=["1" if alias_key else "", label_config or "", project],
+            alias=self.keys.alias(number if has_alias else "-"),
+            config=self.keys.config(project),
+            projects=self.keys.projects(),
+            has_alias="1" if has_alias else "",
+            label_config=label_config or "",
+            project=project,
         )
 
     def resolve(self, ref: str) -> str:
         """A project reference (full uid, or numeric id with a known alias) → the key its policies live under."""
         ref = ref.strip()
         if ref.isdigit():
-            alias = self.redis.get(self.key("alias", ref))
+            alias = self.redis.get(self.keys.alias(ref))
             if alias:
                 return alias.decode() if isinstance(alias, bytes) else alias
         return ref
 
     def known(self, project: str) -> bool:
-        return bool(self.redis.sismember(self.key("projects"), project))
+        return bool(self.redis.sismember(self.keys.projects(), project))
 
     def label_config(self, project: str) -> str | None:
-        value = self.redis.get(self.key("project", project, "config"))
+        value = self.redis.get(self.keys.config(project))
         return value.decode() if isinstance(value, bytes) else value
 
     def record_event(self, project: str, action: str, summary: dict) -> None:
@@ -73,12 +80,12 @@ class ProjectRegistry:
         if self.event_log_size <= 0:
             return
         entry = json.dumps({"action": action, "at": round(time.time(), 3), **summary}, sort_keys=True)
-        key = self.key("project", project, "events")
+        key = self.keys.events(project)
         pipe = self.redis.pipeline(transaction=True)
         pipe.lpush(key, entry)
         pipe.ltrim(key, 0, self.event_log_size - 1)
         pipe.execute()
 
     def events(self, project: str, limit: int = 50) -> list[dict]:
-        raw = self.redis.lrange(self.key("project", project, "events"), 0, max(0, limit - 1))
+        raw = self.redis.lrange(self.keys.events(project), 0, max(0, limit - 1))
         return [json.loads(r) for r in raw]

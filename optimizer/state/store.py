@@ -1,13 +1,7 @@
 """The policy store: each project's current prompt policy, kept in Redis so every process sees the same truth.
 
-Keys (``ns`` is ``REDIS_NAMESPACE``):
-- ``ns:policy:<version>``: the policy body as JSON. Written once (``SET NX``) and never changed: the version is a
-  hash of the content.
-- ``ns:project:<project>:current``: the project's current version.
-- ``ns:project:<project>:history``: one JSON entry per promotion, oldest first.
-- ``ns:project:<project>:pinned``: present when automatic promotion is off for the project.
-- ``ns:project:<project>:policies``: version → JSON record (parent, job id, scores, source, time) of every policy
-  the project has had or been offered; written once per version (``HSETNX``), see ``history.py``.
+Keys are in :mod:`optimizer.state.keys`: a policy body per version (written once), and per project the current
+version, the promotion log, the pin and every policy's record.
 
 Reading is one ``GET`` per request; bodies are cached in-process by version, which is safe because a version's body
 never changes. When Redis is unreachable, the store keeps serving the last policy it saw for the project (or the
@@ -26,36 +20,49 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import StrEnum
 
 import redis
 
 from optimizer.serving.policy import Policy
+from optimizer.state.keys import KeyMap, Script
 
+_PROMOTE_KEYS = ("current", "pinned", "history", "body", "projects", "records")
+_PROMOTE_ARGS = ("parent", "version", "policy", "entry", "force", "project", "record", "pin", "default_record")
 _PROMOTE = """
-if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 'pinned' end
-local current = redis.call('GET', KEYS[1])
+if a_force ~= '1' and redis.call('EXISTS', k_pinned) == 1 then return 'pinned' end
+local current = redis.call('GET', k_current)
 if not current then current = '' end
-if ARGV[1] ~= '*' and current ~= ARGV[1] then return 'stale' end
-if ARGV[8] ~= '' then redis.call('SET', KEYS[2], ARGV[8]) end
-if current == ARGV[2] then return 'unchanged' end
-redis.call('SET', KEYS[4], ARGV[3], 'NX')
-redis.call('HSETNX', KEYS[6], ARGV[2], ARGV[7])
-if current ~= '' then redis.call('HSETNX', KEYS[6], current, ARGV[9]) end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('RPUSH', KEYS[3], ARGV[4])
-redis.call('SADD', KEYS[5], ARGV[6])
+if a_parent ~= '*' and current ~= a_parent then return 'stale' end
+if a_pin ~= '' then redis.call('SET', k_pinned, a_pin) end
+if current == a_version then return 'unchanged' end
+redis.call('SET', k_body, a_policy, 'NX')
+redis.call('HSETNX', k_records, a_version, a_record)
+if current ~= '' then redis.call('HSETNX', k_records, current, a_default_record) end
+redis.call('SET', k_current, a_version)
+redis.call('RPUSH', k_history, a_entry)
+redis.call('SADD', k_projects, a_project)
 return 'ok'
 """
 
 
+class PromoteStatus(StrEnum):
+    """What the promotion script did; the values are what the Lua script returns."""
+
+    OK = "ok"
+    STALE = "stale"  # the live version is no longer the candidate's parent
+    PINNED = "pinned"
+    UNCHANGED = "unchanged"  # the candidate is already live
+
+
 @dataclass(frozen=True)
 class PromoteResult:
-    status: str  # ok | stale | pinned | unchanged
+    status: PromoteStatus
     version: str
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is PromoteStatus.OK
 
 
 class StoreUnavailable(RuntimeError):
@@ -74,7 +81,6 @@ class PolicyStore:
     ) -> None:
         self.redis = client
         self.default = default
-        self.ns = namespace
         self.retry_interval = retry_interval
         self.health_fresh = health_fresh
         self._last_ok = 0.0
@@ -85,21 +91,8 @@ class PolicyStore:
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._last_error = ""
-        self._promote = self.redis.register_script(_PROMOTE)
-
-    # -- keys ---------------------------------------------------------------------------------------------------
-    def key(self, *parts: str) -> str:
-        return ":".join((self.ns, *parts))
-
-    def _project_keys(self, project: str) -> tuple[str, str, str]:
-        return (
-            self.key("project", project, "current"),
-            self.key("project", project, "pinned"),
-            self.key("project", project, "history"),
-        )
-
-    def records_key(self, project: str) -> str:
-        return self.key("project", project, "policies")
+        self.keys = KeyMap(namespace)
+        self._promote = Script(self.redis, _PROMOTE_KEYS, _PROMOTE_ARGS, _PROMOTE)
 
     # -- health -------------------------------------------------------------------------------------------------
     def _available(self) -> bool:
@@ -160,14 +153,14 @@ class PolicyStore:
         cached = self._bodies.get(version)
         if cached is not None:
             return cached
-        raw = self.redis.get(self.key("policy", version))
+        raw = self.redis.get(self.keys.policy(version))
         if raw is None:
             return None
         return self._remember(Policy.from_json(raw))
 
     def put(self, policy: Policy) -> str:
         """Store a body (idempotent: the first writer of a version wins, and all writers wrote the same text)."""
-        self.redis.set(self.key("policy", policy.version), policy.to_json(), nx=True)
+        self.redis.set(self.keys.policy(policy.version), policy.to_json(), nx=True)
         self._remember(policy)
         return policy.version
 
@@ -185,18 +178,18 @@ class PolicyStore:
         return self._last.get(project, self.default)
 
     def _read_current(self, project: str) -> Policy:
-        current_key = self._project_keys(project)[0]
+        current_key = self.keys.current(project)
         version = self.redis.get(current_key)
         if version is None:
             # First sight of the project: register the default as its starting policy, unless another
             # process raced us to it, in which case theirs wins (same default, same version).
             pipe = self.redis.pipeline(transaction=True)
-            pipe.set(self.key("policy", self.default.version), self.default.to_json(), nx=True)
+            pipe.set(self.keys.policy(self.default.version), self.default.to_json(), nx=True)
             pipe.set(current_key, self.default.version, nx=True)
             pipe.hsetnx(
-                self.records_key(project), self.default.version, json.dumps({"source": "default", "at": time.time()})
+                self.keys.policies(project), self.default.version, json.dumps({"source": "default", "at": time.time()})
             )
-            pipe.sadd(self.key("projects"), project)
+            pipe.sadd(self.keys.projects(), project)
             pipe.get(current_key)
             version = pipe.execute()[-1]
         version = version.decode() if isinstance(version, bytes) else version
@@ -226,36 +219,31 @@ class PolicyStore:
         the same script, so "roll back to v and freeze it" cannot half-happen. ``event`` (job id, source, scores)
         goes into the promotion log and, the first time a version is seen, into its history record.
         """
-        current_key, pinned_key, history_key = self._project_keys(project)
         now = time.time()
         entry = {"version": policy.version, "parent": parent, "at": now, **event}
         record = {**policy.meta, "version": policy.version, "parent": parent, "at": now, **event}
         try:
             status = self._promote(
-                keys=[
-                    current_key,
-                    pinned_key,
-                    history_key,
-                    self.key("policy", policy.version),
-                    self.key("projects"),
-                    self.records_key(project),
-                ],
-                args=[
-                    parent if parent is not None else "*",
-                    policy.version,
-                    policy.to_json(),
-                    json.dumps(entry, sort_keys=True),
-                    "1" if force else "0",
-                    project,
-                    json.dumps(record, sort_keys=True, default=str),
-                    json.dumps(pin, sort_keys=True) if pin else "",
-                    json.dumps({"source": "default", "at": now}),
-                ],
+                current=self.keys.current(project),
+                pinned=self.keys.pinned(project),
+                history=self.keys.history(project),
+                body=self.keys.policy(policy.version),
+                projects=self.keys.projects(),
+                records=self.keys.policies(project),
+                parent=parent if parent is not None else "*",
+                version=policy.version,
+                policy=policy.to_json(),
+                entry=json.dumps(entry, sort_keys=True),
+                force="1" if force else "0",
+                project=project,
+                record=json.dumps(record, sort_keys=True, default=str),
+                pin=json.dumps(pin, sort_keys=True) if pin else "",
+                default_record=json.dumps({"source": "default", "at": now}),
             )
         except redis.RedisError as exc:
             raise StoreUnavailable(f"cannot promote: Redis unavailable ({exc.__class__.__name__})") from exc
-        status = status.decode() if isinstance(status, bytes) else status
-        if status == "ok":
+        status = PromoteStatus(status.decode() if isinstance(status, bytes) else status)
+        if status is PromoteStatus.OK:
             self._remember(policy)
         return PromoteResult(status, policy.version)
 
@@ -263,7 +251,7 @@ class PolicyStore:
         """Keep a policy the project was offered but that did not go live (rejected, pinned, stale), for history."""
         record = {**policy.meta, "version": policy.version, "at": time.time(), **info}
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.key("policy", policy.version), policy.to_json(), nx=True)
-        pipe.hsetnx(self.records_key(project), policy.version, json.dumps(record, sort_keys=True, default=str))
+        pipe.set(self.keys.policy(policy.version), policy.to_json(), nx=True)
+        pipe.hsetnx(self.keys.policies(project), policy.version, json.dumps(record, sort_keys=True, default=str))
         pipe.execute()
         self._remember(policy)

@@ -14,13 +14,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
+from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.learning.gold import GoldItem, items_from_tasks
+from optimizer.learning.rewards import scoring_for
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
+from optimizer.state.store import PromoteStatus
 
 log = logging.getLogger("optimizer.training.run")
 
@@ -66,12 +70,26 @@ def _optimize():
     return optimize
 
 
+class Outcome(StrEnum):
+    """How a training run ended for the live policy; the value is the summary's ``status``."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    LEASE_LOST = "lease lost"
+    STALE = PromoteStatus.STALE.value
+    PINNED = PromoteStatus.PINNED.value
+    UNCHANGED = PromoteStatus.UNCHANGED.value
+    SKIPPED = "skipped"
+
+
 REASONS = {
-    "rejected": "no candidate beat the starting policy on validation by more than noise",
-    "lease lost": "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept",
-    "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
-    "pinned": "the project was pinned while the job ran; candidate kept in history",
-    "unchanged": "the candidate is already live",
+    Outcome.REJECTED: "no candidate beat the starting policy on validation by more than noise",
+    Outcome.LEASE_LOST: "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); "
+    "candidate kept",
+    Outcome.STALE: "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
+    Outcome.PINNED: "the project was pinned while the job ran; candidate kept in history",
+    Outcome.UNCHANGED: "the candidate is already live",
+    Outcome.SKIPPED: "project is pinned; unpin it to train",
 }
 
 
@@ -95,13 +113,43 @@ def fetch_gold(services: Services, project: str, number: int, ls: LabelStudioCli
     return schema, gold, stats
 
 
-def starting_policy(services: Services, live: Policy, gold: Sequence[GoldItem]) -> tuple[Policy, str]:
-    """The live policy; or, while the project still runs on the default, the prompt its annotators typed."""
+def starting_policy(
+    services: Services, live: Policy, gold: Sequence[GoldItem], schema: Schema | None = None
+) -> tuple[Policy, str]:
+    """The live policy; or, while the project still runs on the default, the prompt its annotators typed (or, for
+    a reward-scoring config, the judge's default instruction, which is what the project was being served)."""
     if live.version == services.default_policy.version:
         typed = most_typed_prompt(gold)
         if typed:
             return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+        served = services.default_for(schema, live)
+        if served.version != live.version:
+            return served, "judge default"
     return live, "live policy"
+
+
+def judge_summary(schema: Schema, report: dict) -> dict:
+    """A judge project's balanced accuracy and kappa, before and after training, on validation and held-out test.
+
+    With a fixed split the test figures are per control; with small gold (folds) only the mean reward over the
+    held-out folds exists, which under the balanced verifier is the hard balanced accuracy itself.
+    """
+    shape = judge_shape(schema)
+    if shape is None:
+        return {}
+    name, run, test = shape.control.name, report.get("run") or {}, report.get("test") or {}
+    keys = ("balanced_accuracy", "kappa", "accuracy", "n")
+    out = {}
+    for when, val_key in (("initial", "initial_val"), ("best", "champion_val")):
+        val = (run.get(val_key) or {}).get(name) or {}
+        held = test.get(when) or {}
+        entry = {"validation": {k: val.get(k) for k in keys}}
+        if name in held:
+            entry["test"] = {k: held[name].get(k) for k in keys}
+        elif "reward" in held:
+            entry["test"] = {"balanced_accuracy": held.get("hard_reward", held["reward"]), "folds": held.get("folds")}
+        out[when] = entry
+    return {"judge": out}
 
 
 def train_project(
@@ -125,7 +173,7 @@ def train_project(
     if number is None:
         raise TrainingError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
     if services.history.pinned(project) is not None:
-        return {"promoted": False, "status": "skipped", "reason": "project is pinned; unpin it to train"}
+        return {"promoted": False, "status": Outcome.SKIPPED, "reason": REASONS[Outcome.SKIPPED]}
     live = store.current(project)
     if store.degraded:
         raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
@@ -133,8 +181,9 @@ def train_project(
     progress(phase="fetching annotations")
     schema, gold, stats = fetch_gold(services, project, number, ls or label_studio(services))
     progress(phase="gold ready", gold=stats)
-    initial, seeded_from = starting_policy(services, live, gold)
+    initial, seeded_from = starting_policy(services, live, gold, schema)
     progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
+    scoring = scoring_for(schema, settings.train_reward)
     started = time.monotonic()
     result = (optimize or _optimize())(
         initial,
@@ -147,6 +196,7 @@ def train_project(
         # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
         max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
         progress=lambda event: progress(phase="optimizing", optimizer=event),
+        scoring=scoring,
     )
     best = result.best
     summary = {
@@ -160,18 +210,21 @@ def train_project(
         "calls": result.calls,
         "seconds": round(time.monotonic() - started, 2),
         "gold": stats,
+        "verifier": scoring.verifier,
+        **judge_summary(schema, result.report),
         "report": result.report,
     }
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
     if not result.accepted or best.version == live.version:
-        status = "rejected"
+        status = Outcome.REJECTED
     elif lease_lost():
-        status = "lease lost"
+        status = Outcome.LEASE_LOST
     else:
         progress(phase="promoting", candidate=best.version)
-        status = store.promote(project, best, live.version, **info).status
-    if status == "ok":
-        log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
-        return {**summary, "promoted": True, "status": "promoted", "live_after": best.version}
+        promoted = store.promote(project, best, live.version, **info)
+        if promoted.ok:
+            log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
+            return {**summary, "promoted": True, "status": Outcome.PROMOTED, "live_after": best.version}
+        status = Outcome(promoted.status.value)
     store.record(project, best, parent=live.version, status=status, **info)
-    return {**summary, "promoted": False, "status": status, "reason": REASONS.get(status, "")}
+    return {**summary, "promoted": False, "status": status, "reason": REASONS[status]}

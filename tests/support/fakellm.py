@@ -31,6 +31,7 @@ class Reply:
     headers: dict = field(default_factory=dict)
     logprob: float | None = -0.05  # per token; None: no logprobs in the answer
     error: str = ""
+    finish_reason: str = "stop"  # "length": the answer was cut at max_tokens
 
 
 def response_schema(body: dict) -> dict | None:
@@ -212,7 +213,7 @@ def completion(body: dict, reply: Reply) -> dict:
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.content},
                 "logprobs": logprobs,
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
         "usage": {

@@ -57,6 +57,10 @@ class TagControl:
         """A placeholder value for the format line of the spec."""
         raise NotImplementedError
 
+    def longest(self):
+        """The longest legal value as the model writes it, for the token cap; None when its length is unbounded."""
+        raise NotImplementedError
+
     def shown(self, value):
         """A value (gold or predicted; None when gold lacks it) in the shape the model is asked to write, for demos."""
         return value

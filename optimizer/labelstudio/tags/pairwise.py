@@ -37,6 +37,9 @@ class PairwiseControl(TagControl):
     def example(self):
         return "left"
 
+    def longest(self):
+        return "right"
+
     def coerce(self, raw) -> tuple[str | None, int]:
         if not isinstance(raw, str) or not raw.strip():
             return None, 0 if raw in (None, "") else 1

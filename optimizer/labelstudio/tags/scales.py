@@ -71,6 +71,9 @@ class NumberControl(TagControl):
     def example(self):
         return _plain(self.minimum if self.minimum is not None else 0)
 
+    def longest(self):
+        return "-" + "9" * 23  # no number the model writes in JSON is longer than this in practice
+
     def inside(self, value: float) -> bool:
         return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
@@ -113,6 +116,9 @@ class RatingControl(TagControl):
         return f'- "{self.name}": a rating, an integer from 1 (lowest) to {self.max_rating} (highest)'
 
     def example(self):
+        return self.max_rating
+
+    def longest(self):
         return self.max_rating
 
     def coerce(self, raw) -> tuple[int | None, int]:

@@ -114,6 +114,9 @@ class SpanControl(TagControl):
     def example(self):
         return [{"text": "...", "label": self.labels[0]}]
 
+    def longest(self):
+        return None  # entity texts are copied from the input: as long as the text allows
+
     def shown(self, value):
         return [{"text": m["text"], "label": m["label"]} for m in mentions_of(value)]
 

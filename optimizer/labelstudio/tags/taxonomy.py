@@ -76,6 +76,9 @@ class TaxonomyControl(TagControl):
     def example(self):
         return [self.written()[0]]
 
+    def longest(self):
+        return sorted(self.written(), key=lambda p: len(p.encode()), reverse=True)[: self.max_usages]
+
     def shown(self, value):
         return [SEPARATOR.join(path) for path in value] if value else None
 

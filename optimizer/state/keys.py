@@ -1,0 +1,116 @@
+"""The one Redis key map, and named KEYS/ARGV for every Lua script.
+
+Every key the backend reads or writes is spelled here and nowhere else, so renaming one cannot silently break a
+reader elsewhere (``/metrics`` used to spell the store's keys out by hand). ``ns`` is ``REDIS_NAMESPACE``; two
+deployments sharing a Redis keep apart by namespace.
+
+Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
+
+| key | type | what |
+| --- | --- | --- |
+| ``ns:policy:<version>`` | string | a policy body (JSON), written once: the version is a hash of the content |
+| ``ns:projects`` | set | every project uid seen |
+| ``ns:alias:<id>`` | string | numeric Label Studio id → project uid |
+| ``ns:project:<p>:current`` | string | the live policy version |
+| ``ns:project:<p>:history`` | list | one JSON entry per promotion, oldest first |
+| ``ns:project:<p>:pinned`` | string | present while automatic promotion is off |
+| ``ns:project:<p>:policies`` | hash | version → record (parent, job, scores, source) of every policy offered |
+| ``ns:project:<p>:config`` | string | the project's label config, as ``/setup`` last sent it |
+| ``ns:project:<p>:events`` | list | recent webhook events, newest first, capped |
+| ``ns:train:<p>`` | hash | ``queued``/``queued_at`` and ``followup`` run ids |
+| ``ns:train:<p>:lease`` | string | the running training job's id, with a TTL its heartbeat renews |
+| ``ns:train:<p>:count`` | string | annotations since the last run |
+| ``ns:train:job:<id>`` | string | the project a training job id belongs to |
+| ``ns:train:projects`` | set | projects that ever had a training trigger (for the crash sweep) |
+| ``ns:metrics:llm`` | hash | LLM usage counted by workers and the CLI, ``component|role|field`` → count |
+
+Lua scripts take their keys and arguments by name through :class:`Script`: each script declares the names, gets
+them as Lua locals (``k_current``, ``a_parent``), and is called with keyword arguments, so a call site can never pass
+them in the wrong order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    ns: str = "lsml"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    # -- policies and projects ----------------------------------------------------------------------------------
+    def policy(self, version: str) -> str:
+        return self._key("policy", version)
+
+    def projects(self) -> str:
+        return self._key("projects")
+
+    def alias(self, numeric_id: int | str) -> str:
+        return self._key("alias", str(numeric_id))
+
+    def current(self, project: str) -> str:
+        return self._key("project", project, "current")
+
+    def history(self, project: str) -> str:
+        return self._key("project", project, "history")
+
+    def pinned(self, project: str) -> str:
+        return self._key("project", project, "pinned")
+
+    def policies(self, project: str) -> str:
+        return self._key("project", project, "policies")
+
+    def config(self, project: str) -> str:
+        return self._key("project", project, "config")
+
+    def events(self, project: str) -> str:
+        return self._key("project", project, "events")
+
+    # -- training runs ------------------------------------------------------------------------------------------
+    def train_state(self, project: str) -> str:
+        return self._key("train", project)
+
+    def train_lease(self, project: str) -> str:
+        return self._key("train", project, "lease")
+
+    def train_count(self, project: str) -> str:
+        return self._key("train", project, "count")
+
+    def train_job(self, job_id: str) -> str:
+        return self._key("train", "job", job_id)
+
+    def train_projects(self) -> str:
+        return self._key("train", "projects")
+
+    # -- telemetry ----------------------------------------------------------------------------------------------
+    def llm_usage(self) -> str:
+        return self._key("metrics", "llm")
+
+
+class Script:
+    """A Lua script whose KEYS and ARGV have names: ``Script(client, ("current",), ("parent",), body)``.
+
+    The body sees ``k_<name>`` for each key and ``a_<name>`` for each argument; the caller passes every one of them
+    as a keyword, and a missing or unknown name raises ``TypeError`` before anything reaches Redis.
+    """
+
+    def __init__(self, client: redis.Redis, keys: tuple[str, ...], args: tuple[str, ...], body: str) -> None:
+        if len(set(keys) | set(args)) != len(keys) + len(args):
+            raise ValueError(f"Lua key and argument names must be unique: {keys} {args}")
+        self.keys, self.args = keys, args
+        prelude = [f"local k_{name} = KEYS[{i}]" for i, name in enumerate(keys, 1)]
+        prelude += [f"local a_{name} = ARGV[{i}]" for i, name in enumerate(args, 1)]
+        self.source = "\n".join(prelude) + "\n" + body
+        self._script = client.register_script(self.source)
+
+    def __call__(self, **values):
+        expected = set(self.keys) | set(self.args)
+        if set(values) != expected:
+            missing, unknown = sorted(expected - set(values)), sorted(set(values) - expected)
+            raise TypeError(f"Lua script called with missing {missing} / unknown {unknown}")
+        return self._script(keys=[values[k] for k in self.keys], args=[values[a] for a in self.args])
