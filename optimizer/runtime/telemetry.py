@@ -262,6 +262,32 @@ def _usage_families(usage: dict) -> list[Metric]:
     return [f for f in (*families.values(), tokens) if f.samples]
 
 
+# --- read back, for the dashboard -------------------------------------------------------------------------------
+def prediction_counts() -> dict[str, dict]:
+    """Per project: tasks answered by ``/predict`` and those that came back empty, by reason.
+
+    The same counters ``/metrics`` exposes (all gunicorn workers summed in multiprocess mode), so the dashboard and
+    a Prometheus scrape agree. Like any Prometheus counter they start again from zero when the service restarts.
+    """
+    path = multiprocess_dir()
+    families = MultiProcessCollector(None, path=path).collect() if path else REGISTRY.collect()
+    out: dict[str, dict] = {}
+    for family in families:
+        if family.name not in ("lsml_predictions", "lsml_prediction_failures"):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            counts = out.setdefault(sample.labels["project"], {"served": 0, "empty": 0, "reasons": {}})
+            if family.name == "lsml_predictions":
+                counts["served"] += int(sample.value)
+            else:
+                reason = sample.labels["reason"]
+                counts["empty"] += int(sample.value)
+                counts["reasons"][reason] = counts["reasons"].get(reason, 0) + int(sample.value)
+    return out
+
+
 # --- exposition ------------------------------------------------------------------------------------------------
 class _Families:
     def __init__(self, families: Iterable[Metric]) -> None:

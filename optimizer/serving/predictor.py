@@ -33,6 +33,7 @@ from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.prompting import answer_token_cap, build_messages, json_schema, select_demos
@@ -200,10 +201,11 @@ class Predictor:
         if key is not None and key in self.cache:
             return self.cache[key]
         demos = select_demos(policy, text)
+        narrowed = narrow(policy, schema, text)
         try:
             completion = self.llm.complete(
-                build_messages(policy, schema, text, demos),
-                json_schema(schema),
+                build_messages(policy, schema, text, demos, narrowed),
+                json_schema(schema, narrowed),
                 answer_token_cap(schema, self.llm.config.max_tokens),
             )
         except LLMError as exc:

@@ -1,10 +1,13 @@
 """Build the chat messages and the JSON schema for one (policy, schema, input).
 
-Layout:
-- system: the policy's instruction, then the label sets and the answer format, generated from the label config so
-  the optimiser can rewrite the instruction without ever breaking the output contract;
+Layout, unchanging part first so a server's prefix cache (llama.cpp reuses the longest common prefix of the
+previous prompt) computes it once per policy, not once per item:
+- system: the policy's instruction (with its label definitions, when it has a guide), then the label sets and the
+  answer format, generated from the label config so the optimiser can rewrite the instruction without ever
+  breaking the output contract. It is identical for every item of a policy;
 - few-shot demos as user/assistant turns, the assistant turn being the exact JSON the model should emit;
-- user: the rendered input.
+- user: the rendered input, then, when the policy narrows the label set (``narrowing``), that input's candidate
+  labels. The candidates differ per item, so they come last and never break the shared prefix.
 
 Everything is concatenation: user and policy text are never passed through ``str.format`` or a template engine.
 """
@@ -15,6 +18,7 @@ import json
 from collections.abc import Sequence
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
+from optimizer.serving.narrowing import Narrowed
 from optimizer.serving.policy import Answer, Demo, Policy
 from optimizer.serving.retrieval import index_for
 
@@ -43,15 +47,20 @@ def format_spec(schema: Schema) -> str:
     return "\n".join(lines)
 
 
-def json_schema(schema: Schema) -> dict:
-    """A JSON schema that admits only labels from each control's set (enums), for constrained decoding."""
+def json_schema(schema: Schema, narrowed: Narrowed | None = None) -> dict:
+    """A JSON schema that admits only labels from each control's set (enums), for constrained decoding.
+
+    ``narrowed`` (from ``narrowing.narrow``) replaces a control's enum by that input's candidates.
+    """
+    narrowed = narrowed or {}
     props: dict[str, dict] = {}
     for c in schema.choices:
-        enum = {"type": "string", "enum": list(c.labels)}
+        labels = list(narrowed.get(c.name, c.labels))
+        enum = {"type": "string", "enum": labels}
         # minItems 1: constrained decoding otherwise lets small models answer [] for everything. maxItems: llama.cpp's
         # grammar ignores uniqueItems, so without a length bound a model can repeat a label until the token cap cuts
         # the JSON in half; with it the array always closes.
-        array = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1, "maxItems": len(c.labels)}
+        array = {"type": "array", "items": enum, "uniqueItems": True, "minItems": 1, "maxItems": len(labels)}
         props[c.name] = array if c.multiple else enum
     for a in schema.answers:
         props[a.name] = {"type": "string"}
@@ -121,12 +130,23 @@ def select_demos(policy: Policy, text: str) -> tuple[Demo, ...]:
     return tuple(policy.demos[i] for i in index.top(text, policy.demo_k))
 
 
-def build_messages(policy: Policy, schema: Schema, text: str, demos: Sequence[Demo] | None = None) -> list[dict]:
+def candidates_note(narrowed: Narrowed) -> str:
+    lines = [f'Candidate labels for "{name}": ' + ", ".join(labels) for name, labels in narrowed.items()]
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
+def build_messages(
+    policy: Policy,
+    schema: Schema,
+    text: str,
+    demos: Sequence[Demo] | None = None,
+    narrowed: Narrowed | None = None,
+) -> list[dict]:
     """The chat for one input. ``demos``: the ones already chosen for it (the predictor chooses once and scores
-    with the same ones); omitted, they are chosen here."""
+    with the same ones); omitted, they are chosen here. ``narrowed``: this input's candidate labels, if any."""
     messages = [{"role": "system", "content": policy.instruction.strip() + "\n\n" + format_spec(schema)}]
     for demo in select_demos(policy, text) if demos is None else demos:
         messages.append({"role": "user", "content": demo.input[:MAX_DEMO_CHARS]})
         messages.append({"role": "assistant", "content": answer_json(schema, demo.output)})
-    messages.append({"role": "user", "content": text})
+    messages.append({"role": "user", "content": text + candidates_note(narrowed or {})})
     return messages
