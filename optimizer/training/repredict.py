@@ -15,7 +15,7 @@ from optimizer.labelstudio.labelconfig import LabelConfigError, parse_label_conf
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.state.projects import numeric_id
-from optimizer.training.run import TrainingError, label_studio
+from optimizer.training.run import TrainingError, label_studio, project_choices
 
 
 def _has_version(task: dict, version: str) -> bool:
@@ -45,6 +45,7 @@ def repredict_project(
     except LabelStudioError as exc:
         raise TrainingError(str(exc)) from None
 
+    predictor = services.predictor_for(project_choices(services, project).labeller)  # the project's profile
     batch = services.settings.repredict_batch
     posted = empty = 0
     progress(phase="predicting", total=len(tasks), done=0, posted=0)
@@ -53,7 +54,7 @@ def repredict_project(
             return {"status": "superseded", "version": version, "posted": posted, "total": len(tasks)}
         chunk = tasks[start : start + batch]
         deadline = time.monotonic() + services.settings.predict_deadline
-        predictions = services.predictor.predict_many(policy, schema, task_texts(schema, chunk), deadline=deadline)
+        predictions = predictor.predict_many(policy, schema, task_texts(schema, chunk), deadline=deadline)
         results = ls_predictions(schema, policy, predictions, chunk)
         payload = [{"task": t["id"], **r} for t, r in zip(chunk, results, strict=True) if r is not None]
         empty += len(chunk) - len(payload)
