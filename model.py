@@ -93,7 +93,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
-        answers = ls_predictions(self.schema, policy, predictions)
+        answers = ls_predictions(self.schema, policy, predictions, tasks)
         if typed:
             # Interactive answers are shown, never stored; Label Studio's editor expects one object per task.
             return [a or {"result": [], "score": 0.0, "model_version": policy.version} for a in answers]
