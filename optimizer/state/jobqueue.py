@@ -141,11 +141,12 @@ class TrainingQueue:
             return self._reserved(job_id)
         return _view(job)
 
-    def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200) -> list[dict]:
+    def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200, *, results: bool = False) -> list[dict]:
         """This queue's jobs in ``states`` (``queued`` or ``REGISTRIES`` names), newest first, at most ``limit``.
 
         Read-only like ``/metrics``: registries are read without RQ's ``cleanup()``, so looking never moves a job.
-        A job that expired between the listing and the fetch is left out.
+        A job that expired between the listing and the fetch is left out. Finished jobs' results (a training run's
+        report is the bulk of it) are fetched only with ``results``; a listing rarely needs them (``bench/dashboard``).
         """
         ids: list[str] = []
         for state in states:
@@ -154,7 +155,7 @@ class TrainingQueue:
             else:
                 ids += getattr(self.queue, REGISTRIES[state]).get_job_ids(cleanup=False)
         found = Job.fetch_many(list(dict.fromkeys(ids)), connection=self.connection)
-        views = [_view(job) for job in found if job is not None]
+        views = [_view(job, results) for job in found if job is not None]
         views.sort(key=lambda v: v.get("enqueued_at") or "", reverse=True)
         return views[:limit]
 
@@ -175,9 +176,12 @@ class TrainingQueue:
         return {"id": job_id, "status": "unknown", "project": project, "kind": "train", "note": "expired or lost"}
 
 
-def _view(job: Job) -> dict:
-    """One job as ``GET /jobs/<id>`` shows it: RQ's state, our progress meta, and the result or failure reason."""
-    status = job.get_status()
+def _view(job: Job, result: bool = True) -> dict:
+    """One job as ``GET /jobs/<id>`` shows it: RQ's state, our progress meta, and the result or failure reason.
+
+    ``job`` was just fetched, so its status is read from that fetch, not asked of Redis again (one round trip per
+    job saved in a listing: ``bench/dashboard``)."""
+    status = job.get_status(refresh=False)
     meta = job.get_meta(refresh=False)
     out = {
         "id": job.id,
@@ -189,7 +193,7 @@ def _view(job: Job) -> dict:
         "started_at": _iso(job.started_at),
         "ended_at": _iso(job.ended_at),
     }
-    if status == JobStatus.FINISHED:
+    if status == JobStatus.FINISHED and result:
         out["result"] = job.return_value()
     elif status == JobStatus.FAILED:
         out["error"] = meta.get("error") or _last_line(job)
