@@ -9,6 +9,7 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
+import dashboard
 from export_api import bp as export_api
 from ls_protocol import BasicAuth
 from ls_protocol import create_app as create_protocol_app
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
     app.register_blueprint(export_api)
+    dashboard.register(app, DOMAIN_ERRORS)
     instrument(app, services)
     return app
 

@@ -1,4 +1,4 @@
-"""Aggregate a minibatch's errors into what a prompt rewriter can act on (DESIGN.md §6, item 3).
+"""Aggregate a minibatch's errors into what a prompt rewriter can act on (../shared/DESIGN.md §6, item 3).
 
 A score alone tells the proposer nothing. This collects, per control: labels most often missed and most often
 added wrongly, the top confusion pairs (gold label → predicted label), per-label F1 of the labels involved in

@@ -25,6 +25,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,7 +33,7 @@ from enum import StrEnum
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
 from optimizer.serving.parsing import Parsed, parse_answer
-from optimizer.serving.policy import Policy
+from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.prompting import answer_token_cap, build_messages, json_schema, select_demos
 
 
@@ -135,10 +136,11 @@ def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]
     return scores
 
 
-def score_fallback(parsed: Parsed, policy: Policy, text: str) -> dict[str, float]:
+def score_fallback(parsed: Parsed, retrieved: Sequence[Demo]) -> dict[str, float]:
+    """``retrieved``: the demos retrieved for this input (empty for a fixed demo set, which says nothing about it)."""
     kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts)
     quality = (1.0 if parsed.strict else 0.7) * (kept / (kept + parsed.dropped) if kept else 0.0)
-    demos = select_demos(policy, text) if policy.demo_k > 0 else ()
+    demos = retrieved
     scores = {}
     for name, labels in parsed.choices.items():
         if not labels:
@@ -186,9 +188,10 @@ class Predictor:
         key = item_key(policy, schema, text) if self.cache is not None else None
         if key is not None and key in self.cache:
             return self.cache[key]
+        demos = select_demos(policy, text)
         try:
             completion = self.llm.complete(
-                build_messages(policy, schema, text),
+                build_messages(policy, schema, text, demos),
                 json_schema(schema),
                 answer_token_cap(schema, self.llm.config.max_tokens),
             )
@@ -198,7 +201,7 @@ class Predictor:
         if completion.tokens:
             scores = score_from_logprobs(parsed, completion.text, completion.tokens)
         else:
-            scores = score_fallback(parsed, policy, text)
+            scores = score_fallback(parsed, demos if policy.demo_k > 0 else ())
         filled = list(scores.values())
         prediction = Prediction(
             choices={k: v for k, v in parsed.choices.items() if v},

@@ -12,6 +12,7 @@ Everything is concatenation: user and policy text are never passed through ``str
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.serving.policy import Answer, Demo, Policy
@@ -106,9 +107,11 @@ def select_demos(policy: Policy, text: str) -> tuple[Demo, ...]:
     return tuple(policy.demos[i] for i in index.top(text, policy.demo_k))
 
 
-def build_messages(policy: Policy, schema: Schema, text: str) -> list[dict]:
+def build_messages(policy: Policy, schema: Schema, text: str, demos: Sequence[Demo] | None = None) -> list[dict]:
+    """The chat for one input. ``demos``: the ones already chosen for it (the predictor chooses once and scores
+    with the same ones); omitted, they are chosen here."""
     messages = [{"role": "system", "content": policy.instruction.strip() + "\n\n" + format_spec(schema)}]
-    for demo in select_demos(policy, text):
+    for demo in select_demos(policy, text) if demos is None else demos:
         messages.append({"role": "user", "content": demo.input[:MAX_DEMO_CHARS]})
         messages.append({"role": "assistant", "content": answer_json(schema, demo.output)})
     messages.append({"role": "user", "content": text})

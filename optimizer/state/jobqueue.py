@@ -41,6 +41,18 @@ def _job_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
+# Job states a listing can ask for, and the ``rq.Queue`` attribute of the registry holding each (queued: the queue).
+REGISTRIES = {
+    "started": "started_job_registry",
+    "deferred": "deferred_job_registry",
+    "scheduled": "scheduled_job_registry",
+    "finished": "finished_job_registry",
+    "failed": "failed_job_registry",
+}
+ACTIVE_STATES = ("started", "queued", "deferred", "scheduled")
+LISTED = (*ACTIVE_STATES, "finished", "failed")
+
+
 def repredict_job_id(project: str, version: str) -> str:
     """One after-promotion bulk run per (project, version): enqueueing it twice is a no-op."""
     return _job_id(f"repredict-{project}-{version}")
@@ -62,6 +74,18 @@ class TrainingQueue:
         if decision.status is TriggerStatus.QUEUED:
             self.ensure_enqueued(project, decision.job_id, reason or "trigger")
         return decision
+
+    def release(self, project: str, job_id: str, why: str) -> str | None:
+        """A run ended (or died): free the project and queue the follow-up run its triggers left, if any."""
+        followup = self.coalescer.finish(project, job_id)
+        if followup:
+            self.ensure_enqueued(project, followup, why)
+        return followup
+
+    def train_now(self, project: str, reason: str) -> dict:
+        """A person asked for a run (HTTP API, CLI): trigger it past any threshold and say what became of it."""
+        decision = self.trigger(project, reason=reason)
+        return {"project": project, "status": decision.status, "job": decision.job}
 
     def _stale_queued(self, project: str) -> str | None:
         job_id, queued_at = self.coalescer.queued(project)
@@ -153,25 +177,31 @@ class TrainingQueue:
             job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return self._reserved(job_id)
-        status = job.get_status()
-        meta = job.get_meta(refresh=False)
-        out = {
-            "id": job.id,
-            "status": str(status.value if isinstance(status, JobStatus) else status),
-            "project": meta.get("project"),
-            "kind": meta.get("kind"),
-            "meta": meta,
-            "enqueued_at": _iso(job.enqueued_at),
-            "started_at": _iso(job.started_at),
-            "ended_at": _iso(job.ended_at),
-        }
-        if status == JobStatus.FINISHED:
-            out["result"] = job.return_value()
-        elif status == JobStatus.FAILED:
-            out["error"] = meta.get("error") or _last_line(job)
-        if meta.get("kind") == "bulk" and status == JobStatus.FINISHED and self.bulk is not None:
+        out = _view(job)
+        if out["kind"] == "bulk" and out["status"] == JobStatus.FINISHED.value and self.bulk is not None:
             self._bulk_view(job.id, out)
         return out
+
+    def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200) -> list[dict]:
+        """This queue's jobs in ``states`` (``queued`` or ``REGISTRIES`` names), newest first, at most ``limit``.
+
+        Read-only like ``/metrics``: registries are read without RQ's ``cleanup()``, so looking never moves a job.
+        A job that expired between the listing and the fetch is left out.
+        """
+        ids: list[str] = []
+        for state in states:
+            if state == "queued":
+                ids += self.queue.get_job_ids()
+            else:
+                ids += getattr(self.queue, REGISTRIES[state]).get_job_ids(cleanup=False)
+        found = Job.fetch_many(list(dict.fromkeys(ids)), connection=self.connection)
+        views = [_view(job) for job in found if job is not None]
+        views.sort(key=lambda v: v.get("enqueued_at") or "", reverse=True)
+        return views[:limit]
+
+    def active(self) -> list[dict]:
+        """Running, queued and waiting jobs with their progress: what the dashboard's Live page shows."""
+        return self.jobs(ACTIVE_STATES)
 
     def _bulk_view(self, run_id: str, out: dict) -> None:
         """A bulk run is finished when its chunk jobs are, not when its plan is: status and counts of the whole run."""
@@ -200,6 +230,27 @@ class TrainingQueue:
         if state["queued"] == job_id:
             return {"id": job_id, "status": "queued", "project": project, "kind": "train"}
         return {"id": job_id, "status": "unknown", "project": project, "kind": "train", "note": "expired or lost"}
+
+
+def _view(job: Job) -> dict:
+    """One job as ``GET /jobs/<id>`` shows it: RQ's state, our progress meta, and the result or failure reason."""
+    status = job.get_status()
+    meta = job.get_meta(refresh=False)
+    out = {
+        "id": job.id,
+        "status": str(status.value if isinstance(status, JobStatus) else status),
+        "project": meta.get("project"),
+        "kind": meta.get("kind"),
+        "meta": meta,
+        "enqueued_at": _iso(job.enqueued_at),
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+    }
+    if status == JobStatus.FINISHED:
+        out["result"] = job.return_value()
+    elif status == JobStatus.FAILED:
+        out["error"] = meta.get("error") or _last_line(job)
+    return out
 
 
 def _iso(value) -> str | None:

@@ -29,6 +29,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:metrics:bulk`` | hash | bulk pre-annotation task counts, ``project|outcome`` → count |
 | ``ns:llm:slots`` | zset | the cross-process LLM semaphore: holder id → lease expiry (ms) |
 | ``ns:llm:waiting`` | zset | interactive callers waiting for a slot: id → give-up time (ms) |
+| ``ns:dashboard:csrf-key`` | string | the random key the dashboard signs its CSRF tokens with, made once |
 
 Lua scripts take their keys and arguments by name through :class:`Script`: each script declares the names, gets
 them as Lua locals (``k_current``, ``a_parent``), and is called with keyword arguments, so a call site can never pass
@@ -116,6 +117,10 @@ class KeyMap:
     # -- telemetry ----------------------------------------------------------------------------------------------
     def llm_usage(self) -> str:
         return self._key("metrics", "llm")
+
+    # -- dashboard ----------------------------------------------------------------------------------------------
+    def dashboard_csrf_key(self) -> str:
+        return self._key("dashboard", "csrf-key")
 
 
 class Script:

@@ -3,8 +3,9 @@
 Fixtures (registered in ``tests/conftest.py``):
 
 - ``labelstudio`` (session): one Label Studio per test session on a free loopback port with a fresh data dir,
-  started as DESIGN.md §3 says (sqlite, legacy token, local ML URLs allowed). It takes about a minute to migrate,
-  so every test shares it and isolates itself by creating its own project. It yields a :class:`LabelStudioServer`
+  started as ../shared/DESIGN.md §3 says (sqlite, legacy token, local ML URLs allowed). It takes about a minute to
+  migrate, so every test shares it and isolates itself by creating its own project. It yields a
+  :class:`LabelStudioServer`
   with ``url``, ``token``, an SDK ``client`` and small helpers for the calls the SDK gets wrong.
 - ``start_backend`` (function): a factory that starts ``gunicorn _wsgi:app`` (:class:`BackendProcess`) against the
   session's redis-server with a unique namespace, and stops everything it started when the test ends.
@@ -59,7 +60,7 @@ class LabelStudioServer:
 
     @staticmethod
     def environment(data_dir: Path) -> dict[str, str]:
-        """DESIGN.md §3's start-up environment, plus no version check against pypi.org (CI may be offline)."""
+        """../shared/DESIGN.md §3's start-up environment, plus no version check against pypi.org (CI may be offline)."""
         return {
             **os.environ,
             "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
