@@ -100,7 +100,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         if offload:
             self._queue_unfinished(policy.version, tasks, predictions)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
-        answers = ls_predictions(self.schema, policy, predictions)
+        answers = ls_predictions(self.schema, policy, predictions, tasks)
         if typed:
             # Interactive answers are shown, never stored; Label Studio's editor expects one object per task.
             return [a or {"result": [], "score": 0.0, "model_version": policy.version} for a in answers]

@@ -71,7 +71,7 @@ def score_prediction(
     weights: Mapping[str, float] | None = None,
 ) -> ItemScore:
     """A failed or empty prediction scores like any wrong answer; the reason is kept for feedback."""
-    predicted: dict = {**prediction.choices, **prediction.texts}
+    predicted: dict = prediction.answer
     score = combine(schema, predicted, item.answer, verifiers=verifiers, weights=weights)
     if llm_failed(prediction):
         return ItemScore(0.0, score.verdicts, error=ScoreError(ScoreErrorKind.LLM, str(prediction.error)))

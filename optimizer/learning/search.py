@@ -43,6 +43,9 @@ class LoopConfig:
     demos: bool = True
     demo_k: int = 4
     max_demo_k: int = 8
+    # Label-set narrowing for controls with more than narrow_min_labels labels; narrow_k 0 never proposes it.
+    narrow_k: int = 8
+    narrow_min_labels: int = 16
     label_guide: bool = True
     guide_labels: int = 12
     max_instruction_chars: int = 2000
@@ -301,7 +304,14 @@ class Search:
         out: list[Candidate] = []
         if self.config.demos:
             variants = demo_variants(
-                parent, self.schema, train, demo_k=self.config.demo_k, max_k=self.config.max_demo_k, seed=self.seed
+                parent,
+                self.schema,
+                train,
+                demo_k=self.config.demo_k,
+                max_k=self.config.max_demo_k,
+                seed=self.seed,
+                narrow_k=self.config.narrow_k,
+                narrow_min=self.config.narrow_min_labels,
             )
             fresh = [(k, p) for k, p in variants if p.version not in self.tried]
             out += [Candidate(k, p) for k, p in fresh[:1]]
@@ -311,9 +321,9 @@ class Search:
         wants_guide = (
             self.config.label_guide and self.schema.choices and not self.guide_done and not nothing_wrong
         ) and len(out) < want
-        if wants_guide and self.budget.affords(reserve + each):
+        labels = self._guide_labels(feedback) if wants_guide else {}
+        if labels and self.budget.affords(reserve + len(labels) + each - 1):
             self.guide_done = True
-            labels = self._guide_labels(feedback)
             guide, error = label_guide(self.proposer, self.schema, train, labels, self.config.proposer_max_tokens)
             if guide:
                 proposals.append(Proposal("guide", parent.instruction.rstrip() + "\n\n" + guide))
@@ -341,13 +351,15 @@ class Search:
             out.append(Candidate(proposal.kind, policy, Status.INVALID if reason else None, reason))
         return out
 
-    def _guide_labels(self, feedback: dict) -> list[str]:
-        """The labels the guide defines: all of a small set, else those involved in the minibatch's errors."""
-        control = self.schema.choices[0] if self.schema.choices else None
-        if control is None:
-            return []
-        if len(control.labels) <= self.config.guide_labels:
-            return list(control.labels)
-        involved = feedback["controls"].get(control.name, {})
-        names = [label for label, _ in [*involved.get("missing", []), *involved.get("spurious", [])]]
-        return list(dict.fromkeys(names))[: self.config.guide_labels]
+    def _guide_labels(self, feedback: dict) -> dict[str, list[str]]:
+        """Per control, the labels the guide defines: all of a small set, else those in the minibatch's errors."""
+        out = {}
+        for control in self.schema.choices:
+            if len(control.labels) <= self.config.guide_labels:
+                out[control.name] = list(control.labels)
+                continue
+            involved = feedback["controls"].get(control.name, {})
+            names = [label for label, _ in [*involved.get("missing", []), *involved.get("spurious", [])]]
+            if names:
+                out[control.name] = list(dict.fromkeys(names))[: self.config.guide_labels]
+        return out

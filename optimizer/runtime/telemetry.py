@@ -53,7 +53,8 @@ PREDICTIONS = Counter(
 )
 PREDICTION_FAILURES = Counter(
     "lsml_prediction_failures_total",
-    "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, no_input, internal).",
+    "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, nothing_found, no_input, "
+    "internal).",
     ["project", "reason"],
     registry=REGISTRY,
 )

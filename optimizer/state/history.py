@@ -171,6 +171,7 @@ def diff_policies(a: Policy, b: Policy) -> dict:
         "demos_added": [d.to_dict() for key, d in new.items() if key not in old],
         "demos_removed": [d.to_dict() for key, d in old.items() if key not in new],
         "demo_k": {"from": a.demo_k, "to": b.demo_k},
+        "narrow_k": {"from": a.narrow_k, "to": b.narrow_k},
         "same": a.version == b.version,
     }
 

@@ -199,7 +199,7 @@ def _predict_and_post(
         outcome["skipped_in_ls"] = len(already)
         todo = [t for i, t in fresh.items() if i not in set(already)]
         predictions = services.predictor.predict_many(policy, schema, task_texts(schema, todo))
-        answers = ls_predictions(schema, policy, predictions)
+        answers = ls_predictions(schema, policy, predictions, todo)
         for prediction in predictions:
             if prediction.error is not None:
                 outcome[f"failed_{prediction.error.reason.value}"] += 1

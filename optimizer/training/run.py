@@ -121,7 +121,7 @@ def starting_policy(
     if live.version == services.default_policy.version:
         typed = most_typed_prompt(gold)
         if typed:
-            return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+            return live.with_instruction(typed), "typed prompt"
         served = services.default_for(schema, live)
         if served.version != live.version:
             return served, "judge default"
