@@ -9,6 +9,12 @@ to this origin, including a form another site submits. Two independent checks, b
   credentials means it changes with the password and differs between users.
 - **the request comes from our origin.** Browsers send ``Origin`` (and ``Sec-Fetch-Site``) on form posts; when
   present they must name this origin. A request with neither (curl, a script) still needs the token.
+
+The origin check also guards every other write of the app (:func:`refuse_cross_site`): the JSON API reads its
+body whatever the ``Content-Type``, so a page elsewhere could post a ``text/plain`` form that parses as JSON to
+``/projects/<p>/rollback`` with the credentials the browser keeps for the dashboard. Label Studio and scripts call
+from servers, which send neither header, so they are not affected. Hosts are compared without the scheme, so a
+TLS-terminating proxy in front works as long as it passes the ``Host`` header through.
 """
 
 from __future__ import annotations
@@ -45,21 +51,24 @@ class CsrfGuard:
         return hmac.new(self._secret(), b"dashboard-post|" + credentials, hashlib.sha256).hexdigest()
 
     def check(self, request: Request) -> None:
-        """Raise :class:`CsrfError` unless ``request`` carries our token and, if it says where it came from, our
-        origin."""
-        site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site not in ("same-origin", "none"):
-            raise CsrfError(f"the request came from another site (Sec-Fetch-Site: {site})")
-        origin = request.headers.get("Origin")
-        if origin is not None and not _same_origin(origin, request.host_url):
-            raise CsrfError("the request came from another origin")
-        if origin is None and request.referrer and not _same_origin(request.referrer, request.host_url):
-            raise CsrfError("the request came from a page on another origin")
+        """Raise :class:`CsrfError` unless ``request`` comes from our origin (when it says) and carries our token."""
+        check_origin(request)
         given = request.form.get(FIELD, "")
         if not given or not hmac.compare_digest(given, self.token(request)):
             raise CsrfError("the form's csrf_token is missing or wrong; reload the page and try again")
 
 
-def _same_origin(url: str, host_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(host_url)
-    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+def check_origin(request: Request) -> None:
+    """Raise :class:`CsrfError` if the browser says ``request`` came from another site or origin."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise CsrfError(f"the request came from another site (Sec-Fetch-Site: {site})")
+    origin = request.headers.get("Origin")
+    if origin is not None and not _same_host(origin, request.host):
+        raise CsrfError("the request came from another origin")
+    if origin is None and request.referrer and not _same_host(request.referrer, request.host):
+        raise CsrfError("the request came from a page on another origin")
+
+
+def _same_host(url: str, host: str) -> bool:
+    return urlsplit(url).netloc.lower() == host.lower()

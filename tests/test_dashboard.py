@@ -7,6 +7,7 @@ version's instruction carries ``<script>`` markup, which every page must show as
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from html import unescape
@@ -172,6 +173,21 @@ def test_buttons_refuse_a_missing_or_foreign_token_and_a_foreign_origin(dash):
     assert refused.status_code == 403 and "another origin" in refused.get_data(as_text=True)
     assert post_form(dash, path, {"csrf_token": token}, {"Sec-Fetch-Site": "cross-site"}).status_code == 403
     assert dash.seeded.services.history.pinned(PROJECT) is None  # nothing above changed anything
+
+
+def test_json_api_writes_from_another_site_are_refused(dash):
+    """A page elsewhere cannot use the browser's basic-auth credentials on the JSON API either (text/plain forms
+    that parse as JSON), while servers and scripts, which send no Origin, still can."""
+    services, (_, middle, live) = dash.seeded.services, dash.seeded.versions
+    forged = json.dumps({"version": middle, "pad": "="})  # what a text/plain form field name=value can spell
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = dash.client.post(f"/projects/{PROJECT}/rollback", data=forged,
+                                  headers={**AUTH, "Content-Type": "text/plain", **headers})  # fmt: skip
+        assert answer.status_code == 403 and answer.get_json()["field"] == "Origin", answer.get_json()
+    assert services.store.current_version(PROJECT) == live
+    pinned = dash.client.post(f"/projects/{PROJECT}/pin", headers={**AUTH, "Origin": "http://localhost"})
+    assert pinned.status_code == 200 and services.history.pinned(PROJECT) is not None  # same origin: allowed
+    assert dash.client.post(f"/projects/{PROJECT}/unpin", headers=AUTH).status_code == 200  # no Origin: a script
 
 
 def test_rollback_pin_unpin_and_train_buttons(dash):

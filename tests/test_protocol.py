@@ -115,7 +115,7 @@ def test_bad_predict_input_is_a_clear_4xx(client, kwargs, field, message):
 def test_bad_setup_and_webhook_input(client):
     assert client.post("/setup", json={"project": "1"}).status_code == 400
     bad = client.post("/setup", json={"schema": '<View><Text name="t" value="$t"/></View>'})
-    assert bad.status_code == 400 and "no Choices" in bad.get_json()["error"]
+    assert bad.status_code == 400 and "no control for the model to fill" in bad.get_json()["error"]
     assert client.post("/webhook", json={"project": {"id": 1}}).status_code == 400
 
 

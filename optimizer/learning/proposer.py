@@ -122,6 +122,7 @@ def _labels_line(schema: Schema) -> str:
         how = "several" if control.multiple else "one"
         parts.append(control.name + " (" + how + "): " + ", ".join(control.labels))
     parts += [a.name + ": free text" for a in schema.answers]
+    parts += [t.spec_line().removeprefix("- ") for t in schema.tags]
     return "Labels per control:\n" + "\n".join(parts)
 
 

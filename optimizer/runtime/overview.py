@@ -50,11 +50,19 @@ def _run_brief(view: dict | None) -> dict | None:
 
 
 def _runs_by_project(services: Services) -> dict[str, list[dict]]:
+    """Training jobs RQ still keeps, newest first per project, without their results (see :func:`_with_result`)."""
     runs: dict[str, list[dict]] = {}
     for view in services.jobs.jobs():
         if view.get("kind") == TRAIN and view.get("project"):
             runs.setdefault(view["project"], []).append(view)
     return runs
+
+
+def _with_result(services: Services, view: dict | None) -> dict | None:
+    """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
+    if view is None or view["status"] != "finished":
+        return view
+    return services.jobs.view(view["id"]) or view
 
 
 def _live_scores(entries) -> dict:
@@ -82,7 +90,7 @@ def projects(services: Services) -> dict:
                 "live": next((e.version for e in entries if e.live), None),
                 "versions": len(entries),
                 "pinned": services.history.pinned(project) is not None,
-                "last_run": _run_brief(next(iter(runs.get(project, ())), None)),
+                "last_run": _run_brief(_with_result(services, next(iter(runs.get(project, ())), None))),
                 **_live_scores(entries),
                 "predictions": served["served"],
                 "empty": served["empty"],
@@ -115,7 +123,7 @@ def project(services: Services, project: str) -> dict:
         "pinned": history.pinned(project),
         "training": services.coalescer.status(project),
         "versions": versions,
-        "runs": [_run_brief(v) for v in _runs_by_project(services).get(project, ())],
+        "runs": [_run_brief(_with_result(services, v)) for v in _runs_by_project(services).get(project, ())],
         "label_studio": label_studio_link(services, project),
     }
 

@@ -41,7 +41,11 @@ class Demo:
 
     @classmethod
     def from_dict(cls, data: dict) -> Demo:
-        output = {str(k): (list(v) if isinstance(v, list | tuple) else str(v)) for k, v in data["output"].items()}
+        # JSON values stay as they are (a rating stays 4, spans stay objects); anything else becomes text.
+        output = {
+            str(k): (list(v) if isinstance(v, list | tuple) else v if isinstance(v, int | float | dict) else str(v))
+            for k, v in data["output"].items()
+        }
         return cls(input=str(data["input"]), output=output)
 
 

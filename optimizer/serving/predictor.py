@@ -8,8 +8,9 @@ for the verifier).
 Score
 -----
 With logprobs (llama.cpp, OpenAI, vLLM): a chosen label's score is the probability the model gave its tokens,
-``exp(sum of token logprobs)``; a free-text answer's is the per-token geometric mean. The prediction's score is the
-mean over the controls it filled.
+``exp(sum of token logprobs)``; a free-text answer's is the per-token geometric mean, and so is a tag control's
+(spans, number, rating, taxonomy, pairwise), taken over the whole answer. The prediction's score is the mean over the
+controls it filled.
 
 Without logprobs (the documented fallback): ``format quality × demo agreement``, where format quality is 1.0 for a
 well-formed JSON answer and 0.7 for one recovered from plain text, scaled by the share of proposed labels that were
@@ -48,13 +49,19 @@ class FailureReason(StrEnum):
     UNPARSABLE = "unparsable"
     # The answer was cut off at the token cap and nothing complete could be salvaged from it.
     TRUNCATED = "truncated"
+    # A well-formed answer that found nothing to mark (no entity in the text for a Labels control): a real answer,
+    # but Label Studio would store its empty result as a prediction, so none is sent and the task is counted here.
+    NOTHING_FOUND = "nothing_found"
     INTERNAL = "internal"
     NOT_PREDICTED = "not_predicted"
+    # Not predicted in this request: handed to the bulk job, which posts it to Label Studio (batches past
+    # PREDICT_SYNC_MAX).
+    QUEUED = "queued"
 
     @property
     def answered(self) -> bool:
         """The LLM did answer (its text is in ``Prediction.raw``); it just held nothing usable."""
-        return self in (FailureReason.UNPARSABLE, FailureReason.TRUNCATED)
+        return self in (FailureReason.UNPARSABLE, FailureReason.TRUNCATED, FailureReason.NOTHING_FOUND)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Failure:
 class Prediction:
     choices: dict[str, list[str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    # Tag controls' values (spans, numbers, ratings, taxonomy paths, pairwise sides), each inside its tag's domain.
+    values: dict[str, object] = field(default_factory=dict)
     score: float = 0.0
     control_scores: dict[str, float] = field(default_factory=dict)
     error: Failure | None = None
@@ -83,7 +92,12 @@ class Prediction:
 
     @property
     def empty(self) -> bool:
-        return not any(self.choices.values()) and not any(t for t in self.texts.values())
+        return not any(self.choices.values()) and not any(t for t in self.texts.values()) and not self.values
+
+    @property
+    def answer(self) -> dict:
+        """Every control's answer in one mapping, as verifiers and reports read it."""
+        return {**self.choices, **self.texts, **self.values}
 
     @classmethod
     def failed(cls, reason: FailureReason, detail: str = "") -> Prediction:
@@ -113,7 +127,7 @@ def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]
         # Token texts do not add up to the answer (some servers strip whitespace): align by position only
         # when they do, otherwise fall back to the whole answer's mean token probability.
         mean = sum(lp for _, lp in tokens) / max(1, len(tokens))
-        filled = [n for n, labels in parsed.choices.items() if labels] + list(parsed.texts)
+        filled = [n for n, labels in parsed.choices.items() if labels] + list(parsed.texts) + list(parsed.values)
         return dict.fromkeys(filled, math.exp(mean))
     scores: dict[str, float] = {}
     for name, labels in parsed.choices.items():
@@ -131,12 +145,15 @@ def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]
         if at >= 0:
             total, count = _span_logprob(offsets, (at, at + len(text)))
             scores[name] = math.exp(total / count) if count else 0.0
+    if parsed.values:
+        whole = math.exp(sum(lp for _, lp in tokens) / len(tokens))
+        scores.update(dict.fromkeys(parsed.values, whole))
     return scores
 
 
 def score_fallback(parsed: Parsed, retrieved: Sequence[Demo]) -> dict[str, float]:
     """``retrieved``: the demos retrieved for this input (empty for a fixed demo set, which says nothing about it)."""
-    kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts)
+    kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts) + len(parsed.values)
     quality = (1.0 if parsed.strict else 0.7) * (kept / (kept + parsed.dropped) if kept else 0.0)
     demos = retrieved
     scores = {}
@@ -145,7 +162,7 @@ def score_fallback(parsed: Parsed, retrieved: Sequence[Demo]) -> dict[str, float
             continue
         agree = sum(1 for d in demos if set(labels) & set(_as_list(d.output.get(name))))
         scores[name] = quality * (1 + agree) / (1 + len(demos))
-    for name in parsed.texts:
+    for name in [*parsed.texts, *parsed.values]:
         scores[name] = quality
     return scores
 
@@ -205,6 +222,7 @@ class Predictor:
         prediction = Prediction(
             choices={k: v for k, v in parsed.choices.items() if v},
             texts={k: v for k, v in parsed.texts.items() if v},
+            values={k: v for k, v in parsed.values.items() if v not in (None, [])},
             score=round(sum(filled) / len(filled), 6) if filled else 0.0,
             control_scores={k: round(v, 6) for k, v in scores.items()},
             raw=completion.text,
@@ -213,7 +231,12 @@ class Predictor:
             salvaged=parsed.salvaged,
         )
         if parsed.empty:
-            reason = FailureReason.TRUNCATED if completion.truncated else FailureReason.UNPARSABLE
+            if completion.truncated:
+                reason = FailureReason.TRUNCATED
+            elif parsed.nothing_found:
+                reason = FailureReason.NOTHING_FOUND
+            else:
+                reason = FailureReason.UNPARSABLE
             prediction.error = Failure(reason, "no valid label in the answer: " + completion.text[:120])
         if key is not None:
             self.cache[key] = prediction

@@ -39,8 +39,10 @@ def format_spec(schema: Schema) -> str:
     lines = ["Answer with a JSON object and nothing else."]
     lines += [_label_line(c) for c in schema.choices]
     lines += [f'- "{a.name}": your answer as free text' for a in schema.answers]
+    lines += [t.spec_line() for t in schema.tags]
     example = {c.name: (["..."] if c.multiple else "...") for c in schema.choices}
     example.update({a.name: "..." for a in schema.answers})
+    example.update({t.name: t.example() for t in schema.tags})
     lines.append("Format: " + json.dumps(example, ensure_ascii=False))
     return "\n".join(lines)
 
@@ -62,6 +64,8 @@ def json_schema(schema: Schema, narrowed: Narrowed | None = None) -> dict:
         props[c.name] = array if c.multiple else enum
     for a in schema.answers:
         props[a.name] = {"type": "string"}
+    for t in schema.tags:
+        props[t.name] = t.value_schema()
     return {
         "type": "object",
         "properties": props,
@@ -81,7 +85,8 @@ def answer_token_cap(schema: Schema, free_text_tokens: int) -> int:
     The longest legal answer names every label of each multiple-choice control and the longest label of each single
     one; its UTF-8 length in bytes bounds its token count (a token is at least one byte). Whitespace the grammar
     admits between items gets a small allowance each, and every free-text area gets ``free_text_tokens``
-    (``LLM_MAX_TOKENS``), the one part whose length cannot be known from the config.
+    (``LLM_MAX_TOKENS``), the one part whose length cannot be known from the config; so does a tag control whose
+    longest answer is unbounded (named-entity spans).
     """
     longest: dict[str, list[str] | str] = {}
     items = 1
@@ -91,13 +96,20 @@ def answer_token_cap(schema: Schema, free_text_tokens: int) -> int:
     for a in schema.answers:
         longest[a.name] = ""
         items += 1
+    unbounded = len(schema.answers)
+    for t in schema.tags:
+        value = t.longest()
+        # A tag whose answer has no length bound (spans copy entity text from the input) is budgeted like free text.
+        longest[t.name] = [] if value is None else value
+        unbounded += value is None
+        items += 1 + (len(value) if isinstance(value, list) else 0)
     size = len(json.dumps(longest, ensure_ascii=False).encode())
-    return size + _SLACK_PER_ITEM * items + _SLACK + free_text_tokens * len(schema.answers)
+    return size + _SLACK_PER_ITEM * items + _SLACK + free_text_tokens * unbounded
 
 
 def answer_json(schema: Schema, answer: Answer) -> str:
     """The assistant turn for a demo: the gold answer in exactly the shape we ask the model for."""
-    out: dict[str, list[str] | str] = {}
+    out: dict[str, object] = {}
     for c in schema.choices:
         value = answer.get(c.name, [])
         labels = [value] if isinstance(value, str) else list(value)
@@ -106,6 +118,8 @@ def answer_json(schema: Schema, answer: Answer) -> str:
     for a in schema.answers:
         value = answer.get(a.name, "")
         out[a.name] = value if isinstance(value, str) else " ".join(value)
+    for t in schema.tags:
+        out[t.name] = t.shown(answer.get(t.name))
     return json.dumps(out, ensure_ascii=False)
 
 
