@@ -14,6 +14,7 @@ from html import unescape
 from types import SimpleNamespace
 
 import pytest
+from rq import SimpleWorker
 
 from optimizer.settings import Settings
 from tests.support.constants import SUPPORT_CONFIG
@@ -159,6 +160,24 @@ def test_live_page_and_twin_list_active_jobs(dash):
     finally:
         services.jobs.queue.empty()
         services.redis.delete(services.store.keys.train_state(PROJECT))
+
+
+def test_live_shows_a_bulk_pre_annotation_run_as_one_row_with_its_progress(dash):
+    services = dash.seeded.services
+    live = services.store.current_version(PROJECT)
+    run = services.jobs.enqueue_bulk(PROJECT, live, reason="test")
+    worker = SimpleWorker([services.settings.rq_queue], connection=services.rq_redis)
+    worker.work(burst=True, max_jobs=1)  # the plan only: its chunk jobs wait in the queue
+    (row,) = get(dash, "/jobs").get_json()["jobs"]
+    total = len(dash.ls.tasks)
+    assert row["id"] == run and row["kind"] == "bulk" and row["status"] == "started"
+    assert row["total"] == total and row["done"] == 0 and row["fraction"] == 0
+    html = get(dash, "/dashboard/live").get_data(as_text=True)
+    assert f'data-job="{run}"' in html and f'href="/jobs/{run}"' in html and f"0 / {total} tasks" in html
+    worker.work(burst=True)  # the chunks
+    assert get(dash, "/jobs").get_json()["jobs"] == []
+    finished = get(dash, f"/jobs/{run}").get_json()
+    assert finished["status"] == "finished" and sum(finished["progress"]["tasks"].values()) == total
 
 
 def test_buttons_refuse_a_missing_or_foreign_token_and_a_foreign_origin(dash):

@@ -25,6 +25,7 @@ from optimizer.state.history import UnknownPolicy
 from optimizer.state.projects import numeric_id
 
 TRAIN = "train"
+BULK_CHUNK = "bulk_chunk"
 
 
 def label_studio_link(services: Services, project: str) -> str | None:
@@ -51,11 +52,19 @@ def _run_brief(view: dict | None) -> dict | None:
 
 
 def _runs_by_project(services: Services) -> dict[str, list[dict]]:
+    """Training jobs RQ still keeps, newest first per project, without their results (see :func:`_with_result`)."""
     runs: dict[str, list[dict]] = {}
     for view in services.jobs.jobs():
         if view.get("kind") == TRAIN and view.get("project"):
             runs.setdefault(view["project"], []).append(view)
     return runs
+
+
+def _with_result(services: Services, view: dict | None) -> dict | None:
+    """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
+    if view is None or view["status"] != "finished":
+        return view
+    return services.jobs.view(view["id"]) or view
 
 
 def _live_scores(entries) -> dict:
@@ -91,7 +100,7 @@ def projects(services: Services) -> dict:
                 "live": next((e.version for e in entries if e.live), None),
                 "versions": len(entries),
                 "pinned": services.history.pinned(project) is not None,
-                "last_run": _run_brief(next(iter(runs.get(project, ())), None)),
+                "last_run": _run_brief(_with_result(services, next(iter(runs.get(project, ())), None))),
                 **_live_scores(entries),
                 "predictions": served["served"],
                 "empty": served["empty"],
@@ -125,7 +134,7 @@ def project(services: Services, project: str) -> dict:
         "pinned": history.pinned(project),
         "training": services.coalescer.status(project),
         "versions": versions,
-        "runs": [_run_brief(v) for v in _runs_by_project(services).get(project, ())],
+        "runs": [_run_brief(_with_result(services, v)) for v in _runs_by_project(services).get(project, ())],
         "label_studio": label_studio_link(services, project),
         "settings": settings_view(services, project),
     }
@@ -159,9 +168,24 @@ def run(services: Services, job_id: str) -> dict | None:
 
 
 def live(services: Services) -> dict:
-    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included."""
-    jobs = [_progress(v) for v in services.jobs.active()]
+    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included.
+
+    A bulk pre-annotation run is one row however many chunk jobs it runs as: its plan job's view, which counts the
+    whole run's tasks (``TrainingQueue.view``), stands in for its active chunks.
+    """
+    jobs, runs = [], []
+    for view in services.jobs.active():
+        run = (view.get("meta") or {}).get("run") if view.get("kind") == BULK_CHUNK else None
+        if run is None:
+            jobs.append(_progress(view))
+        elif run not in runs:
+            runs.append(run)
     listed = {job["id"] for job in jobs}
+    for run in runs:
+        view = services.jobs.view(run) if run not in listed else None
+        if view is not None:
+            jobs.append(_progress(view))
+            listed.add(run)
     for name in services.projects.all():
         followup = services.coalescer.status(name)["followup"]
         if followup and followup not in listed:
@@ -172,10 +196,16 @@ def live(services: Services) -> dict:
 
 
 def _progress(view: dict) -> dict:
-    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, items done."""
+    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, tasks done."""
     meta = view.get("meta") or {}
     event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
     done, total = meta.get("done"), meta.get("total")
+    bulk = view.get("progress") if isinstance(view.get("progress"), dict) else None
+    outcomes = {}
+    if bulk is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
+        outcomes = dict(bulk.get("tasks") or {})
+        done, total = sum(outcomes.values()), bulk.get("total")
+        meta = {**meta, "phase": f"{bulk.get('chunks_active', 0)} of {bulk.get('chunks', 0)} chunks active"}
     calls, budget = event.get("calls"), event.get("budget")
     if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
         fraction = min(1.0, calls / budget)
@@ -198,4 +228,5 @@ def _progress(view: dict) -> dict:
         "enqueued_at": view.get("enqueued_at"),
         "started_at": view.get("started_at"),
         "note": view.get("note"),
+        "outcomes": outcomes,
     }

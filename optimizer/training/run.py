@@ -142,11 +142,11 @@ def judge_summary(schema: Schema, report: dict) -> dict:
     keys = ("balanced_accuracy", "kappa", "accuracy", "n")
     out = {}
     for when, val_key in (("initial", "initial_val"), ("best", "champion_val")):
-        val = (run.get(val_key) or {}).get(name) or {}
+        val = ((run.get(val_key) or {}).get("controls") or {}).get(name) or {}
         held = test.get(when) or {}
         entry = {"validation": {k: val.get(k) for k in keys}}
-        if name in held:
-            entry["test"] = {k: held[name].get(k) for k in keys}
+        if name in (held.get("controls") or {}):
+            entry["test"] = {k: held["controls"][name].get(k) for k in keys}
         elif "reward" in held:
             entry["test"] = {"balanced_accuracy": held.get("hard_reward", held["reward"]), "folds": held.get("folds")}
         out[when] = entry

@@ -174,6 +174,18 @@ class LabelStudioServer:
     def predictions(self, task_id: int) -> list[dict]:
         return [p.model_dump(mode="json") for p in self.client.predictions.list(task=task_id)]
 
+    def connect_with_secret(self, project_id: int, url: str, basic_auth: tuple[str, str], secret: str):
+        """Connect the backend with basic auth and add the ``X-Webhook-Secret`` header users add to its webhook."""
+        ml = self.connect_backend(project_id, url, basic_auth=basic_auth)
+        self.set_webhook_headers(project_id, url + "/webhook", {"X-Webhook-Secret": secret})
+        return ml
+
+    def retrieve_all(self, project_id: int, ml_id: int, task_ids: list[int]) -> tuple[str, list[list[dict]]]:
+        """Retrieve predictions for every task; (the backend's model version in LS, each task's predictions)."""
+        self.retrieve_predictions(project_id)
+        version = self.ml_backend(ml_id)["model_version"]
+        return version, [self.predictions(t) for t in task_ids]
+
     def interactive_annotating(self, ml_id: int, task_id: int, context: dict | None = None) -> dict:
         """``POST /api/ml/{id}/interactive-annotating``; raw HTTP because the SDK's call returns None."""
         return self._json("POST", f"/api/ml/{ml_id}/interactive-annotating", json={"task": task_id, "context": context})
