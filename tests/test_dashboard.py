@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 from rq import SimpleWorker
 
+from optimizer.serving.policy import Demo, Policy
 from optimizer.settings import Settings
 from tests.support.constants import SUPPORT_CONFIG
 from tests.support.dashboard_seed import PROJECT, seed, seed_tasks
@@ -92,6 +93,9 @@ def test_projects_page_matches_its_json_twin(dash):
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert live in html and dash.seeded.second_job in html and 'href="/projects"' in html
     assert f'href="{dash.ls.url}/projects/1/data"' in html
+    scores = row["last_run"]["scores"]  # whether training helped, at a glance: held-out test before → after
+    assert scores["initial_test_score"] < scores["test_score"]
+    assert f"test {scores['initial_test_score']:.3f} → {scores['test_score']:.3f}" in html
     assert "script-src 'self'" in page.headers["Content-Security-Policy"] and page.headers["X-Frame-Options"] == "DENY"
 
 
@@ -244,3 +248,16 @@ def test_unknown_references_are_4xx_pages(dash):
     assert get(dash, "/dashboard/projects/a%20b").status_code == 400
     assert get(dash, "/dashboard/runs/nope").status_code == 404
     assert get(dash, "/runs/no$pe").status_code == 400
+
+
+def test_demos_and_labels_are_shown_as_text(dash):
+    """Runs last: it records one more version. Task text and label names reach the page only escaped."""
+    services, live = dash.seeded.services, dash.seeded.versions[-1]
+    hostile = Policy(
+        "Plain instruction.", demos=(Demo('<img src=x onerror="window.__pwned=2">', {"intent": ["<b>Billing</b>"]}),)
+    )
+    services.store.record(PROJECT, hostile, parent=live, status="rejected", job="train-z")
+    html = get(dash, f"/dashboard/projects/{PROJECT}").get_data(as_text=True)
+    assert "<img src=x" not in html and "<b>Billing</b>" not in html
+    assert "&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;" in html and "&lt;b&gt;Billing&lt;/b&gt;" in html
+    assert f'<li class="version-card" id="{hostile.version}"' in html

@@ -119,7 +119,11 @@ def project(services: Services, project: str) -> dict:
     entries = history.entries(project)
     versions = []
     for entry in entries:
-        item = {**entry.to_dict(), "policy": history.policy(project, entry.version).to_dict()}
+        try:
+            body = history.policy(project, entry.version).to_dict()
+        except UnknownPolicy:
+            body = None  # recorded, but its body is gone from Redis: list it, show no text
+        item = {**entry.to_dict(), "policy": body}
         parent = entry.record.get("parent")
         if parent and parent != entry.version:
             try:
