@@ -19,11 +19,13 @@ from ls_protocol import InvalidInput, InvalidLabelConfig, LabelStudioMLBase
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
+from optimizer.project_settings import Effective, ProjectSettingsError, parse_choices
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.policy import Policy
-from optimizer.serving.predictor import Prediction
+from optimizer.serving.predictor import FailureReason, Prediction
+from optimizer.state.projects import numeric_id
 from optimizer.training.webhooks import WebhookHandler
 
 DEFAULT_PROJECT = "default"
@@ -36,6 +38,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         self.schema: Schema | None = None
         self._policy: Policy | None = None
         self._project: str | None = None
+        self._settings: Effective | None = None
         super().__init__(**kwargs)
 
     @property
@@ -67,6 +70,27 @@ class PromptPolicyModel(LabelStudioMLBase):
         except redis.RedisError as exc:
             log.warning("could not record project %s: %s", self.project_id, exc.__class__.__name__)
 
+    def configure(self, extra_params: dict | None) -> None:
+        """Validate the project's Extra params against the server's profiles and store them for every path."""
+        try:
+            choices = parse_choices(extra_params, self.services.settings, self.schema)
+        except ProjectSettingsError as exc:
+            raise InvalidInput(exc.message, exc.field) from None
+        if not self.project_id:
+            return
+        try:
+            self.services.projects.save_settings(self.project, choices.to_json() if choices else None)
+        except redis.RedisError as exc:
+            # Like the policy: Redis down keeps serving what was last stored; say so rather than fail the connect.
+            log.warning("could not store settings of project %s: %s", self.project, exc.__class__.__name__)
+
+    @property
+    def settings(self) -> Effective:
+        """The project's effective LLM settings, read once per request (``/predict`` and training agree)."""
+        if self._settings is None:
+            self._settings = self.services.project_settings(self.project)
+        return self._settings
+
     @property
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
@@ -90,8 +114,15 @@ class PromptPolicyModel(LabelStudioMLBase):
             # Interactive mode: the annotator's typed prompt is used at once, with the project's demos.
             policy = policy.with_instruction(typed)
         texts = task_texts(self.schema, tasks)
-        deadline = time.monotonic() + self.services.settings.predict_deadline
-        predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
+        settings = self.services.settings
+        offload = not typed and self._can_offload(tasks)
+        now = len(texts) if not offload else min(len(texts), settings.predict_sync_max)
+        deadline = time.monotonic() + settings.predict_deadline
+        predictor = self.services.predictor_for(self.settings.labeller)  # the project's profile and knobs
+        predictions = predictor.predict_many(policy, self.schema, texts[:now], deadline=deadline)
+        predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
+        if offload:
+            self._queue_unfinished(policy.version, tasks, predictions)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
         answers = ls_predictions(self.schema, policy, predictions, tasks)
         if typed:
@@ -100,6 +131,30 @@ class PromptPolicyModel(LabelStudioMLBase):
         # An empty list is "no prediction for this task": Label Studio keeps the one-per-task count, stores nothing
         # and asks for the task again on the next Retrieve Predictions (README, "Tasks without an answer").
         return [a if a is not None else [] for a in answers]
+
+    def _can_offload(self, tasks: list[dict]) -> bool:
+        """Unfinished tasks can go to the bulk job only if a worker can post to Label Studio and they have ids."""
+        settings = self.services.settings
+        return (
+            bool(settings.label_studio_url and settings.label_studio_api_key.get_secret_value())
+            and numeric_id(self.project) is not None
+            and not self.services.store.degraded
+            and all(isinstance(t.get("id"), int) for t in tasks)
+        )
+
+    def _queue_unfinished(self, version: str, tasks: list[dict], predictions: list[Prediction]) -> None:
+        """Hand the tasks the deadline cut off, and those past PREDICT_SYNC_MAX, to a bulk run that posts them."""
+        later = (FailureReason.DEADLINE, FailureReason.QUEUED)
+        ids = [t["id"] for t, p in zip(tasks, predictions, strict=True) if p.error and p.error.reason in later]
+        if not ids:
+            return
+        try:
+            run = self.services.jobs.enqueue_bulk(self.project, version, ids, reason="predict")
+        except redis.RedisError as exc:
+            log.error("could not queue %d unfinished tasks for the bulk job: %s", len(ids), exc.__class__.__name__)
+            return
+        log.info("queued %d tasks this /predict did not finish as bulk run %s", len(ids), run,
+                 extra={"project": self.project, "job": run, "tasks": len(ids)})  # fmt: skip
 
     def _account(self, version: str, predictions: list[Prediction]) -> None:
         """Count every task in /metrics and log every one that got no answer, by reason: none is silent."""

@@ -18,12 +18,14 @@ from dataclasses import asdict
 
 from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.state.history import UnknownPolicy
 from optimizer.state.projects import numeric_id
 
 TRAIN = "train"
+BULK_CHUNK = "bulk_chunk"
 
 
 def label_studio_link(services: Services, project: str) -> str | None:
@@ -50,11 +52,19 @@ def _run_brief(view: dict | None) -> dict | None:
 
 
 def _runs_by_project(services: Services) -> dict[str, list[dict]]:
+    """Training jobs RQ still keeps, newest first per project, without their results (see :func:`_with_result`)."""
     runs: dict[str, list[dict]] = {}
     for view in services.jobs.jobs():
         if view.get("kind") == TRAIN and view.get("project"):
             runs.setdefault(view["project"], []).append(view)
     return runs
+
+
+def _with_result(services: Services, view: dict | None) -> dict | None:
+    """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
+    if view is None or view["status"] != "finished":
+        return view
+    return services.jobs.view(view["id"]) or view
 
 
 def _live_scores(entries) -> dict:
@@ -65,6 +75,14 @@ def _live_scores(entries) -> dict:
         "val_score": record.get("val_score", scores.get("val_score")),
         "test_score": record.get("test_score", scores.get("test_score")),
     }
+
+
+def settings_view(services: Services, project: str) -> dict:
+    """The project's effective LLM settings as the policy API shows them, or the reason they cannot be used."""
+    try:
+        return services.project_settings(project).public()
+    except ProfileGone as exc:
+        return {"error": str(exc)}
 
 
 def projects(services: Services) -> dict:
@@ -82,13 +100,14 @@ def projects(services: Services) -> dict:
                 "live": next((e.version for e in entries if e.live), None),
                 "versions": len(entries),
                 "pinned": services.history.pinned(project) is not None,
-                "last_run": _run_brief(next(iter(runs.get(project, ())), None)),
+                "last_run": _run_brief(_with_result(services, next(iter(runs.get(project, ())), None))),
                 **_live_scores(entries),
                 "predictions": served["served"],
                 "empty": served["empty"],
                 "empty_share": round(served["empty"] / served["served"], 4) if served["served"] else None,
                 "empty_reasons": served["reasons"],
                 "label_studio": label_studio_link(services, project),
+                "settings": settings_view(services, project),
             }
         )
     return {"projects": rows}
@@ -100,7 +119,11 @@ def project(services: Services, project: str) -> dict:
     entries = history.entries(project)
     versions = []
     for entry in entries:
-        item = {**entry.to_dict(), "policy": history.policy(project, entry.version).to_dict()}
+        try:
+            body = history.policy(project, entry.version).to_dict()
+        except UnknownPolicy:
+            body = None  # recorded, but its body is gone from Redis: list it, show no text
+        item = {**entry.to_dict(), "policy": body}
         parent = entry.record.get("parent")
         if parent and parent != entry.version:
             try:
@@ -115,8 +138,9 @@ def project(services: Services, project: str) -> dict:
         "pinned": history.pinned(project),
         "training": services.coalescer.status(project),
         "versions": versions,
-        "runs": [_run_brief(v) for v in _runs_by_project(services).get(project, ())],
+        "runs": [_run_brief(_with_result(services, v)) for v in _runs_by_project(services).get(project, ())],
         "label_studio": label_studio_link(services, project),
+        "settings": settings_view(services, project),
     }
 
 
@@ -148,9 +172,24 @@ def run(services: Services, job_id: str) -> dict | None:
 
 
 def live(services: Services) -> dict:
-    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included."""
-    jobs = [_progress(v) for v in services.jobs.active()]
+    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included.
+
+    A bulk pre-annotation run is one row however many chunk jobs it runs as: its plan job's view, which counts the
+    whole run's tasks (``TrainingQueue.view``), stands in for its active chunks.
+    """
+    jobs, runs = [], []
+    for view in services.jobs.active():
+        run = (view.get("meta") or {}).get("run") if view.get("kind") == BULK_CHUNK else None
+        if run is None:
+            jobs.append(_progress(view))
+        elif run not in runs:
+            runs.append(run)
     listed = {job["id"] for job in jobs}
+    for run in runs:
+        view = services.jobs.view(run) if run not in listed else None
+        if view is not None:
+            jobs.append(_progress(view))
+            listed.add(run)
     for name in services.projects.all():
         followup = services.coalescer.status(name)["followup"]
         if followup and followup not in listed:
@@ -161,10 +200,16 @@ def live(services: Services) -> dict:
 
 
 def _progress(view: dict) -> dict:
-    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, items done."""
+    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, tasks done."""
     meta = view.get("meta") or {}
     event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
     done, total = meta.get("done"), meta.get("total")
+    bulk = view.get("progress") if isinstance(view.get("progress"), dict) else None
+    outcomes = {}
+    if bulk is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
+        outcomes = dict(bulk.get("tasks") or {})
+        done, total = sum(outcomes.values()), bulk.get("total")
+        meta = {**meta, "phase": f"{bulk.get('chunks_active', 0)} of {bulk.get('chunks', 0)} chunks active"}
     calls, budget = event.get("calls"), event.get("budget")
     if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
         fraction = min(1.0, calls / budget)
@@ -187,4 +232,5 @@ def _progress(view: dict) -> dict:
         "enqueued_at": view.get("enqueued_at"),
         "started_at": view.get("started_at"),
         "note": view.get("note"),
+        "outcomes": outcomes,
     }
