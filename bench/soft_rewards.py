@@ -161,7 +161,13 @@ def held_out_evaluator(labeller: LLMClient) -> Evaluator:
 def held_out(judge: Evaluator, policy: Policy, held: list[GoldItem]) -> dict:
     scored = judge.evaluate(policy, held)
     metrics = scored.metrics(SCHEMA)["controls"]["reward"]
-    return {"balanced_accuracy": round(scored.mean, 4), "kappa": round(metrics["kappa"], 4)}
+    out = {"balanced_accuracy": round(scored.mean, 4), "kappa": round(metrics["kappa"], 4)}
+    return {**out, "failed": scored.metrics(SCHEMA)["failed"], "said_good": said_good(scored)}
+
+
+def said_good(scored) -> float:
+    """Share of items the judge graded "1": how close it is to the always-Good judge."""
+    return round(sum(p.choices.get("reward") == ["1"] for p in scored.predictions) / len(scored.predictions), 3)
 
 
 def optimise(labeller, proposer, judge: Evaluator, gold, held, reward: Reward, seed: int, budget: int, demos=False):
@@ -287,8 +293,12 @@ def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, bu
     try:
 
         def model(logprobs: bool = True) -> LLMClient:
-            config = LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2)
-            return LLMClient(replace(config, logprobs=logprobs))
+            # One request at a time with a long timeout: the server computes one at a time and keeps computing a
+            # request its client gave up on, so timeouts and retries on a busy machine only pile work up.
+            config = LLMConfig(
+                base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=1, timeout=180, max_retries=0
+            )
+            return LLMClient(replace(config, logprobs=logprobs, max_tokens=24 if logprobs else 256))
 
         labeller = model()
         if "gate" in parts:
