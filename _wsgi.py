@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
-from ls_protocol import BasicAuth
+from ls_protocol import BasicAuth, describe, operation
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
 from observability import instrument
@@ -19,6 +19,7 @@ from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
 from optimizer.state.history import HistoryError, StaleLive, UnknownPolicy
 from optimizer.training.webhooks import WebhookError, WebhookUnavailable
+from policy_api import OPENAPI_MODELS, OPENAPI_PATHS
 from policy_api import bp as policy_api
 
 # The domain's typed errors → HTTP statuses, in one place (the layers below know nothing of HTTP).
@@ -54,7 +55,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
+    describe(app, OPENAPI_PATHS, OPENAPI_MODELS)
     instrument(app, services)
+    describe(app, {"/metrics": {"get": operation("Prometheus metrics (text format)")}})
     return app
 
 

@@ -19,15 +19,41 @@ is the full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from flask import Blueprint, current_app, request
+from pydantic import Field
 
-from ls_protocol import InvalidInput, NotFound, json_response, read_object
+from ls_protocol import (
+    InvalidInput,
+    NotFound,
+    Payload,
+    json_body,
+    json_response,
+    operation,
+    path_param,
+    query_param,
+    read_object,
+    validate,
+)
 from optimizer.runtime.services import Services
 
 bp = Blueprint("policies", __name__)
 
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+Version = Annotated[str, Field(pattern=_REF.pattern)]
+
+
+class RollbackRequest(Payload):
+    version: Version
+    expected: Version | None = None
+    pin: bool = False
+
+
+class PinRequest(Payload):
+    version: Version | None = None
 
 
 def _services() -> Services:
@@ -88,24 +114,15 @@ def diff(ref: str):
 @bp.post("/projects/<ref>/rollback")
 def rollback(ref: str):
     project = _project(ref)
-    body = read_object()
-    version = _version(body.get("version"))
-    expected = body.get("expected")
-    if expected is not None:
-        expected = _version(expected, "expected")
-    pin = body.get("pin", False)
-    if not isinstance(pin, bool):
-        raise InvalidInput('"pin" must be true or false', "pin")
-    return json_response(_services().history.rollback(project, version, expected=expected, pin=pin))
+    data = validate(RollbackRequest, read_object())
+    return json_response(_services().history.rollback(project, data.version, expected=data.expected, pin=data.pin))
 
 
 @bp.post("/projects/<ref>/pin")
 def pin(ref: str):
     project = _project(ref)
-    version = read_object(required=False).get("version")
-    if version is not None:
-        version = _version(version)
-    return json_response(_services().history.pin(project, version))
+    data = validate(PinRequest, read_object(required=False))
+    return json_response(_services().history.pin(project, data.version))
 
 
 @bp.post("/projects/<ref>/unpin")
@@ -137,3 +154,28 @@ def job(job_id: str):
     if view is None:
         raise NotFound(f"no job {job_id!r} (unknown, or its result expired)", "job")
     return json_response(view)
+
+
+_P = path_param("ref")
+OPENAPI_MODELS = (RollbackRequest, PinRequest)
+OPENAPI_PATHS = {
+    "/projects/{ref}/policies": {"get": operation("every policy version, newest first", params=[_P])},
+    "/projects/{ref}/policies/{version}": {"get": operation("one policy version", params=[_P, path_param("version")])},
+    "/projects/{ref}/diff": {
+        "get": operation("diff of two versions", params=[_P, query_param("from"), query_param("to")])
+    },
+    "/projects/{ref}/rollback": {
+        "post": operation("make an earlier version live", params=[_P], request=json_body(RollbackRequest))
+    },
+    "/projects/{ref}/pin": {
+        "post": operation("stop automatic promotion", params=[_P], request=json_body(PinRequest, False))
+    },
+    "/projects/{ref}/unpin": {"post": operation("resume automatic promotion", params=[_P])},
+    "/projects/{ref}/train": {"post": operation("queue a training run", ok=202, params=[_P])},
+    "/projects/{ref}/events": {
+        "get": operation("recent webhook events", params=[_P, query_param("limit", {"type": "integer"})])
+    },
+    "/jobs/{job_id}": {
+        "get": operation("a job's status and result", params=[path_param("job_id", r"^[A-Za-z0-9_-]{1,128}$")])
+    },
+}
