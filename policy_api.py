@@ -41,6 +41,7 @@ from optimizer.runtime.services import Services
 bp = Blueprint("policies", __name__)
 
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # no ":", which separates the parts of Redis keys
 
 
 Version = Annotated[str, Field(pattern=_REF.pattern)]
@@ -61,7 +62,7 @@ def _services() -> Services:
 
 
 def _project(ref: str) -> str:
-    if not _REF.match(ref):
+    if not _PROJECT.match(ref):
         raise InvalidInput(
             "project must be a Label Studio project id or uid (letters, digits, '.', '-', '_')", "project"
         )

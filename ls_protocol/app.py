@@ -206,7 +206,7 @@ def create_app(
     @app.get("/versions")
     def versions():
         project = request.args.get("project") or None
-        if project is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", project):
+        if project is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", project):
             raise InvalidInput('"project" must be a Label Studio project id or uid', "project")
         model = model_factory(project_id=project, label_config=None)
         return json_response({"versions": model.versions(), "model_version": model.model_version})

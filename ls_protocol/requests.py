@@ -19,7 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .errors import InvalidInput
 
-_REF = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# No ":" in a project name: it separates the parts of Redis keys (``ns:train:<p>:lease``).
+_REF = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 def _project_ref(value: Any) -> Any:
@@ -30,7 +31,7 @@ def _project_ref(value: Any) -> Any:
         raise ValueError("must be a Label Studio project id or uid, as a string or a number")
     text = str(value)
     if not _REF.match(text):
-        raise ValueError("must be a Label Studio project id or uid (letters, digits, '.', ':', '-', '_')")
+        raise ValueError("must be a Label Studio project id or uid (letters, digits, '.', '-', '_')")
     return text
 
 
