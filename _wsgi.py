@@ -9,6 +9,8 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
+import dashboard
+from export_api import bp as export_api
 from ls_protocol import BasicAuth, describe, operation
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
     describe(app, OPENAPI_PATHS, OPENAPI_MODELS)
+    app.register_blueprint(export_api)
+    dashboard.register(app, DOMAIN_ERRORS)
     instrument(app, services)
     describe(app, {"/metrics": {"get": operation("Prometheus metrics (text format)")}})
     return app

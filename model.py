@@ -93,7 +93,13 @@ class PromptPolicyModel(LabelStudioMLBase):
         deadline = time.monotonic() + self.services.settings.predict_deadline
         predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
-        return ls_predictions(self.schema, policy, predictions)
+        answers = ls_predictions(self.schema, policy, predictions, tasks)
+        if typed:
+            # Interactive answers are shown, never stored; Label Studio's editor expects one object per task.
+            return [a or {"result": [], "score": 0.0, "model_version": policy.version} for a in answers]
+        # An empty list is "no prediction for this task": Label Studio keeps the one-per-task count, stores nothing
+        # and asks for the task again on the next Retrieve Predictions (README, "Tasks without an answer").
+        return [a if a is not None else [] for a in answers]
 
     def _account(self, version: str, predictions: list[Prediction]) -> None:
         """Count every task in /metrics and log every one that got no answer, by reason: none is silent."""

@@ -61,7 +61,8 @@ def _services() -> Services:
     return current_app.extensions["services"]
 
 
-def _project(ref: str) -> str:
+def project_ref(ref: str) -> str:
+    """A project id or uid from a URL → the uid its policies live under (400 if malformed, 404 if unknown)."""
     if not _PROJECT.match(ref):
         raise InvalidInput(
             "project must be a Label Studio project id or uid (letters, digits, '.', '-', '_')", "project"
@@ -73,7 +74,7 @@ def _project(ref: str) -> str:
     return project
 
 
-def _version(value, name: str = "version") -> str:
+def version_ref(value, name: str = "version") -> str:
     if not isinstance(value, str) or not _REF.match(value):
         raise InvalidInput(f'"{name}" must be a policy version such as "pv-0123456789ab"', name)
     return value
@@ -82,7 +83,7 @@ def _version(value, name: str = "version") -> str:
 @bp.get("/projects/<ref>/policies")
 def list_policies(ref: str):
     services = _services()
-    project = _project(ref)
+    project = project_ref(ref)
     entries = services.history.entries(project)
     return json_response(
         {
@@ -97,61 +98,60 @@ def list_policies(ref: str):
 
 @bp.get("/projects/<ref>/policies/<version>")
 def show_policy(ref: str, version: str):
-    return json_response(_services().history.show(_project(ref), _version(version)))
+    return json_response(_services().history.show(project_ref(ref), version_ref(version)))
 
 
 @bp.get("/projects/<ref>/diff")
 def diff(ref: str):
-    services = _services()
-    project = _project(ref)
-    new = _version(request.args.get("to") or services.store.current_version(project), "to")
-    old = request.args.get("from")
-    if old is None:
-        shown = services.history.show(project, new)
-        old = shown.get("parent") or new
-    return json_response(services.history.diff(project, _version(old, "from"), new))
+    project = project_ref(ref)
+    new, old = request.args.get("to"), request.args.get("from")
+    new = version_ref(new, "to") if new is not None else None
+    old = version_ref(old, "from") if old is not None else None
+    return json_response(_services().history.diff(project, old, new))
 
 
 @bp.post("/projects/<ref>/rollback")
 def rollback(ref: str):
-    project = _project(ref)
+    project = project_ref(ref)
     data = validate(RollbackRequest, read_object())
     return json_response(_services().history.rollback(project, data.version, expected=data.expected, pin=data.pin))
 
 
 @bp.post("/projects/<ref>/pin")
 def pin(ref: str):
-    project = _project(ref)
+    project = project_ref(ref)
     data = validate(PinRequest, read_object(required=False))
     return json_response(_services().history.pin(project, data.version))
 
 
 @bp.post("/projects/<ref>/unpin")
 def unpin(ref: str):
-    return json_response(_services().history.unpin(_project(ref)))
+    return json_response(_services().history.unpin(project_ref(ref)))
 
 
 @bp.post("/projects/<ref>/train")
 def train(ref: str):
-    project = _project(ref)
-    decision = _services().jobs.trigger(project, reason="api")
-    return json_response({"project": project, "status": decision.status, "job": decision.job}, 202)
+    return json_response(_services().jobs.train_now(project_ref(ref), reason="api"), 202)
 
 
 @bp.get("/projects/<ref>/events")
 def events(ref: str):
-    project = _project(ref)
+    project = project_ref(ref)
     limit = request.args.get("limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise InvalidInput('"limit" must be a number from 1 to 1000', "limit")
     return json_response({"project": project, "events": _services().projects.events(project, int(limit))})
 
 
-@bp.get("/jobs/<job_id>")
-def job(job_id: str):
+def job_ref(job_id: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", job_id):
         raise InvalidInput("job id must contain only letters, digits, '-' and '_'", "job")
-    view = _services().jobs.view(job_id)
+    return job_id
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    view = _services().jobs.view(job_ref(job_id))
     if view is None:
         raise NotFound(f"no job {job_id!r} (unknown, or its result expired)", "job")
     return json_response(view)

@@ -58,11 +58,9 @@ def naive_loop(
         predictions = predictor.predict_many(policy, schema, [item.input for item in gold])
         scores = [score_prediction(schema, p, item) for p, item in zip(predictions, gold, strict=True)]
         f1 = sum(s.reward for s in scores) / len(scores)
-        mistakes = [
-            (item, {**p.choices, **p.texts})
-            for item, p, s in zip(gold, predictions, scores, strict=True)
-            if s.reward < 1.0
-        ][:SHOWN_MISTAKES]
+        mistakes = [(item, p.answer) for item, p, s in zip(gold, predictions, scores, strict=True) if s.reward < 1.0][
+            :SHOWN_MISTAKES
+        ]
         try:
             rewrite = proposer.complete(rewrite_request(policy.instruction, mistakes, f1), None, max_tokens).text
         except LLMError as exc:

@@ -5,8 +5,16 @@ sample of ``--test`` test items (the same for every seed). Four policies, each s
 - (a) ``initial``: the default prompt (``prompts/default.txt``), no demos;
 - (b) ``naive``: the seed's loop (``bench/naive.py``): 3 epochs over all gold, every rewrite accepted;
 - (c) ``ours``: ``optimizer.learning.optimize.optimize`` on the gold (75 % train / 25 % validation, no internal test);
-- (d) ``ours-nodemo``: the same without demo candidates (instruction changes only).
-(b), (c) and (d) get the same LLM-call budget: what the naive loop spends, 3 x gold + 3.
+- (d) ``ours-nodemo``: the same without demo or narrowing candidates (instruction changes only);
+- (e) ``knn``: no LLM, the labels of the nearest gold items (``bench/knn.py``, k chosen on validation);
+- (f) ``gepa``: the ``gepa`` package searching instructions over our labeller and verifiers (``bench/gepa_run.py``,
+  needs ``bench/requirements.txt``).
+(b), (c), (d) and (f) get the same LLM-call budget: what the naive loop spends, 3 x gold + 3, counted the same way
+(every labeller and proposer request, each (policy, item) pair paid once).
+
+Data: ``--data DIR --datasets NAME[,NAME]`` reads ``DIR/NAME/train.jsonl``, ``DIR/NAME/test.jsonl`` (``{"text",
+"labels"}`` per line) and ``DIR/NAME/labels.json``; any label count, single or multi-label (the headline metric is
+accuracy for a single-label set, mean per-item F1 for a multi-label one).
 
 The labeller and the proposer are the same embedded SmolLM2-135M (that is what runs offline). Test scoring is
 cached by policy version, so a policy that several runs return (the initial prompt, typically) is scored once.
@@ -28,6 +36,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench.gepa_run import run_gepa
+from bench.knn import fit_knn
 from bench.naive import EPOCHS, naive_loop
 from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
@@ -41,7 +51,7 @@ from tests.support.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("banking77", "goemotions_ekman")
-METHODS = ("initial", "naive", "ours", "ours-nodemo")
+METHODS = ("initial", "knn", "naive", "gepa", "ours", "ours-nodemo")
 
 
 def sample(items: list[GoldItem], n: int, seed: int) -> list[GoldItem]:
@@ -126,7 +136,12 @@ class Bench:
         started = time.monotonic()
         if method == "initial":
             return self.initial, {"calls": 0, "seconds": 0.0}
-        if method == "naive":
+        if method == "gepa":
+            policy, report = run_gepa(self.initial, schema, gold, labeller, proposer, budget_calls=budget, seed=seed,
+                                      max_tokens=self.args.proposer_tokens)  # fmt: skip
+            calls = report["calls"]
+            info = {"gepa": report, "accepted": policy.version != self.initial.version}
+        elif method == "naive":
             policy, report = naive_loop(self.initial, schema, gold, labeller, proposer,
                                         max_tokens=self.args.proposer_tokens)  # fmt: skip
             calls = labeller.usage.snapshot()["calls"] + proposer.usage.snapshot()["calls"]
@@ -160,6 +175,7 @@ class Bench:
             schema, train, test = self.data(name)
             ds = self.results.setdefault(name, {"runs": {}})
             ds["sizes"] = {"gold": self.args.gold, "test": len(test)}
+            ds["multiple"] = any(c.multiple for c in schema.choices)
             for seed in self.args.seeds:
                 gold = sample(train, self.args.gold, seed)
                 for method in self.args.methods:
@@ -167,8 +183,17 @@ class Bench:
                     if key in ds["runs"]:
                         continue
                     print(f"[{time.strftime('%H:%M:%S')}] {name} {key} ...", file=sys.stderr, flush=True)
+                    if method == "knn":
+                        started = time.monotonic()
+                        knn, choice = fit_knn(schema, gold, seed, self.config.fractions)
+                        info = {"knn": choice, "calls": 0, "test": knn.evaluate(test).metrics(schema)}
+                        info["seconds"] = round(time.monotonic() - started, 1)
+                        ds["runs"][key] = info
+                        self.save()
+                        continue
                     policy, info = self.run_method(method, schema, gold, seed)
-                    info.update(policy=policy.version, demo_k=policy.demo_k, instruction=policy.instruction[:400])
+                    info.update(policy=policy.version, demo_k=policy.demo_k, narrow_k=policy.narrow_k,
+                                instruction=policy.instruction[:400])  # fmt: skip
                     info["test"] = self.test_score(ds, schema, policy, test)
                     ds["runs"][key] = info
                     self.save()
@@ -176,28 +201,36 @@ class Bench:
                           f"{info['seconds']}s", file=sys.stderr, flush=True)  # fmt: skip
 
 
-def headline(name: str, test: dict) -> float:
-    """BANKING77: accuracy. GoEmotions: mean per-item F1 (the seed's F1, what the loop optimises)."""
-    return test["label"]["accuracy"] if name.startswith("banking") else test["reward"]
+def multi_label(name: str, ds: dict) -> bool:
+    """Result files written before ``multiple`` was recorded: BANKING77 is the single-label one."""
+    return ds.get("multiple", not name.startswith("banking"))
+
+
+def headline(multiple: bool, test: dict) -> float:
+    """Single label (BANKING77): accuracy. Multi-label (GoEmotions): mean per-item F1 (the seed's F1)."""
+    return test["reward"] if multiple else test["label"]["accuracy"]
 
 
 def table(results: dict) -> str:
-    lines = ["| dataset | method | test metric (mean ± sd over seeds) | per seed | macro-F1 | calls | wall s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    head = "| dataset | method | test metric (mean ± sd over seeds) | per seed | macro-F1 | calls | wall s | s/call |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for name, ds in results.items():
-        metric = "accuracy" if name.startswith("banking") else "item F1"
+        multiple = multi_label(name, ds)
+        metric = "item F1" if multiple else "accuracy"
         for method in METHODS:
             runs = [v for k, v in sorted(ds["runs"].items()) if k.split("/")[0] == method]
             if not runs:
                 continue
-            scores = [headline(name, r["test"]) for r in runs]
+            scores = [headline(multiple, r["test"]) for r in runs]
+            calls = sum(r["calls"] for r in runs)
+            per_call = f"{sum(r['seconds'] for r in runs) / calls:.2f}" if calls else "-"
             sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
             macro = statistics.mean(r["test"]["label"]["macro_f1"] for r in runs)
             lines.append(
                 f"| {name} | {method} | {metric} {statistics.mean(scores):.3f} ± {sd:.3f} | "
                 + " ".join(f"{s:.3f}" for s in scores)
                 + f" | {macro:.3f} | {statistics.mean(r['calls'] for r in runs):.0f} | "
-                f"{statistics.mean(r['seconds'] for r in runs):.0f} |"
+                f"{statistics.mean(r['seconds'] for r in runs):.0f} | {per_call} |"
             )
     return "\n".join(lines)
 
@@ -224,7 +257,7 @@ def probe(base_url: str, data: str, max_tokens: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", "/work/shared/data"))
+    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])

@@ -2,7 +2,7 @@
 
 It follows the contract of the maintained upstream backend (``setup()``, ``predict(tasks, context=None, **kwargs)``,
 ``fit(event, data, **kwargs)``) and serves it with a Flask app factory. It knows nothing about prompts: the product
-plugs in through a model factory. See DESIGN.md §2 for why this is not PyPI's ``label-studio-ml``.
+plugs in through a model factory. See ../shared/DESIGN.md §2 for why this is not PyPI's ``label-studio-ml``.
 """
 
 from .app import create_app

@@ -26,7 +26,11 @@ class LabelStudioMLBase:
         return "0"
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        """One ``{"result": [...], "score": float, "model_version": str}`` per task, in task order."""
+        """One ``{"result": [...], "score": float, "model_version": str}`` per task, in task order.
+
+        An empty list in a task's place means "no prediction for this task": Label Studio 1.23.2 stores nothing for
+        it and asks for it again on the next Retrieve Predictions.
+        """
         raise NotImplementedError
 
     def fit(self, event: str, data: dict, **kwargs: Any) -> dict | None:

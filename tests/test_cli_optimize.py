@@ -113,3 +113,38 @@ def test_module_entry_point_lists_the_commands():
     done = subprocess.run([sys.executable, "-m", "optimizer", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0
     assert "optimize" in done.stdout and "evaluate" in done.stdout
+
+
+def test_optimize_runs_on_ner_gold_scored_by_span_f1(tmp_path, monkeypatch, capsys):
+    """The whole loop on a Labels config: JSONL gold with span answers, the scripted model misses every LOC."""
+    from tests.support.constants import NER_CONFIG
+    from tests.support.tagllm import tag_responder
+
+    people = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Linus Torvalds"]
+    places = ["Paris", "Lagos", "Lima", "Oslo"]
+    rows = [
+        {"text": f"{people[i % 4]} met Acme in {places[i % 4]} on day {i}.",
+         "answer": {"ner": [{"text": people[i % 4], "label": "PER"}, {"text": "Acme", "label": "ORG"},
+                            {"text": places[i % 4], "label": "LOC"}]}}
+        for i in range(40)
+    ]  # fmt: skip
+    gold = tmp_path / "ner.jsonl"
+    gold.write_text("\n".join(json.dumps(r) for r in rows))
+    config = tmp_path / "ner.xml"
+    config.write_text(NER_CONFIG)
+    with (
+        FakeLLM(tag_responder({**dict.fromkeys(people, "PER"), "Acme": "ORG"})) as lab,
+        FakeLLM(fixed_proposer("Name every entity.")) as prop,
+    ):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("LLM_BASE_URL", lab.base_url)
+        monkeypatch.setenv("OPTIMIZER_BASE_URL", prop.base_url)
+        monkeypatch.setenv("LLM_MAX_RETRIES", "0")
+        status = cli.main(["optimize", "--gold", str(gold), "--config", str(config), "--budget", "60",
+                           "--out", str(tmp_path / "out")])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["gold"]["items"] == 40
+    # Two of three mentions right on every item: span F1 = 2 * (2/2 * 2/3) / (1 + 2/3) = 0.8.
+    assert report["test"]["initial"]["reward"] == pytest.approx(0.8)
+    assert report["test"]["initial"]["failed"] == report["test"]["initial"]["empty"] == 0

@@ -125,8 +125,47 @@ def test_evaluator_with_balanced_soft_scoring_reports_both_rewards(make_settings
     soft = Evaluator(Predictor(llm), schema, Budget(100), scoring=Scoring(Reward.SOFT, "reward")).evaluate(
         policy, items
     )
-    assert hard.mean == pytest.approx(0.5) and hard.metrics(schema)["reward"]["kappa"] == 0.0
+    assert hard.mean == pytest.approx(0.5) and hard.metrics(schema)["controls"]["reward"]["kappa"] == 0.0
     assert soft.hard_mean == pytest.approx(0.5)
     p = math.exp(-0.3)  # '"1"' is three scripted tokens at -0.1
     assert soft.mean == pytest.approx((p + (1 - p)) / 2, abs=1e-4)
     assert soft.metrics(schema)["hard_reward"] == pytest.approx(0.5)
+
+
+# --- training a judge in-process: real Redis, the real loop, the scripted judge and a scripted Label Studio ---------
+
+
+N_ROWS = 40
+
+
+def test_training_a_judge_uses_balanced_accuracy_and_reports_kappa(make_settings):
+    from optimizer.runtime.services import Services
+    from optimizer.training.run import train_project
+    from tests.support.fakellm import FakeLLM
+    from tests.support.fakels import FakeLabelStudio
+    from tests.support.judging import ScriptedJudge, graded_rows
+
+    rows = graded_rows()[:N_ROWS]
+    tasks = [
+        {
+            "id": i + 1,
+            "data": {"prompt": r["prompt"], "response": r["response"]},
+            "annotations": [{"id": 100 + i, "result": grade_result(r["reward"]), "was_cancelled": False}],
+        }
+        for i, r in enumerate(rows)
+    ]
+    with FakeLLM(ScriptedJudge(rows)) as llm, FakeLabelStudio(REWARD_CONFIG, tasks) as ls:
+        settings = make_settings(
+            llm_base_url=llm.base_url, label_studio_url=ls.url, label_studio_api_key=ls.token, optimize_budget=200
+        )
+        services = Services(settings)
+        summary = train_project(services, "1.1", "job-judge", lambda **_: None)
+    assert summary["verifier"] == "balanced_accuracy" and summary["seeded_from"] == "judge default"
+    before, after = summary["judge"]["initial"], summary["judge"]["best"]
+    assert before["test"]["balanced_accuracy"] == 0.5 and before["test"]["kappa"] == 0.0
+    assert summary["promoted"] is True, summary.get("reason", summary)
+    assert after["test"]["balanced_accuracy"] == 1.0 and after["test"]["kappa"] == 1.0
+
+
+def grade_result(value: str) -> list[dict]:
+    return [{"from_name": "reward", "to_name": "output", "type": "choices", "value": {"choices": [value]}}]

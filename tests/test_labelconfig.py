@@ -49,7 +49,7 @@ def test_hypertext_and_several_objects():
             '<View><Text name="t" value="$t"/><Choices name="c" toName="x"><Choice value="a"/></Choices></View>',
             "unknown",
         ),
-        ('<View><Text name="t" value="$t"/></View>', "no Choices or answer"),
+        ('<View><Text name="t" value="$t"/></View>', "no control for the model to fill"),
         ('<View><Text name="t" value="plain"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>', "$"),
     ],
 )

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("optimizer.runtime",)),
     ("training", ("optimizer.training",)),
     ("cli", ("optimizer.cli", "optimizer.__main__")),
-    ("web", ("model", "_wsgi", "policy_api", "observability")),
+    ("web", ("model", "_wsgi", "policy_api", "export_api", "observability", "dashboard")),
 ]
 PROTOCOL = "ls_protocol"
 # optimizer/__init__.py is the public face: it re-exports lazily from every layer and is not itself a layer.
@@ -78,7 +78,9 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
 
 def our_sources() -> list[Path]:
     files = sorted((ROOT / "optimizer").rglob("*.py")) + sorted((ROOT / PROTOCOL).rglob("*.py"))
-    return files + [ROOT / f"{name}.py" for name in LAYERS[-1][1] if (ROOT / f"{name}.py").exists()]
+    web = [ROOT / f"{name}.py" for name in LAYERS[-1][1] if (ROOT / f"{name}.py").exists()]
+    packages = [p for name in LAYERS[-1][1] if (ROOT / name).is_dir() for p in sorted((ROOT / name).rglob("*.py"))]
+    return files + web + packages
 
 
 def violations(files: list[Path]) -> list[str]:

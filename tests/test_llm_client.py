@@ -120,3 +120,29 @@ def test_concurrency_is_bounded_per_client(fake_llm):
     for t in threads:
         t.join()
     assert fake_llm.max_active == 3
+
+
+def test_demos_are_chosen_once_per_item_and_score_the_answer(fake_llm, monkeypatch):
+    """Without logprobs the score uses the retrieved demos: the same ones the prompt showed, chosen once."""
+    from optimizer.labelstudio.labelconfig import parse_label_config
+    from optimizer.serving import predictor as predictor_module
+    from optimizer.serving.policy import Demo, Policy
+    from tests.support.constants import THREE_CONTROLS_CONFIG
+
+    calls = []
+    real = predictor_module.select_demos
+    monkeypatch.setattr(predictor_module, "select_demos", lambda *a: calls.append(a) or real(*a))
+    fake_llm.responder = lambda body: Reply('{"topics": ["billing"], "sentiment": "negative", "urgency": "high"}',
+                                            logprob=None)  # fmt: skip
+    demos = (
+        Demo("refund my invoice", {"topics": ["billing"], "sentiment": "negative", "urgency": "high"}),
+        Demo("where is my parcel", {"topics": ["shipping"], "sentiment": "neutral", "urgency": "low"}),
+    )
+    client, _ = client_for(fake_llm)
+    prediction = predictor_module.Predictor(client).predict(
+        Policy("Label it.", demos, demo_k=1), parse_label_config(THREE_CONTROLS_CONFIG), "refund the invoice please"
+    )
+    assert len(calls) == 1
+    assert "refund my invoice" in json.dumps(fake_llm.requests[-1]["messages"])
+    # format quality 1.0 (strict JSON) x demo agreement (1 + 1) / (1 + 1): the retrieved demo agrees on billing.
+    assert prediction.control_scores["topics"] == 1.0

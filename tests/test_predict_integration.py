@@ -46,8 +46,7 @@ def test_one_failing_task_in_a_batch_of_twenty(client, fake_llm):
     assert response.status_code == 200
     results = response.get_json()["results"]
     assert len(results) == 20
-    assert results[7]["result"] == [] and results[7]["score"] == 0.0
-    assert results[13]["result"] == []
+    assert results[7] == [] and results[13] == []  # no prediction: Label Studio stores nothing and asks again
     ok = [r for i, r in enumerate(results) if i not in (7, 13)]
     assert all(r["result"][0]["value"]["choices"] == ["shipping"] for r in ok)
     flaky_calls = [r for r in fake_llm.requests if "flaky" in r["messages"][-1]["content"]]

@@ -69,13 +69,10 @@ def test_start_training_in_label_studio_promotes_v2_and_retrieve_stores_v2(label
     # 1. A project with tasks, connected to the backend; annotation webhooks carry the shared secret.
     data, labels = zip(*(dialogue(i) for i in range(N_GOLD + N_OPEN)), strict=True)
     project, task_ids = labelstudio.create_project(SUPPORT_CONFIG, list(data))
-    ml = labelstudio.connect_backend(project.id, backend.url, basic_auth=auth)
-    labelstudio.set_webhook_headers(project.id, backend.url + "/webhook", {"X-Webhook-Secret": secret})
+    ml = labelstudio.connect_with_secret(project.id, backend.url, auth, secret)
 
     # 2. Retrieve predictions: version v1 everywhere, wrong labels (the default prompt lacks the magic rule).
-    labelstudio.retrieve_predictions(project.id)
-    v1 = labelstudio.ml_backend(ml.id)["model_version"]
-    first = [labelstudio.predictions(t) for t in task_ids]
+    v1, first = labelstudio.retrieve_all(project.id, ml.id, task_ids)
     assert all(len(p) == 1 and p[0]["model_version"] == v1 for p in first), first
     assert sum(intent_of(p[0]) == [label] for p, label in zip(first, labels, strict=True)) == 0
 

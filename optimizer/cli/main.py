@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: list[str] = ["optimizer.cli.optimize", "optimizer.cli.training"]
+COMMAND_MODULES: list[str] = ["optimizer.cli.optimize", "optimizer.cli.training", "optimizer.cli.export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldError, GoldSet, load_gold
 from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.learning.rewards import Reward, scoring_for
 from optimizer.learning.splits import split
 from optimizer.logconfig import public_url
 from optimizer.serving.llm import LLMClient
@@ -54,6 +55,12 @@ def register(subparsers) -> None:
     opt.add_argument("--no-demos", action="store_true", help="instruction changes only, no few-shot demos")
     opt.add_argument("--minibatch", type=int, default=LoopConfig.minibatch, help="training items per step")
     opt.add_argument("--candidates", type=int, default=LoopConfig.candidates, help="candidates per step (2-4)")
+    opt.add_argument(
+        "--reward",
+        choices=[r.value for r in Reward],
+        default=Reward.HARD.value,
+        help="per-item reward: hard (0/1 verifier) or soft (probability of the gold answer; needs logprobs)",
+    )
     opt.add_argument("--quiet", action="store_true", help="no progress bar")
     opt.set_defaults(func=run_optimize)
 
@@ -63,10 +70,11 @@ def register(subparsers) -> None:
     ev.set_defaults(func=run_evaluate)
 
 
-def scoring_client(settings) -> LLMClient:
-    """The labeller as configured, minus logprobs: verifiers need labels, not confidences, and llama.cpp's logprobs
-    make a call about three times slower. The labels themselves do not change (same prompt, same decoding)."""
-    return LLMClient(replace(settings.labeller(), logprobs=False))
+def scoring_client(settings, logprobs: bool = False) -> LLMClient:
+    """The labeller as configured, minus logprobs unless soft rewards need them: hard verifiers need labels, not
+    confidences, and llama.cpp's logprobs make a call about three times slower. The labels themselves do not change
+    (same prompt, same decoding)."""
+    return LLMClient(replace(settings.labeller(), logprobs=logprobs and settings.llm_logprobs))
 
 
 def _fail(message: str) -> int:
@@ -95,7 +103,8 @@ def run_optimize(args) -> int:
     except (GoldError, LabelConfigError, OSError, ValueError) as exc:
         return _fail(str(exc))
     settings = load_settings()
-    labeller, proposer = scoring_client(settings), LLMClient(settings.proposer())
+    soft = args.reward == Reward.SOFT
+    labeller, proposer = scoring_client(settings, logprobs=soft), LLMClient(settings.proposer())
     bar = None if args.quiet else ProgressBar()
     try:
         result = optimize(
@@ -109,6 +118,7 @@ def run_optimize(args) -> int:
             max_seconds=args.max_seconds,
             progress=bar,
             config=config,
+            scoring=scoring_for(gold.schema, args.reward),
         )
     finally:
         if bar:
@@ -126,7 +136,8 @@ def run_optimize(args) -> int:
     (out / "policy.json").write_text(json.dumps(result.best.to_dict(), indent=2, ensure_ascii=False) + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     test = report["test"]
-    first, best = (test["initial"] or {}).get("reward"), (test["best"] or {}).get("reward")
+    # Held-out scores are the hard verifier's, whatever reward drove the search.
+    first, best = ((test[k] or {}).get("hard_reward", (test[k] or {}).get("reward")) for k in ("initial", "best"))
     verdict = "promoted" if result.accepted else "kept the initial policy"
     print(f"{verdict}: {result.best.version}; test reward {first} -> {best}; {result.calls} calls; wrote {out}/")
     return 0

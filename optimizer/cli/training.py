@@ -101,17 +101,14 @@ def _run(services: Services, args: argparse.Namespace):
     if args.action == "show":
         return history.show(project, args.version)
     if args.action == "diff":
-        new = args.new or services.store.current_version(project)
-        old = args.old or history.show(project, new).get("parent") or new
-        return history.diff(project, old, new)
+        return history.diff(project, args.old, args.new)
     if args.action == "rollback":
         return history.rollback(project, args.version, pin=args.pin)
     if args.action == "pin":
         return history.pin(project, args.version)
     if args.action == "unpin":
         return history.unpin(project)
-    decision = services.jobs.trigger(project, reason="cli")
-    return {"project": project, "status": decision.status, "job": decision.job}
+    return services.jobs.train_now(project, reason="cli")
 
 
 def _print_table(result: dict) -> None:

@@ -5,11 +5,12 @@ Label Studio users grade a model's response to a prompt like this::
     <Text name="input" value="$prompt"/>  <Text name="output" value="$response"/>
     <Choices name="reward" toName="output"><Choice value="1">Good</Choice><Choice value="0">Bad</Choice></Choices>
 
-A config qualifies when it reads exactly two text objects and has exactly one single-choice ``Choices`` (and no
-free-text answer) whose stored values are all numbers, or Good/Bad. The ``Choices`` points at the response; the
-other object is the prompt. Recognising the shape here, from the config alone, lets serving pick the judge's
-instruction, training pick the verifier for imbalanced grades, and the export read ``prompt``/``response`` by the
-config's own ``$field`` names, all without a setting a user could forget.
+A config qualifies when it reads exactly two text objects and has exactly one single-choice ``Choices`` whose
+stored values are all numbers, or Good/Bad, and no other answer (no free-text ``TextArea``, no rating, number or
+span tag). The ``Choices`` points at the response; the other object is the prompt. Recognising the shape here, from
+the config alone, lets serving pick the judge's instruction, training pick the verifier for imbalanced grades, and
+the export read ``prompt``/``response`` by the config's own ``$field`` names, all without a setting a user could
+forget.
 
 Grades are the stored values (``"1"``/``"0"``), never the captions: that is what Label Studio exports.
 """
@@ -60,7 +61,7 @@ def grade_value(value: str) -> float | None:
 def judge_shape(schema: Schema) -> JudgeShape | None:
     """The config's judge shape, or None when it is not a reward-scoring config."""
     objects = [o for o in schema.objects if o.tag in TEXT_TAGS]
-    if len(objects) != 2 or len(schema.objects) != 2 or len(schema.choices) != 1 or schema.answers:
+    if len(objects) != 2 or len(schema.objects) != 2 or len(schema.choices) != 1 or schema.answers or schema.tags:
         return None
     control = schema.choices[0]
     if control.multiple or len(control.labels) < 2:

@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from optimizer.labelstudio.tags import PARSERS, ObjectRef, TagControl, TagError, parse_tag
+
 OBJECT_TAGS = ("Text", "HyperText", "Paragraphs")
 
 
@@ -58,21 +60,43 @@ class TextControl:
 
 @dataclass(frozen=True)
 class Schema:
-    """What to read (objects), what to answer (choices, answers) and where a typed prompt lives."""
+    """What to read (objects), what to answer (choices, answers, tags) and where a typed prompt lives.
+
+    ``tags`` are the controls with a module of their own in :mod:`optimizer.labelstudio.tags` (spans, numbers,
+    ratings, taxonomies, pairwise), each carrying its whole contract.
+    """
 
     objects: tuple[ObjectTag, ...]
     choices: tuple[ChoiceControl, ...]
     answers: tuple[TextControl, ...]
     prompt_area: TextControl | None
     digest: str = field(default="")
+    tags: tuple[TagControl, ...] = ()
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        """Names of every control the model answers, in config order of kind (choices first)."""
-        return tuple(c.name for c in self.choices) + tuple(a.name for a in self.answers)
+        """Names of every control the model answers, in config order of kind (choices, texts, then tags)."""
+        controls = (*self.choices, *self.answers, *self.tags)
+        return tuple(c.name for c in controls)
 
     def choice(self, name: str) -> ChoiceControl | None:
         return next((c for c in self.choices if c.name == name), None)
+
+    def tag(self, name: str) -> TagControl | None:
+        return next((t for t in self.tags if t.name == name), None)
+
+
+def _tag_controls(config: str, objects: list[ObjectTag]) -> tuple[TagControl, ...]:
+    """The config's tag-module controls, read from the XML (nested Choice trees and bounds live there)."""
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError:
+        return ()
+    refs = {o.name: ObjectRef(o.tag, o.key) for o in objects}
+    try:
+        return tuple(parse_tag(element, refs) for element in root.iter() if element.tag in PARSERS)
+    except TagError as exc:
+        raise LabelConfigError(str(exc)) from None
 
 
 def _display_texts(config: str) -> dict[str, dict[str, str]]:
@@ -150,7 +174,11 @@ def parse_label_config(config: str) -> Schema:
             prompt_area = TextControl(control.name, to_names[0])
         else:
             answers.append(TextControl(control.name, to_names[0]))
-    if not choices and not answers:
-        raise LabelConfigError("label config has no Choices or answer TextArea for the model to fill")
+    tags = _tag_controls(config, objects)
+    if not choices and not answers and not tags:
+        raise LabelConfigError(
+            "label config has no control for the model to fill (Choices, TextArea, Labels, Number, Rating, Taxonomy "
+            "or Pairwise)"
+        )
     digest = hashlib.sha256(config.encode()).hexdigest()[:16]
-    return Schema(tuple(objects), tuple(choices), tuple(answers), prompt_area, digest)
+    return Schema(tuple(objects), tuple(choices), tuple(answers), prompt_area, digest, tags)

@@ -1,22 +1,34 @@
 """Label Studio's result format ⇄ per-control answers, for predictions going out and annotations coming in.
 
-Outgoing, each filled control becomes one result item with ``from_name``, ``to_name``, ``type`` and ``value`` as
-Label Studio stores them, and the prompt that produced the answer is echoed into the prompt ``TextArea``. Label
-Studio validates nothing inside ``result``, so every label is re-checked against its control here, last.
+Outgoing, each filled control becomes result items (one per control; one per span for ``Labels``) with ``from_name``,
+``to_name``, ``type`` and ``value`` as Label Studio stores them, and the prompt that produced the answer is echoed into
+the prompt ``TextArea``. Label Studio validates nothing inside ``result``, so every label is re-checked against its
+control here, last.
 
-Incoming, an annotation's result items become a gold answer; items for unknown controls, unknown labels and the
-prompt area are ignored.
+Incoming, an annotation's result items become a gold answer; items for unknown controls, unknown labels and the prompt
+area are ignored. Tag controls (spans, numbers, ratings, taxonomies, pairwise) map both ways through their own modules
+in :mod:`optimizer.labelstudio.tags`; spans need the task's data, for offsets out and the span text in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from optimizer.labelstudio.labelconfig import Schema
 
-# One control's answer is its labels (Choices) or its text (TextArea); an answer maps control names to them.
-Answer = dict[str, list[str] | str]
+# One control's answer: its labels (Choices), its text (TextArea), or a tag control's value (see tags.base).
+Answer = dict[str, object]
 
 
-def to_results(schema: Schema, choices: dict, texts: dict, scores: dict, prompt: str | None = None) -> list[dict]:
+def to_results(
+    schema: Schema,
+    choices: dict,
+    texts: dict,
+    scores: dict,
+    prompt: str | None = None,
+    values: Mapping | None = None,
+    data: Mapping | None = None,
+) -> list[dict]:
     items: list[dict] = []
     for control in schema.choices:
         allowed = set(control.labels)
@@ -45,6 +57,10 @@ def to_results(schema: Schema, choices: dict, texts: dict, scores: dict, prompt:
                     "score": float(scores.get(area.name, 0.0)),
                 }
             )
+    for tag in schema.tags:
+        value = (values or {}).get(tag.name)
+        if value is not None:
+            items += tag.results(value, data or {}, float(scores.get(tag.name, 0.0)))
     if prompt and schema.prompt_area is not None and items:
         items.append(
             {
@@ -76,9 +92,17 @@ def prompt_in_context(schema: Schema, context: dict | None) -> str | None:
     return None
 
 
-def answer_from_result(schema: Schema, result: list) -> Answer:
-    """Gold answer from one annotation's ``result``: labels per Choices, text per answer TextArea."""
+def answer_from_result(schema: Schema, result: list, data: Mapping | None = None) -> Answer:
+    """Gold answer from one annotation's ``result``: labels per Choices, text per answer TextArea, a value per tag.
+
+    ``data`` is the task's data: a span's gold text is read from it at the span's offsets when they fit.
+    """
     answer: Answer = {}
+    for tag in schema.tags:
+        mine = [i for i in result or [] if isinstance(i, dict) and i.get("from_name") == tag.name]
+        value = tag.gold(mine, data) if mine else None
+        if value is not None:
+            answer[tag.name] = value
     for item in result or []:
         if not isinstance(item, dict):
             continue

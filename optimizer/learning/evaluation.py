@@ -42,19 +42,26 @@ class Evaluation:
         return mean(s.hard_reward for s in self.scores)
 
     def metrics(self, schema: Schema) -> dict:
-        """Mean reward plus accuracy / F1 per Choices control, for reports."""
+        """Mean reward plus accuracy / F1 per Choices control, for reports.
+
+        Each control's summary is under ``controls[name]``, and also at the top level under its name unless that
+        name is one of the report's own keys (a reward-scoring config's control is often called ``reward``).
+        """
         out: dict = {"reward": round(self.mean, 6), "n": len(self.items)}
         if any(s.hard is not None for s in self.scores):
             out["hard_reward"] = round(self.hard_mean, 6)
+        out["failed"] = sum(1 for p in self.predictions if llm_failed(p))
+        out["empty"] = sum(1 for p in self.predictions if p.empty and not llm_failed(p))
+        controls = {}
         for control in schema.choices:
             pairs = [
                 (p.choices.get(control.name, []), item.answer[control.name])
                 for item, p in zip(self.items, self.predictions, strict=True)
                 if control.name in item.answer
             ]
-            out[control.name] = summary(pairs, control.labels, control.multiple)
-        out["failed"] = sum(1 for p in self.predictions if llm_failed(p))
-        out["empty"] = sum(1 for p in self.predictions if p.empty and not llm_failed(p))
+            controls[control.name] = summary(pairs, control.labels, control.multiple)
+        out.update({name: value for name, value in controls.items() if name not in out and name != "controls"})
+        out["controls"] = controls
         return out
 
 
@@ -71,7 +78,7 @@ def score_prediction(
     weights: Mapping[str, float] | None = None,
 ) -> ItemScore:
     """A failed or empty prediction scores like any wrong answer; the reason is kept for feedback."""
-    predicted: dict = {**prediction.choices, **prediction.texts}
+    predicted: dict = prediction.answer
     score = combine(schema, predicted, item.answer, verifiers=verifiers, weights=weights)
     if llm_failed(prediction):
         return ItemScore(0.0, score.verdicts, error=ScoreError(ScoreErrorKind.LLM, str(prediction.error)))

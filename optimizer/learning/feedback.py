@@ -1,4 +1,4 @@
-"""Aggregate a minibatch's errors into what a prompt rewriter can act on (DESIGN.md §6, item 3).
+"""Aggregate a minibatch's errors into what a prompt rewriter can act on (../shared/DESIGN.md §6, item 3).
 
 A score alone tells the proposer nothing. This collects, per control: labels most often missed and most often
 added wrongly, the top confusion pairs (gold label → predicted label), per-label F1 of the labels involved in
@@ -47,7 +47,7 @@ def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
             "id": item.id,
             "input": item.input[:MAX_ITEM_CHARS],
             "expected": item.answer,
-            "got": {**prediction.choices, **prediction.texts},
+            "got": prediction.answer,
             "reward": round(score.reward, 3),
         }
         for item, prediction, score in ranked[:worst]
@@ -67,8 +67,18 @@ def _pairs(counts: list) -> str:
     return ", ".join(f"{label} ({n}x)" for label, n in counts) or "none"
 
 
+def _shown(part) -> str:
+    """One answer element for a proposer to read: a label, a span as ``text (LABEL)``, a taxonomy path."""
+    if isinstance(part, dict) and "text" in part:
+        return f"{part['text']} ({part.get('label', '?')})"
+    if isinstance(part, list):
+        return " > ".join(str(p) for p in part)
+    return str(part)
+
+
 def answer_text(answer: dict) -> str:
-    return "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in answer.items()) or "(nothing)"
+    shown = (f"{k}: {', '.join(_shown(p) for p in v) if isinstance(v, list) else v}" for k, v in answer.items())
+    return "; ".join(shown) or "(nothing)"
 
 
 def as_text(report: dict) -> str:

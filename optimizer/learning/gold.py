@@ -2,6 +2,9 @@
 
 Formats (``load_gold`` tells them apart by content, not by file name):
 - **JSON Lines** ``{"text": ..., "labels": [...]}``, one item per line (``../shared/data``);
+- **JSON Lines with answers** ``{"text" | "data": ..., "answer": {control: value}}`` and ``--config``: one value per
+  control of any kind, in the shape the model answers (labels, text, ``[{"text", "label"}]`` spans, a number, a
+  rating, taxonomy paths, ``"left"``/``"right"``), each checked against its control like a model's answer;
 - **the seed's ground truth** ``[{"dialogue": [{"author", "text"}...], "labels": [...]}]``, rendered like a
   ``Paragraphs`` tag (``author: text`` per turn);
 - **a Label Studio JSON export** (a list of tasks with ``data`` and ``annotations``), mapped through the project's
@@ -142,9 +145,46 @@ def _parse(config: str) -> Schema:
         raise GoldError(f"label config: {exc}") from None
 
 
+def _file_answer(schema: Schema, answer: Mapping, where: str) -> dict:
+    """A gold file's ``answer`` object checked against the config: a bad value is an error, never silently dropped."""
+    out: dict = {}
+    for name, value in answer.items():
+        choice, tag = schema.choice(name), schema.tag(name)
+        if choice is not None:
+            out[name] = _canonical(value if isinstance(value, list) else [value], choice.labels, where)
+        elif tag is not None:
+            kept, dropped = tag.coerce(value)
+            if kept is None or dropped:
+                raise GoldError(f"{where}: {name}: {json.dumps(value, ensure_ascii=False)[:80]} is outside the control")
+            out[name] = kept
+        elif any(a.name == name for a in schema.answers) and isinstance(value, str):
+            out[name] = value
+        else:
+            raise GoldError(f"{where}: {name!r} is not a control of the label config (or its value is not text)")
+    return out
+
+
+def _load_answers(path: Path, rows: list[tuple[int, dict]], config: str | None) -> GoldSet:
+    if config is None:
+        raise GoldError(f'{path}: rows with "answer" need the label config that names their controls (--config PATH)')
+    schema = _parse(config)
+    skipped: Counter = Counter()
+    items = []
+    for lineno, row in rows:
+        where = f"{path}:{lineno}"
+        data = row.get("data")
+        if not isinstance(data, Mapping):
+            data = {_object_key(config, "text"): row.get("text")}
+        answer = _file_answer(schema, row["answer"], where)
+        text = _render(schema, data, skipped)
+        if text is not None and answer:
+            items.append(GoldItem(f"L{lineno}", text, answer))
+    return GoldSet(schema, items, config, "jsonl", skipped)
+
+
 def load_jsonl(path: Path, text: str, config: str | None = None, labels: list[str] | None = None) -> GoldSet:
     """``text`` is the file's content (already read by :func:`load_gold`); ``path`` names it in errors."""
-    records = []
+    records, answered = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -152,9 +192,16 @@ def load_jsonl(path: Path, text: str, config: str | None = None, labels: list[st
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise GoldError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+        if isinstance(row, dict) and isinstance(row.get("answer"), dict):
+            answered.append((lineno, row))
+            continue
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("labels"), list):
             raise GoldError(f'{path}:{lineno}: expected {{"text": "...", "labels": [...]}}')
         records.append((f"L{lineno}", row, row["labels"]))
+    if answered:
+        if records:
+            raise GoldError(f'{path}: mixes rows with "labels" and rows with "answer"; use one form')
+        return _load_answers(path, answered, config)
     key = _object_key(config, "text")
     gold = _records_to_items([(i, {key: r["text"]}, got) for i, r, got in records], config, labels, "Text", "text")
     gold.format = "jsonl"
@@ -190,12 +237,14 @@ def _annotation_order(annotation: Mapping) -> tuple:
     return (bool(annotation.get("ground_truth")), stamp, ident if isinstance(ident, int) else -1)
 
 
-def choose_annotation(schema: Schema, annotations: Iterable) -> Mapping | None:
+def choose_annotation(schema: Schema, annotations: Iterable, data: Mapping | None = None) -> Mapping | None:
     """The annotation a task's gold comes from (see the module docstring), or None when none is usable."""
     usable = [
         a
         for a in annotations or ()
-        if isinstance(a, Mapping) and not a.get("was_cancelled") and answer_from_result(schema, a.get("result") or [])
+        if isinstance(a, Mapping)
+        and not a.get("was_cancelled")
+        and answer_from_result(schema, a.get("result") or [], data)
     ]
     return max(usable, key=_annotation_order) if usable else None
 
@@ -208,7 +257,7 @@ def items_from_tasks(schema: Schema, tasks: Iterable) -> tuple[list[GoldItem], C
         if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
             skipped["not a task"] += 1
             continue
-        annotation = choose_annotation(schema, task.get("annotations") or ())
+        annotation = choose_annotation(schema, task.get("annotations") or (), task["data"])
         if annotation is None:
             skipped["no usable annotation"] += 1
             continue
@@ -220,7 +269,7 @@ def items_from_tasks(schema: Schema, tasks: Iterable) -> tuple[list[GoldItem], C
             GoldItem(
                 id=f"task-{task.get('id')}",
                 input=text,
-                answer=answer_from_result(schema, result),
+                answer=answer_from_result(schema, result, task["data"]),
                 prompt=prompt_from_result(schema, result),
             )
         )

@@ -13,16 +13,16 @@ Validation (:func:`check`) drops, and the loop counts, a proposal that is:
   words) that its parent does not already contain.
 
 Label definitions grounded in gold (:func:`label_guide`) are written once per run from a few training examples per
-label, and go through the same check.
+label, for every ``Choices`` control of the config, and go through the same check.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from optimizer.labelstudio.labelconfig import Schema
+from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.verifiers import label_set
 from optimizer.serving.llm import LLMClient, LLMError
@@ -122,6 +122,7 @@ def _labels_line(schema: Schema) -> str:
         how = "several" if control.multiple else "one"
         parts.append(control.name + " (" + how + "): " + ", ".join(control.labels))
     parts += [a.name + ": free text" for a in schema.answers]
+    parts += [t.spec_line().removeprefix("- ") for t in schema.tags]
     return "Labels per control:\n" + "\n".join(parts)
 
 
@@ -154,12 +155,14 @@ def propose(
     return out, errors
 
 
-def guide_messages(schema: Schema, examples: dict[str, list[str]]) -> list[dict]:
+def guide_messages(control: ChoiceControl, examples: dict[str, list[str]]) -> list[dict]:
     blocks = []
     for label, texts in examples.items():
         blocks.append(label + ":\n" + "\n".join("  - " + t[:MAX_EXAMPLE_CHARS].replace("\n", " ") for t in texts))
     user = (
-        "Here are examples of texts carrying each label.\n\n"
+        'Here are examples of texts carrying each label of the field "'
+        + control.name
+        + '".\n\n'
         + "\n".join(blocks)
         + "\n\nFor each label, write one line of the form 'label: definition' that says in general terms when the "
         "label applies. Do not quote the examples."
@@ -167,9 +170,10 @@ def guide_messages(schema: Schema, examples: dict[str, list[str]]) -> list[dict]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def guide_examples(schema: Schema, train: Sequence[GoldItem], labels: Sequence[str], per_label: int = 3) -> dict:
-    """A few training inputs per label, in training order (deterministic)."""
-    control = schema.choices[0]
+def guide_examples(
+    control: ChoiceControl, train: Sequence[GoldItem], labels: Sequence[str], per_label: int = 3
+) -> dict[str, list[str]]:
+    """A few training inputs per label of ``control``, in training order (deterministic)."""
     out: dict[str, list[str]] = {label: [] for label in labels}
     for item in train:
         for label in label_set(item.answer.get(control.name)):
@@ -192,17 +196,37 @@ def parse_guide(text: str, labels: Sequence[str]) -> list[str]:
 
 
 def label_guide(
-    llm: LLMClient, schema: Schema, train: Sequence[GoldItem], labels: Sequence[str], max_tokens: int = 800
+    llm: LLMClient,
+    schema: Schema,
+    train: Sequence[GoldItem],
+    labels: Mapping[str, Sequence[str]],
+    max_tokens: int = 800,
 ) -> tuple[str | None, str | None]:
-    """One request: definitions for ``labels`` grounded in training examples. Returns (guide, error)."""
-    examples = guide_examples(schema, train, labels)
-    if not examples:
-        return None, "no training examples for the labels"
-    try:
-        completion = llm.complete(guide_messages(schema, examples), None, max_tokens)
-    except LLMError as exc:
-        return None, str(exc)
-    lines = parse_guide(completion.text, list(examples))
-    if not lines:
-        return None, "no usable 'label: definition' lines"
-    return "Label guide:\n" + "\n".join("- " + line for line in lines), None
+    """Definitions grounded in training examples, one request per control in ``labels`` (control name → labels).
+
+    Returns (guide, error): the guide covers every control that got usable lines; the error says why the others
+    did not. A config with several ``Choices`` controls gets one section per control.
+    """
+    sections, errors = [], []
+    for control in schema.choices:
+        wanted = labels.get(control.name)
+        if not wanted:
+            continue
+        examples = guide_examples(control, train, wanted)
+        if not examples:
+            errors.append(f"{control.name}: no training examples for the labels")
+            continue
+        try:
+            completion = llm.complete(guide_messages(control, examples), None, max_tokens)
+        except LLMError as exc:
+            errors.append(f"{control.name}: {exc}")
+            continue
+        lines = parse_guide(completion.text, list(examples))
+        if not lines:
+            errors.append(f"{control.name}: no usable 'label: definition' lines")
+            continue
+        title = "Label guide:" if len(labels) == 1 else f'Label guide for "{control.name}":'
+        sections.append(title + "\n" + "\n".join("- " + line for line in lines))
+    if not sections:
+        return None, "; ".join(errors) or "no labels to define"
+    return "\n\n".join(sections), ("; ".join(errors) or None)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.verifiers import Verdict, label_set
 
@@ -88,3 +89,10 @@ def balance_weights(answers: Sequence[Mapping], control: str) -> list[float]:
         return [1.0] * len(classes)
     n, k = len(classes), len(counts)
     return [n / (k * counts[c]) for c in classes]
+
+
+def scoring_for(schema: Schema, reward: str | Reward = Reward.HARD) -> Scoring:
+    """Reward-scoring (judge) configs are scored by balanced accuracy: most graded responses are "Good", and a
+    judge that always says so must not win. Everything else keeps its verifier's plain mean."""
+    shape = judge_shape(schema)
+    return Scoring(Reward(reward), balance=shape.control.name if shape else None)

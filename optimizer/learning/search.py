@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
@@ -42,6 +43,9 @@ class LoopConfig:
     demos: bool = True
     demo_k: int = 4
     max_demo_k: int = 8
+    # Label-set narrowing for controls with more than narrow_min_labels labels; narrow_k 0 never proposes it.
+    narrow_k: int = 8
+    narrow_min_labels: int = 16
     label_guide: bool = True
     guide_labels: int = 12
     max_instruction_chars: int = 2000
@@ -58,6 +62,56 @@ class LoopConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class StopReason(StrEnum):
+    """Why a run ended; the report shows the value (with the detail, where there is one)."""
+
+    INITIAL_UNAFFORDABLE = "budget too small to score the initial policy on validation"
+    NO_TRAINING = "no training items"
+    BUDGET = "budget exhausted"
+    WALL_TIME = "wall-time limit reached"
+    MAX_STEPS = "reached max_steps"
+    PATIENCE = "no new champion"
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: StopReason
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}{self.detail}"
+
+
+class Status(StrEnum):
+    """What became of one candidate in a step, as the report records it."""
+
+    INVALID = "invalid"  # dropped by the proposal checks before any call
+    ERROR = "error"  # the proposer failed to make it
+    DUPLICATE = "duplicate"
+    UNAFFORDABLE = "unaffordable"
+    GATE_FAILED = "gate_failed"
+    PROMOTED = "promoted"
+    NOT_PROMOTED = "not_promoted"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a step: a policy to score, or (``status`` set) why there is none to score."""
+
+    kind: str
+    policy: Policy | None
+    status: Status | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    record: dict
+    champion: Policy
+    champion_val: Evaluation
+    stop: Stop | None = None
 
 
 def describe(policy: Policy) -> dict:
@@ -109,31 +163,31 @@ class Search:
         self.tried.add(initial.version)
         champion_val = self.evaluator.evaluate(initial, val, reserve=reserve)
         if champion_val is None:
-            report["stop"] = "budget too small to score the initial policy on validation"
+            report["stop"] = str(Stop(StopReason.INITIAL_UNAFFORDABLE))
             return initial, self._finish(report, initial, initial, None, test)
         champion = initial
         pool = Pool(self.config.pool_size)
         pool.add(initial, champion_val, champion.version)
         report["initial_val"] = champion_val.metrics(self.schema)
         self._emit(phase="initial", best=champion_val.mean)
-        stale, stop = 0, f"reached max_steps={self.config.max_steps}"
+        stale, stop = 0, Stop(StopReason.MAX_STEPS, f"={self.config.max_steps}")
         for step in range(1, self.config.max_steps + 1):
             if self.budget.expired:
-                stop = "wall-time limit reached"
+                stop = Stop(StopReason.WALL_TIME)
                 break
-            record, (new, new_val) = self._step(step, pool, champion, champion_val, train, val, reserve)
-            report["steps"].append(record)
-            promoted = new.version != champion.version
-            champion, champion_val = new, new_val
+            result = self._step(step, pool, champion, champion_val, train, val, reserve)
+            report["steps"].append(result.record)
+            promoted = result.champion.version != champion.version
+            champion, champion_val = result.champion, result.champion_val
             stale = 0 if promoted else stale + 1
             self._emit(phase="step", step=step, best=champion_val.mean)
-            if "stop" in record:
-                stop = record["stop"]
+            if result.stop is not None:
+                stop = result.stop
                 break
             if stale >= self.config.patience:
-                stop = f"no new champion in {stale} steps"
+                stop = Stop(StopReason.PATIENCE, f" in {stale} steps")
                 break
-        report["stop"] = stop
+        report["stop"] = str(stop)
         report["champion_val"] = champion_val.metrics(self.schema)
         return champion, self._finish(report, initial, champion, champion_val, test)
 
@@ -151,13 +205,13 @@ class Search:
 
     # --- one step --------------------------------------------------------------------------------------------------
 
-    def _step(self, step, pool: Pool, champion: Policy, champion_val: Evaluation, train, val, reserve):
-        """(step record, (champion, its validation) after the step). ``record["stop"]`` says the run must end."""
+    def _step(self, step, pool: Pool, champion: Policy, champion_val: Evaluation, train, val, reserve) -> StepResult:
+        """The step's report record and the champion after it; ``stop`` set means the run must end."""
         rng = random.Random(f"step:{self.seed}:{self.tag}:{step}")
         parent = pool.select(rng)
         outcome = (champion, champion_val)
         if not train:
-            return {"step": step, "stop": "no training items"}, outcome
+            return self._ended({"step": step}, outcome, StopReason.NO_TRAINING)
         batch = rng.sample(list(train), min(self.config.minibatch, len(train)))
         in_batch = {item.id for item in batch}
         spare = [item for item in train if item.id not in in_batch]
@@ -165,27 +219,28 @@ class Search:
         record: dict = {"step": step, "parent": parent.policy.version, "minibatch": [item.id for item in batch]}
         parent_mb = self.evaluator.evaluate(parent.policy, batch, reserve=reserve)
         if parent_mb is None:
-            record["stop"] = "budget exhausted"
-            return record, outcome
+            return self._ended(record, outcome, StopReason.BUDGET)
         record["parent_minibatch"] = round(parent_mb.mean, 6)
         feedback = aggregate(self.schema, parent_mb)
         record["feedback"] = feedback
         candidates = self._candidates(parent.policy, feedback, train, reserve + len(batch))
         record["candidates"] = entries = []
-        for kind, policy, status, reason in candidates:
+        stop: StopReason | None = None
+        for candidate in candidates:
+            kind, policy = candidate.kind, candidate.policy
             entry = {"kind": kind, **describe(policy)} if policy else {"kind": kind}
             entries.append(entry)
-            if status:
-                entry.update(status=status, reason=reason)
+            if candidate.status or policy is None:
+                entry.update(status=candidate.status, reason=candidate.reason)
                 continue
             if policy.version in self.tried:
-                entry.update(status="duplicate", reason="already tried in this run")
+                entry.update(status=Status.DUPLICATE, reason="already tried in this run")
                 continue
             self.tried.add(policy.version)
             cand_mb = self.evaluator.evaluate(policy, batch, reserve=reserve)
             if cand_mb is None:
-                entry.update(status="unaffordable", reason="budget exhausted before the minibatch")
-                record["stop"] = "budget exhausted"
+                entry.update(status=Status.UNAFFORDABLE, reason="budget exhausted before the minibatch")
+                stop = StopReason.BUDGET
                 break
             passed, diff = minibatch_gate(parent_mb, cand_mb)
             entry["minibatch"] = round(cand_mb.mean, 6)
@@ -193,18 +248,20 @@ class Search:
                 parent_x = self.evaluator.evaluate(parent.policy, extra, reserve=reserve)
                 cand_x = self.evaluator.evaluate(policy, extra, reserve=reserve) if parent_x else None
                 if cand_x is None:
-                    entry.update(status="unaffordable", reason="budget exhausted before settling a minibatch tie")
-                    record["stop"] = "budget exhausted"
+                    entry.update(status=Status.UNAFFORDABLE, reason="budget exhausted before settling a minibatch tie")
+                    stop = StopReason.BUDGET
                     break
                 passed, diff = minibatch_gate(parent_x, cand_x)
                 entry["tie_minibatch"] = {"parent": round(parent_x.mean, 6), "candidate": round(cand_x.mean, 6)}
             if not passed:
-                entry.update(status="gate_failed", reason=f"not better than its parent on the minibatch ({diff:+.3f})")
+                entry.update(
+                    status=Status.GATE_FAILED, reason=f"not better than its parent on the minibatch ({diff:+.3f})"
+                )
                 continue
             cand_val = self.evaluator.evaluate(policy, val, reserve=reserve)
             if cand_val is None:
-                entry.update(status="unaffordable", reason="budget exhausted before validation")
-                record["stop"] = "budget exhausted"
+                entry.update(status=Status.UNAFFORDABLE, reason="budget exhausted before validation")
+                stop = StopReason.BUDGET
                 break
             entry["val"] = round(cand_val.mean, 6)
             pool.add(policy, cand_val, outcome[0].version)
@@ -223,39 +280,55 @@ class Search:
                 )
                 entry["decision"] = decision.to_dict()
             if decision.promote:
-                entry.update(status="promoted", reason=decision.reason)
+                entry.update(status=Status.PROMOTED, reason=decision.reason)
                 outcome = (policy.with_meta(parent=parent.policy.version, step=step, kind=kind), cand_val)
                 pool.add(outcome[0], cand_val, outcome[0].version)
             else:
-                entry.update(status="not_promoted", reason=decision.reason)
+                entry.update(status=Status.NOT_PROMOTED, reason=decision.reason)
         record["champion"] = outcome[0].version
         record["calls_spent"] = self.budget.spent
-        return record, outcome
+        if stop is not None:
+            return self._ended(record, outcome, stop)
+        return StepResult(record, *outcome)
 
-    def _candidates(self, parent: Policy, feedback: dict, train, reserve: int) -> list[tuple]:
-        """(kind, policy or None, "invalid" | "error" | None, reason), at most ``config.candidates`` of them."""
+    @staticmethod
+    def _ended(record: dict, outcome: tuple[Policy, Evaluation], reason: StopReason) -> StepResult:
+        """A step that ends the run: the record shows why (for the report), the result carries it (for the loop)."""
+        stop = Stop(reason)
+        record["stop"] = str(stop)
+        return StepResult(record, *outcome, stop=stop)
+
+    def _candidates(self, parent: Policy, feedback: dict, train, reserve: int) -> list[Candidate]:
+        """At most ``config.candidates`` candidates: a demo change, the label guide, rewrites."""
         want = self.config.candidates
-        out: list[tuple] = []
+        out: list[Candidate] = []
         if self.config.demos:
             variants = demo_variants(
-                parent, self.schema, train, demo_k=self.config.demo_k, max_k=self.config.max_demo_k, seed=self.seed
+                parent,
+                self.schema,
+                train,
+                demo_k=self.config.demo_k,
+                max_k=self.config.max_demo_k,
+                seed=self.seed,
+                narrow_k=self.config.narrow_k,
+                narrow_min=self.config.narrow_min_labels,
             )
             fresh = [(k, p) for k, p in variants if p.version not in self.tried]
-            out += [(k, p, None, None) for k, p in fresh[:1]]
+            out += [Candidate(k, p) for k, p in fresh[:1]]
         proposals: list[Proposal] = []
         nothing_wrong = feedback["score"] >= 1.0
         each = self.config.minibatch + 1  # a proposal is worth paying for only if its minibatch is affordable too
         wants_guide = (
             self.config.label_guide and self.schema.choices and not self.guide_done and not nothing_wrong
         ) and len(out) < want
-        if wants_guide and self.budget.affords(reserve + each):
+        labels = self._guide_labels(feedback) if wants_guide else {}
+        if labels and self.budget.affords(reserve + len(labels) + each - 1):
             self.guide_done = True
-            labels = self._guide_labels(feedback)
             guide, error = label_guide(self.proposer, self.schema, train, labels, self.config.proposer_max_tokens)
             if guide:
                 proposals.append(Proposal("guide", parent.instruction.rstrip() + "\n\n" + guide))
             else:
-                out.append(("guide", None, "error", f"proposer gave no guide: {error}"))
+                out.append(Candidate("guide", None, Status.ERROR, f"proposer gave no guide: {error}"))
         count = want - len(out) - len(proposals)
         while count > 0 and not nothing_wrong and not self.budget.affords(reserve + count * each):
             count -= 1
@@ -269,22 +342,24 @@ class Search:
                 self.config.proposer_max_tokens,
             )
             proposals += made
-            out += [("rewrite", None, "error", "proposer request failed: " + e) for e in errors]
+            out += [Candidate("rewrite", None, Status.ERROR, "proposer request failed: " + e) for e in errors]
         for proposal in proposals:
             reason = check(proposal.instruction, parent.instruction, self.gold_text, self.config.max_instruction_chars)
             policy = parent.with_instruction(proposal.instruction) if proposal.instruction.strip() else None
             if reason:
                 self.invalid += 1
-            out.append((proposal.kind, policy, "invalid" if reason else None, reason))
+            out.append(Candidate(proposal.kind, policy, Status.INVALID if reason else None, reason))
         return out
 
-    def _guide_labels(self, feedback: dict) -> list[str]:
-        """The labels the guide defines: all of a small set, else those involved in the minibatch's errors."""
-        control = self.schema.choices[0] if self.schema.choices else None
-        if control is None:
-            return []
-        if len(control.labels) <= self.config.guide_labels:
-            return list(control.labels)
-        involved = feedback["controls"].get(control.name, {})
-        names = [label for label, _ in [*involved.get("missing", []), *involved.get("spurious", [])]]
-        return list(dict.fromkeys(names))[: self.config.guide_labels]
+    def _guide_labels(self, feedback: dict) -> dict[str, list[str]]:
+        """Per control, the labels the guide defines: all of a small set, else those in the minibatch's errors."""
+        out = {}
+        for control in self.schema.choices:
+            if len(control.labels) <= self.config.guide_labels:
+                out[control.name] = list(control.labels)
+                continue
+            involved = feedback["controls"].get(control.name, {})
+            names = [label for label, _ in [*involved.get("missing", []), *involved.get("spurious", [])]]
+            if names:
+                out[control.name] = list(dict.fromkeys(names))[: self.config.guide_labels]
+        return out

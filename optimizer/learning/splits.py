@@ -42,7 +42,8 @@ def _labels(item: GoldItem) -> list[str]:
     out: list[str] = []
     for value in item.answer.values():
         if isinstance(value, list):
-            out += label_set(value)
+            # Choices labels only: span mentions and taxonomy paths are not strata.
+            out += label_set([v for v in value if isinstance(v, str)])
     return out
 
 

@@ -14,6 +14,10 @@ Choices
 Labels are compared as sets, case-insensitively: duplicates count once, and ``"Billing"`` equals ``"billing"``
 (gold written by hand rarely matches a config's case; parsing already maps case the same way, never fuzzily).
 
+Tags (modules of their own): ``span_f1`` / ``span_exact`` for ``Labels`` (:mod:`.span_f1`), ``numeric`` for
+``Number``, rating distance, ``hierarchical_f1`` for ``Taxonomy`` and ``side`` for ``Pairwise``
+(:mod:`.scale_verifiers`).
+
 Free text
 - ``exact``: identical after stripping surrounding whitespace.
 - ``normalised``: case, inner whitespace and trailing punctuation ignored.
@@ -30,22 +34,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
+from optimizer.labelstudio.tags import NumberControl, PairwiseControl, RatingControl, SpanControl, TaxonomyControl
+from optimizer.learning.scale_verifiers import hierarchical_f1, rating_distance, side_match
+from optimizer.learning.span_f1 import span_exact_f1, span_f1
+from optimizer.learning.verdict import Value, Verdict, Verifier
 
-Value = list[str] | str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    reward: float
-    feedback: dict = field(default_factory=dict)
-
-
-Verifier = Callable[[Value | None, Value], Verdict]
+__all__ = ["Value", "Verdict", "Verifier"]
 
 
 def label_set(value: Value | None) -> list[str]:
@@ -105,6 +104,8 @@ _NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE
 def _text(value: Value | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
     return value if isinstance(value, str) else " ".join(str(v) for v in value)
 
 
@@ -177,6 +178,10 @@ NAMED: dict[str, Verifier] = {
     "normalised": normalised_match,
     "numeric": numeric_match(),
     "auto": auto_text,
+    "span_f1": span_f1,
+    "span_exact": span_exact_f1,
+    "hierarchical_f1": hierarchical_f1,
+    "side": side_match,
 }
 
 
@@ -193,10 +198,22 @@ def named(spec: str) -> Verifier:
 
 
 def verifier_for(schema: Schema, name: str) -> Verifier:
-    """The default verifier for one control: set F1 for multiple choice, first-label match for single, auto for text."""
+    """The default verifier for one control: set F1 for multiple choice, first-label match for single, auto for
+    text, and per tag: span F1 with partial credit, numeric match, rating distance, hierarchical F1, side match."""
     control = schema.choice(name)
     if isinstance(control, ChoiceControl):
         return set_f1 if control.multiple else first_label_match
+    tag = schema.tag(name)
+    if isinstance(tag, SpanControl):
+        return span_f1
+    if isinstance(tag, NumberControl):
+        return NAMED["numeric"]
+    if isinstance(tag, RatingControl):
+        return rating_distance(tag.max_rating)
+    if isinstance(tag, TaxonomyControl):
+        return hierarchical_f1
+    if isinstance(tag, PairwiseControl):
+        return side_match
     return auto_text
 
 

@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.predictor import Failure
 from optimizer.state.keys import KeyMap
+from optimizer.state.replies import text
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ PREDICTIONS = Counter(
 )
 PREDICTION_FAILURES = Counter(
     "lsml_prediction_failures_total",
-    "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, no_input, internal).",
+    "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, nothing_found, no_input, "
+    "internal).",
     ["project", "reason"],
     registry=REGISTRY,
 )
@@ -217,10 +219,10 @@ class RedisStateCollector:
             labels=["project", "policy_version"],
         )
         for project, length, version in zip(projects, histories, currents, strict=True):
-            promotions.add_metric([_text(project)], length)
-            value = self._score(_text(version)) if version else None
+            promotions.add_metric([text(project)], length)
+            value = self._score(text(version)) if version else None
             if value is not None:
-                score.add_metric([_text(project), _text(version)], value)
+                score.add_metric([text(project), text(version)], value)
         return [jobs, promotions, score, *_usage_families(usage)]
 
     def _score(self, version: str) -> float | None:
@@ -242,17 +244,13 @@ class RedisStateCollector:
         return value
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _usage_families(usage: dict) -> list[Metric]:
     """LLM usage counted in Redis by workers and CLI runs, as the same families the web counts in-process."""
-    families = {name: CounterMetricFamily(metric, text, labels=["role", "source"])
-                for name, (metric, text) in LLM_HELP.items()}  # fmt: skip
+    families = {name: CounterMetricFamily(metric, help_text, labels=["role", "source"])
+                for name, (metric, help_text) in LLM_HELP.items()}  # fmt: skip
     tokens = CounterMetricFamily("lsml_llm_tokens", "LLM tokens used, by kind (prompt, completion).",
                                  labels=["role", "kind", "source"])  # fmt: skip
-    for field, amount in sorted((_text(k), int(v)) for k, v in usage.items()):
+    for field, amount in sorted((text(k), int(v)) for k, v in usage.items()):
         parts = field.split("|")
         if len(parts) != 3:
             continue
@@ -262,6 +260,32 @@ def _usage_families(usage: dict) -> list[Metric]:
         elif name.endswith("_tokens"):
             tokens.add_metric([role, name.removesuffix("_tokens"), source], amount)
     return [f for f in (*families.values(), tokens) if f.samples]
+
+
+# --- read back, for the dashboard -------------------------------------------------------------------------------
+def prediction_counts() -> dict[str, dict]:
+    """Per project: tasks answered by ``/predict`` and those that came back empty, by reason.
+
+    The same counters ``/metrics`` exposes (all gunicorn workers summed in multiprocess mode), so the dashboard and
+    a Prometheus scrape agree. Like any Prometheus counter they start again from zero when the service restarts.
+    """
+    path = multiprocess_dir()
+    families = MultiProcessCollector(None, path=path).collect() if path else REGISTRY.collect()
+    out: dict[str, dict] = {}
+    for family in families:
+        if family.name not in ("lsml_predictions", "lsml_prediction_failures"):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            counts = out.setdefault(sample.labels["project"], {"served": 0, "empty": 0, "reasons": {}})
+            if family.name == "lsml_predictions":
+                counts["served"] += int(sample.value)
+            else:
+                reason = sample.labels["reason"]
+                counts["empty"] += int(sample.value)
+                counts["reasons"][reason] = counts["reasons"].get(reason, 0) + int(sample.value)
+    return out
 
 
 # --- exposition ------------------------------------------------------------------------------------------------

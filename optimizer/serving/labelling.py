@@ -7,7 +7,7 @@ same predictor, same strict mapping back to the config's labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.labelstudio.render import MissingInput, render_input
@@ -27,13 +27,31 @@ def task_texts(schema: Schema, tasks: Sequence[dict]) -> list[str | None]:
     return texts
 
 
-def ls_predictions(schema: Schema, policy: Policy, predictions: Sequence[Prediction]) -> list[dict]:
-    """One ``{"result", "score", "model_version"}`` per prediction, in order (an empty result for a failed one)."""
-    return [
-        {
-            "result": to_results(schema, p.choices, p.texts, p.control_scores, prompt=policy.instruction),
-            "score": p.score,
-            "model_version": policy.version,
-        }
-        for p in predictions
-    ]
+def ls_prediction(schema: Schema, policy: Policy, prediction: Prediction, data: Mapping | None = None) -> dict | None:
+    """``{"result", "score", "model_version"}`` for an answered task; None for one without an answer.
+
+    None, never an empty result: Label Studio stores an empty result under the current version as a real
+    prediction and then never asks for that task again (README, "Tasks without an answer"). ``data`` is the task's
+    data: span offsets are computed against its own text.
+    """
+    if prediction.error is not None:
+        return None
+    result = to_results(
+        schema,
+        prediction.choices,
+        prediction.texts,
+        prediction.control_scores,
+        policy.instruction,
+        values=prediction.values,
+        data=data,
+    )
+    if not result:
+        return None
+    return {"result": result, "score": prediction.score, "model_version": policy.version}
+
+
+def ls_predictions(
+    schema: Schema, policy: Policy, predictions: Sequence[Prediction], tasks: Sequence[dict]
+) -> list[dict | None]:
+    """One :func:`ls_prediction` per prediction and its task, in order."""
+    return [ls_prediction(schema, policy, p, t.get("data") or {}) for p, t in zip(predictions, tasks, strict=True)]

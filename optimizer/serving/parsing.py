@@ -11,6 +11,9 @@ A label matches a control's value exactly, or case-insensitively (also against t
 fuzzy, because a near miss mapped onto the wrong label is worse than no label. Unknown labels are dropped and
 counted, duplicates removed, and a single-choice control keeps at most its first valid label. An empty answer
 yields no choice.
+
+Tag controls (spans, numbers, ratings, taxonomies, pairwise) are read by their own module's ``coerce``, which keeps
+only values inside the tag's domain; what it drops is counted like an unknown label.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
+from optimizer.labelstudio.tags import TagControl
 
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 _TRAILING = " \t\"'`.;,!"
@@ -29,6 +33,7 @@ _TRAILING = " \t\"'`.;,!"
 class Parsed:
     choices: dict[str, list[str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    values: dict[str, object] = field(default_factory=dict)
     # Character spans in the raw text where each accepted label was found, for logprob scoring.
     spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     strict: bool = False
@@ -37,8 +42,17 @@ class Parsed:
     salvaged: bool = False
 
     @property
+    def nothing_found(self) -> bool:
+        """A well-formed answer whose only content is an empty span list: the model found no entity."""
+        return self.strict and not self.dropped and any(v == [] for v in self.values.values())
+
+    @property
     def empty(self) -> bool:
-        return not any(self.choices.values()) and not any(t.strip() for t in self.texts.values())
+        return (
+            not any(self.choices.values())
+            and not any(t.strip() for t in self.texts.values())
+            and not any(v not in (None, []) for v in self.values.values())
+        )
 
 
 class _Matcher:
@@ -172,6 +186,17 @@ def _key_lookup(obj: dict) -> dict[str, object]:
     return {str(k).casefold(): v for k, v in obj.items()}
 
 
+def _accept_tag(out: Parsed, tag: TagControl, raw) -> None:
+    value, dropped = tag.coerce(raw)
+    out.dropped += dropped
+    if value is not None:
+        out.values[tag.name] = value
+
+
+# Keys a model may use for the one control of a single-control config instead of the control's name.
+_SOLE_KEYS = ("labels", "label", "choices", "choice", "entities", "answer", "value", "rating", "number", "selected")
+
+
 def parse_answer(schema: Schema, raw: str | None) -> Parsed:
     out = Parsed()
     raw = raw or ""
@@ -195,17 +220,35 @@ def parse_answer(schema: Schema, raw: str | None) -> Parsed:
             value = keys.get(answer.name.casefold())
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 out.texts[answer.name] = str(value).strip()
+        for tag in schema.tags:
+            value = keys.get(tag.name.casefold())
+            if value is None and len(schema.outputs) == 1:
+                value = next((keys[k] for k in _SOLE_KEYS if k in keys), None)
+            _accept_tag(out, tag, value)
         return out
     if isinstance(data, list | str) and len(schema.choices) == 1:
         out.strict = isinstance(data, list)
         _accept(out, raw, schema.choices[0], data)
         return out
+    if data is not None and len(schema.outputs) == 1 and schema.tags:
+        out.strict = True
+        _accept_tag(out, schema.tags[0], data)
+        return out
     return _parse_lines(schema, raw, out)
+
+
+def _line_value(text: str):
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return text.strip()
 
 
 def _parse_lines(schema: Schema, raw: str, out: Parsed) -> Parsed:
     controls = {c.name.casefold(): c for c in schema.choices}
     answers = {a.name.casefold(): a for a in schema.answers}
+    tags = {t.name.casefold(): t for t in schema.tags}
+    keyed = False
     cursor = 0
     for line in raw.splitlines():
         start = raw.find(line, cursor)
@@ -219,8 +262,13 @@ def _parse_lines(schema: Schema, raw: str, out: Parsed) -> Parsed:
             _accept(out, raw, controls[key], re.split(r"[,;|]", rest), max(start, 0))
         elif sep and key in answers:
             out.texts[answers[key].name] = rest.strip()
+        elif sep and key in tags:
+            keyed = True
+            _accept_tag(out, tags[key], _line_value(rest))
         elif len(schema.choices) == 1:
             _accept(out, raw, schema.choices[0], re.split(r"[,;|]", line), max(start, 0))
     if not schema.choices and len(schema.answers) == 1 and not out.texts:
         out.texts[schema.answers[0].name] = raw.strip()
+    if len(schema.outputs) == 1 and schema.tags and not keyed:
+        _accept_tag(out, schema.tags[0], raw.strip())
     return out

@@ -7,6 +7,11 @@ when the policy changes" holds without any bookkeeping.
 Demos come in two modes:
 - ``demo_k == 0``: every demo is shown, in order (a fixed few-shot set);
 - ``demo_k > 0``: the ``demo_k`` demos nearest to each input are retrieved from the pool (see ``retrieval``).
+
+``narrow_k > 0`` restricts each input's answer to the ``narrow_k`` most likely labels of every many-label control,
+ranked from the demo pool and the label names (see ``narrowing``). It is part of the content, so it changes the
+version; it is left out of the hashed content when 0, so the versions of policies made before it existed stay the
+same.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ class Demo:
 
     @classmethod
     def from_dict(cls, data: dict) -> Demo:
-        output = {str(k): (list(v) if isinstance(v, list | tuple) else str(v)) for k, v in data["output"].items()}
+        # JSON values stay as they are (a rating stays 4, spans stay objects); anything else becomes text.
+        output = {
+            str(k): (list(v) if isinstance(v, list | tuple) else v if isinstance(v, int | float | dict) else str(v))
+            for k, v in data["output"].items()
+        }
         return cls(input=str(data["input"]), output=output)
 
 
@@ -47,13 +56,17 @@ class Policy:
     demo_k: int = 0
     # Free-form provenance (parent version, scores, job id). Not part of the identity.
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    narrow_k: int = 0
 
     def content(self) -> dict:
-        return {
+        content = {
             "instruction": self.instruction,
             "demos": [d.to_dict() for d in self.demos],
             "demo_k": self.demo_k,
         }
+        if self.narrow_k:
+            content["narrow_k"] = self.narrow_k
+        return content
 
     @property
     def version(self) -> str:
@@ -72,6 +85,7 @@ class Policy:
             instruction=str(data["instruction"]),
             demos=tuple(Demo.from_dict(d) for d in data.get("demos") or ()),
             demo_k=int(data.get("demo_k") or 0),
+            narrow_k=int(data.get("narrow_k") or 0),
             meta=dict(data.get("meta") or {}),
         )
 

@@ -8,8 +8,9 @@ for the verifier).
 Score
 -----
 With logprobs (llama.cpp, OpenAI, vLLM): a chosen label's score is the probability the model gave its tokens,
-``exp(sum of token logprobs)``; a free-text answer's is the per-token geometric mean. The prediction's score is the
-mean over the controls it filled.
+``exp(sum of token logprobs)``; a free-text answer's is the per-token geometric mean, and so is a tag control's
+(spans, number, rating, taxonomy, pairwise), taken over the whole answer. The prediction's score is the mean over the
+controls it filled.
 
 Without logprobs (the documented fallback): ``format quality × demo agreement``, where format quality is 1.0 for a
 well-formed JSON answer and 0.7 for one recovered from plain text, scaled by the share of proposed labels that were
@@ -25,14 +26,16 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
-from optimizer.serving.policy import Policy
+from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.prompting import answer_token_cap, build_messages, json_schema, select_demos
 
 
@@ -46,13 +49,16 @@ class FailureReason(StrEnum):
     UNPARSABLE = "unparsable"
     # The answer was cut off at the token cap and nothing complete could be salvaged from it.
     TRUNCATED = "truncated"
+    # A well-formed answer that found nothing to mark (no entity in the text for a Labels control): a real answer,
+    # but Label Studio would store its empty result as a prediction, so none is sent and the task is counted here.
+    NOTHING_FOUND = "nothing_found"
     INTERNAL = "internal"
     NOT_PREDICTED = "not_predicted"
 
     @property
     def answered(self) -> bool:
         """The LLM did answer (its text is in ``Prediction.raw``); it just held nothing usable."""
-        return self in (FailureReason.UNPARSABLE, FailureReason.TRUNCATED)
+        return self in (FailureReason.UNPARSABLE, FailureReason.TRUNCATED, FailureReason.NOTHING_FOUND)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class Failure:
 class Prediction:
     choices: dict[str, list[str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    # Tag controls' values (spans, numbers, ratings, taxonomy paths, pairwise sides), each inside its tag's domain.
+    values: dict[str, object] = field(default_factory=dict)
     score: float = 0.0
     control_scores: dict[str, float] = field(default_factory=dict)
     error: Failure | None = None
@@ -81,7 +89,12 @@ class Prediction:
 
     @property
     def empty(self) -> bool:
-        return not any(self.choices.values()) and not any(t for t in self.texts.values())
+        return not any(self.choices.values()) and not any(t for t in self.texts.values()) and not self.values
+
+    @property
+    def answer(self) -> dict:
+        """Every control's answer in one mapping, as verifiers and reports read it."""
+        return {**self.choices, **self.texts, **self.values}
 
     @classmethod
     def failed(cls, reason: FailureReason, detail: str = "") -> Prediction:
@@ -111,7 +124,7 @@ def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]
         # Token texts do not add up to the answer (some servers strip whitespace): align by position only
         # when they do, otherwise fall back to the whole answer's mean token probability.
         mean = sum(lp for _, lp in tokens) / max(1, len(tokens))
-        filled = [n for n, labels in parsed.choices.items() if labels] + list(parsed.texts)
+        filled = [n for n, labels in parsed.choices.items() if labels] + list(parsed.texts) + list(parsed.values)
         return dict.fromkeys(filled, math.exp(mean))
     scores: dict[str, float] = {}
     for name, labels in parsed.choices.items():
@@ -129,20 +142,24 @@ def score_from_logprobs(parsed: Parsed, raw: str, tokens: list[tuple[str, float]
         if at >= 0:
             total, count = _span_logprob(offsets, (at, at + len(text)))
             scores[name] = math.exp(total / count) if count else 0.0
+    if parsed.values:
+        whole = math.exp(sum(lp for _, lp in tokens) / len(tokens))
+        scores.update(dict.fromkeys(parsed.values, whole))
     return scores
 
 
-def score_fallback(parsed: Parsed, policy: Policy, text: str) -> dict[str, float]:
-    kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts)
+def score_fallback(parsed: Parsed, retrieved: Sequence[Demo]) -> dict[str, float]:
+    """``retrieved``: the demos retrieved for this input (empty for a fixed demo set, which says nothing about it)."""
+    kept = sum(len(v) for v in parsed.choices.values()) + len(parsed.texts) + len(parsed.values)
     quality = (1.0 if parsed.strict else 0.7) * (kept / (kept + parsed.dropped) if kept else 0.0)
-    demos = select_demos(policy, text) if policy.demo_k > 0 else ()
+    demos = retrieved
     scores = {}
     for name, labels in parsed.choices.items():
         if not labels:
             continue
         agree = sum(1 for d in demos if set(labels) & set(_as_list(d.output.get(name))))
         scores[name] = quality * (1 + agree) / (1 + len(demos))
-    for name in parsed.texts:
+    for name in [*parsed.texts, *parsed.values]:
         scores[name] = quality
     return scores
 
@@ -183,10 +200,12 @@ class Predictor:
         key = item_key(policy, schema, text) if self.cache is not None else None
         if key is not None and key in self.cache:
             return self.cache[key]
+        demos = select_demos(policy, text)
+        narrowed = narrow(policy, schema, text)
         try:
             completion = self.llm.complete(
-                build_messages(policy, schema, text),
-                json_schema(schema),
+                build_messages(policy, schema, text, demos, narrowed),
+                json_schema(schema, narrowed),
                 answer_token_cap(schema, self.llm.config.max_tokens),
             )
         except LLMError as exc:
@@ -195,11 +214,12 @@ class Predictor:
         if completion.tokens:
             scores = score_from_logprobs(parsed, completion.text, completion.tokens)
         else:
-            scores = score_fallback(parsed, policy, text)
+            scores = score_fallback(parsed, demos if policy.demo_k > 0 else ())
         filled = list(scores.values())
         prediction = Prediction(
             choices={k: v for k, v in parsed.choices.items() if v},
             texts={k: v for k, v in parsed.texts.items() if v},
+            values={k: v for k, v in parsed.values.items() if v not in (None, [])},
             score=round(sum(filled) / len(filled), 6) if filled else 0.0,
             control_scores={k: round(v, 6) for k, v in scores.items()},
             raw=completion.text,
@@ -208,7 +228,12 @@ class Predictor:
             salvaged=parsed.salvaged,
         )
         if parsed.empty:
-            reason = FailureReason.TRUNCATED if completion.truncated else FailureReason.UNPARSABLE
+            if completion.truncated:
+                reason = FailureReason.TRUNCATED
+            elif parsed.nothing_found:
+                reason = FailureReason.NOTHING_FOUND
+            else:
+                reason = FailureReason.UNPARSABLE
             prediction.error = Failure(reason, "no valid label in the answer: " + completion.text[:120])
         if key is not None:
             self.cache[key] = prediction

@@ -1,7 +1,8 @@
 """Nearest-demo retrieval with BM25 over word tokens: no model, no network, deterministic.
 
-Retrieved few-shot demos are the single biggest win for small labelling models (DESIGN.md §6). BM25 is lexical, so
-it runs anywhere the backend runs, and an index is built once per demo pool and cached by the policy version.
+Retrieved few-shot demos are the single biggest win for small labelling models (../shared/DESIGN.md §6). BM25 is
+lexical, so it runs anywhere the backend runs, and an index is built once per demo pool and cached by the policy
+version.
 """
 
 from __future__ import annotations

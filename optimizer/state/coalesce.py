@@ -27,10 +27,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
 import redis
 
 from optimizer.state.keys import KeyMap, Script
+from optimizer.state.replies import text
 
 _TRIGGER_KEYS = ("state", "lease", "count", "projects", "new_job")
 _TRIGGER_ARGS = ("project", "new_id", "now", "threshold", "stale", "ttl")
@@ -113,9 +115,18 @@ return f
 """
 
 
+class TriggerStatus(StrEnum):
+    """What one trigger did (see the module docstring); the values are what the Lua script returns."""
+
+    COUNTED = "counted"
+    QUEUED = "queued"
+    FOLLOWUP = "followup"
+    COALESCED = "coalesced"
+
+
 @dataclass(frozen=True)
 class Trigger:
-    status: str  # counted | queued | followup | coalesced
+    status: TriggerStatus
     job_id: str | None
     detail: str = ""
 
@@ -149,7 +160,7 @@ class Coalescer:
     def queued(self, project: str) -> tuple[str | None, float]:
         """The queued run's id and when it was queued (for the caller's check that it still exists in RQ)."""
         job_id, at = self.redis.hmget(self.keys.train_state(project), "queued", "queued_at")
-        return _text(job_id), float(_text(at) or 0.0)
+        return text(job_id), float(text(at) or 0.0)
 
     def trigger(self, project: str, *, threshold: int = 0, stale: str | None = None) -> Trigger:
         """Register one trigger. ``threshold`` > 0 counts it toward ``RETRAIN_EVERY_N`` first.
@@ -170,10 +181,10 @@ class Coalescer:
             stale=stale or "",
             ttl=self.job_record_ttl,
         )
-        return Trigger(_text(status), _text(job_id) or None, _text(detail))
+        return Trigger(TriggerStatus(text(status)), text(job_id) or None, text(detail))
 
     def project_of(self, job_id: str) -> str | None:
-        return _text(self.redis.get(self.keys.train_job(job_id)))
+        return text(self.redis.get(self.keys.train_job(job_id)))
 
     def status(self, project: str) -> dict:
         state = self.redis.hgetall(self.keys.train_state(project))
@@ -183,11 +194,11 @@ class Coalescer:
         pipe.get(self.keys.train_count(project))
         running, ttl_ms, count = pipe.execute()
         return {
-            "running": _text(running),
+            "running": text(running),
             "lease_ttl_s": round(ttl_ms / 1000, 1) if ttl_ms and ttl_ms > 0 else None,
-            "queued": _text(state.get("queued") or state.get(b"queued")),
-            "followup": _text(state.get("followup") or state.get(b"followup")),
-            "annotations_since_last_run": int(_text(count) or 0),
+            "queued": text(state.get("queued") or state.get(b"queued")),
+            "followup": text(state.get("followup") or state.get(b"followup")),
+            "annotations_since_last_run": int(text(count) or 0),
         }
 
     # -- worker side --------------------------------------------------------------------------------------------
@@ -205,9 +216,9 @@ class Coalescer:
             project=project,
             ttl=self.job_record_ttl,
         )
-        if _text(status) == "ok":
+        if text(status) == "ok":
             return Begin(True)
-        return Begin(False, _text(followup))
+        return Begin(False, text(followup))
 
     def heartbeat(self, project: str, job_id: str, lease_ttl: float) -> bool:
         """Renew the lease; False when it was lost (expired and maybe taken by another run)."""
@@ -222,7 +233,7 @@ class Coalescer:
     def orphans(self) -> list[tuple[str, str]]:
         """Follow-ups whose runner died (lease expired): moved to queued; returns (project, id) to enqueue."""
         out = []
-        for project in sorted(_text(p) for p in self.redis.smembers(self.keys.train_projects())):
+        for project in sorted(text(p) for p in self.redis.smembers(self.keys.train_projects())):
             job_id = self._handover(project, "")
             if job_id:
                 out.append((project, job_id))
@@ -235,10 +246,4 @@ class Coalescer:
             job_id=job_id,
             now=f"{time.time():.3f}",
         )
-        return _text(result) if result else None
-
-
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return text(result) if result else None

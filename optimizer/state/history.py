@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 
 from optimizer.serving.policy import Demo, Policy
-from optimizer.state.store import PolicyStore, PromoteResult
+from optimizer.state.replies import text
+from optimizer.state.store import PolicyStore, PromoteResult, PromoteStatus
 
 
 class HistoryError(ValueError):
@@ -82,7 +83,7 @@ class PolicyHistory:
     def entries(self, project: str) -> list[Entry]:
         """Every version the project has had or been offered, newest first; the live one is marked."""
         current = self.store.current_version(project)
-        records = {_text(k): json.loads(v) for k, v in self.redis.hgetall(self.store.keys.policies(project)).items()}
+        records = {text(k): json.loads(v) for k, v in self.redis.hgetall(self.store.keys.policies(project)).items()}
         promoted: dict[str, list[float]] = {}
         for event in self.promotions(project):
             promoted.setdefault(event["version"], []).append(event.get("at", 0.0))
@@ -118,7 +119,10 @@ class PolicyHistory:
         entry = next((e for e in self.entries(project) if e.version == version), None)
         return {**(entry.to_dict() if entry else {"version": version}), "policy": policy.to_dict()}
 
-    def diff(self, project: str, old: str, new: str) -> dict:
+    def diff(self, project: str, old: str | None = None, new: str | None = None) -> dict:
+        """``old`` → ``new``; by default the live version against the version it was derived from."""
+        new = new or self.store.current_version(project)
+        old = old or self.show(project, new).get("parent") or new
         a, b = self.policy(project, old), self.policy(project, new)
         return {"from": old, "to": new, **diff_policies(a, b)}
 
@@ -154,7 +158,7 @@ class PolicyHistory:
         return {"status": "unpinned" if removed else "not pinned", "live": self.store.current_version(project)}
 
     def _outcome(self, project: str, result: PromoteResult, parent: str) -> dict:
-        if result.status == "stale":
+        if result.status is PromoteStatus.STALE:
             raise StaleLive(f"the live version changed (expected {parent}); list the policies again and retry")
         return {"status": result.status, "live": result.version, "pinned": self.pinned(project) is not None}
 
@@ -174,13 +178,10 @@ def diff_policies(a: Policy, b: Policy) -> dict:
         "demos_added": [d.to_dict() for key, d in new.items() if key not in old],
         "demos_removed": [d.to_dict() for key, d in old.items() if key not in new],
         "demo_k": {"from": a.demo_k, "to": b.demo_k},
+        "narrow_k": {"from": a.narrow_k, "to": b.narrow_k},
         "same": a.version == b.version,
     }
 
 
 def _demo_keys(demos: tuple[Demo, ...]) -> dict[str, Demo]:
     return {json.dumps(d.to_dict(), sort_keys=True, ensure_ascii=False): d for d in demos}
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

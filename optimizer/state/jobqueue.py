@@ -24,7 +24,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from optimizer.settings import Settings
-from optimizer.state.coalesce import Coalescer, Trigger
+from optimizer.state.coalesce import Coalescer, Trigger, TriggerStatus
 
 log = logging.getLogger("optimizer.state.jobqueue")
 
@@ -32,6 +32,16 @@ ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, Job
 STALE_AFTER = 10.0
 TRAIN_FUNC = "optimizer.training.jobs.train"
 REPREDICT_FUNC = "optimizer.training.jobs.repredict"
+# Job states a listing can ask for, and the ``rq.Queue`` attribute of the registry holding each (queued: the queue).
+REGISTRIES = {
+    "started": "started_job_registry",
+    "deferred": "deferred_job_registry",
+    "scheduled": "scheduled_job_registry",
+    "finished": "finished_job_registry",
+    "failed": "failed_job_registry",
+}
+ACTIVE_STATES = ("started", "queued", "deferred", "scheduled")
+LISTED = (*ACTIVE_STATES, "finished", "failed")
 
 
 def repredict_job_id(project: str, version: str) -> str:
@@ -49,9 +59,21 @@ class TrainingQueue:
     # -- triggers -----------------------------------------------------------------------------------------------
     def trigger(self, project: str, *, threshold: int = 0, reason: str = "") -> Trigger:
         decision = self.coalescer.trigger(project, threshold=threshold, stale=self._stale_queued(project))
-        if decision.status == "queued":
+        if decision.status is TriggerStatus.QUEUED:
             self.ensure_enqueued(project, decision.job_id, reason or "trigger")
         return decision
+
+    def release(self, project: str, job_id: str, why: str) -> str | None:
+        """A run ended (or died): free the project and queue the follow-up run its triggers left, if any."""
+        followup = self.coalescer.finish(project, job_id)
+        if followup:
+            self.ensure_enqueued(project, followup, why)
+        return followup
+
+    def train_now(self, project: str, reason: str) -> dict:
+        """A person asked for a run (HTTP API, CLI): trigger it past any threshold and say what became of it."""
+        decision = self.trigger(project, reason=reason)
+        return {"project": project, "status": decision.status, "job": decision.job}
 
     def _stale_queued(self, project: str) -> str | None:
         job_id, queued_at = self.coalescer.queued(project)
@@ -117,23 +139,29 @@ class TrainingQueue:
             job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return self._reserved(job_id)
-        status = job.get_status()
-        meta = job.get_meta(refresh=False)
-        out = {
-            "id": job.id,
-            "status": str(status.value if isinstance(status, JobStatus) else status),
-            "project": meta.get("project"),
-            "kind": meta.get("kind"),
-            "meta": meta,
-            "enqueued_at": _iso(job.enqueued_at),
-            "started_at": _iso(job.started_at),
-            "ended_at": _iso(job.ended_at),
-        }
-        if status == JobStatus.FINISHED:
-            out["result"] = job.return_value()
-        elif status == JobStatus.FAILED:
-            out["error"] = meta.get("error") or _last_line(job)
-        return out
+        return _view(job)
+
+    def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200, *, results: bool = False) -> list[dict]:
+        """This queue's jobs in ``states`` (``queued`` or ``REGISTRIES`` names), newest first, at most ``limit``.
+
+        Read-only like ``/metrics``: registries are read without RQ's ``cleanup()``, so looking never moves a job.
+        A job that expired between the listing and the fetch is left out. Finished jobs' results (a training run's
+        report is the bulk of it) are fetched only with ``results``; a listing rarely needs them (``bench/dashboard``).
+        """
+        ids: list[str] = []
+        for state in states:
+            if state == "queued":
+                ids += self.queue.get_job_ids()
+            else:
+                ids += getattr(self.queue, REGISTRIES[state]).get_job_ids(cleanup=False)
+        found = Job.fetch_many(list(dict.fromkeys(ids)), connection=self.connection)
+        views = [_view(job, results) for job in found if job is not None]
+        views.sort(key=lambda v: v.get("enqueued_at") or "", reverse=True)
+        return views[:limit]
+
+    def active(self) -> list[dict]:
+        """Running, queued and waiting jobs with their progress: what the dashboard's Live page shows."""
+        return self.jobs(ACTIVE_STATES)
 
     def _reserved(self, job_id: str) -> dict | None:
         project = self.coalescer.project_of(job_id)
@@ -146,6 +174,30 @@ class TrainingQueue:
         if state["queued"] == job_id:
             return {"id": job_id, "status": "queued", "project": project, "kind": "train"}
         return {"id": job_id, "status": "unknown", "project": project, "kind": "train", "note": "expired or lost"}
+
+
+def _view(job: Job, result: bool = True) -> dict:
+    """One job as ``GET /jobs/<id>`` shows it: RQ's state, our progress meta, and the result or failure reason.
+
+    ``job`` was just fetched, so its status is read from that fetch, not asked of Redis again (one round trip per
+    job saved in a listing: ``bench/dashboard``)."""
+    status = job.get_status(refresh=False)
+    meta = job.get_meta(refresh=False)
+    out = {
+        "id": job.id,
+        "status": str(status.value if isinstance(status, JobStatus) else status),
+        "project": meta.get("project"),
+        "kind": meta.get("kind"),
+        "meta": meta,
+        "enqueued_at": _iso(job.enqueued_at),
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+    }
+    if status == JobStatus.FINISHED and result:
+        out["result"] = job.return_value()
+    elif status == JobStatus.FAILED:
+        out["error"] = meta.get("error") or _last_line(job)
+    return out
 
 
 def _iso(value) -> str | None:

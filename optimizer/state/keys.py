@@ -23,6 +23,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:train:job:<id>`` | string | the project a training job id belongs to |
 | ``ns:train:projects`` | set | projects that ever had a training trigger (for the crash sweep) |
 | ``ns:metrics:llm`` | hash | LLM usage counted by workers and the CLI, ``component|role|field`` → count |
+| ``ns:dashboard:csrf-key`` | string | the random key the dashboard signs its CSRF tokens with, made once |
 
 Lua scripts take their keys and arguments by name through :class:`Script`: each script declares the names, gets
 them as Lua locals (``k_current``, ``a_parent``), and is called with keyword arguments, so a call site can never pass
@@ -91,6 +92,10 @@ class KeyMap:
     # -- telemetry ----------------------------------------------------------------------------------------------
     def llm_usage(self) -> str:
         return self._key("metrics", "llm")
+
+    # -- dashboard ----------------------------------------------------------------------------------------------
+    def dashboard_csrf_key(self) -> str:
+        return self._key("dashboard", "csrf-key")
 
 
 class Script:

@@ -20,6 +20,7 @@ import time
 import redis
 
 from optimizer.state.keys import KeyMap, Script
+from optimizer.state.replies import text
 
 _SEEN_KEYS = ("alias", "config", "projects")
 _SEEN_ARGS = ("has_alias", "label_config", "project")
@@ -67,6 +68,11 @@ class ProjectRegistry:
             if alias:
                 return alias.decode() if isinstance(alias, bytes) else alias
         return ref
+
+    def all(self) -> list[str]:
+        """Every project uid the backend has seen, sorted by numeric id (then uid)."""
+        found = [text(m) for m in self.redis.smembers(self.keys.projects())]
+        return sorted(found, key=lambda p: (numeric_id(p) is None, numeric_id(p) or 0, p))
 
     def known(self, project: str) -> bool:
         return bool(self.redis.sismember(self.keys.projects(), project))

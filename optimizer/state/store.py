@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import StrEnum
 
 import redis
 
@@ -45,14 +46,23 @@ return 'ok'
 """
 
 
+class PromoteStatus(StrEnum):
+    """What the promotion script did; the values are what the Lua script returns."""
+
+    OK = "ok"
+    STALE = "stale"  # the live version is no longer the candidate's parent
+    PINNED = "pinned"
+    UNCHANGED = "unchanged"  # the candidate is already live
+
+
 @dataclass(frozen=True)
 class PromoteResult:
-    status: str  # ok | stale | pinned | unchanged
+    status: PromoteStatus
     version: str
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is PromoteStatus.OK
 
 
 class StoreUnavailable(RuntimeError):
@@ -232,8 +242,8 @@ class PolicyStore:
             )
         except redis.RedisError as exc:
             raise StoreUnavailable(f"cannot promote: Redis unavailable ({exc.__class__.__name__})") from exc
-        status = status.decode() if isinstance(status, bytes) else status
-        if status == "ok":
+        status = PromoteStatus(status.decode() if isinstance(status, bytes) else status)
+        if status is PromoteStatus.OK:
             self._remember(policy)
         return PromoteResult(status, policy.version)
 

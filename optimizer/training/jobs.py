@@ -100,9 +100,7 @@ def project_lease(services: Services, project: str, job_id: str):
         yield Lease(True, heartbeat=beat)
     finally:
         beat.stop()
-        followup = services.coalescer.finish(project, job_id)
-        if followup:
-            services.jobs.ensure_enqueued(project, followup, f"follow-up of {job_id}")
+        services.jobs.release(project, job_id, f"follow-up of {job_id}")
 
 
 def _run(kind: str, body) -> dict:

@@ -54,8 +54,8 @@ def repredict_project(
         chunk = tasks[start : start + batch]
         deadline = time.monotonic() + services.settings.predict_deadline
         predictions = services.predictor.predict_many(policy, schema, task_texts(schema, chunk), deadline=deadline)
-        results = ls_predictions(schema, policy, predictions)
-        payload = [{"task": t["id"], **r} for t, r in zip(chunk, results, strict=True) if r["result"]]
+        results = ls_predictions(schema, policy, predictions, chunk)
+        payload = [{"task": t["id"], **r} for t, r in zip(chunk, results, strict=True) if r is not None]
         empty += len(chunk) - len(payload)
         if payload:
             try:

@@ -14,15 +14,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
 from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.learning.gold import GoldItem, items_from_tasks
-from optimizer.learning.rewards import Reward, Scoring
+from optimizer.learning.rewards import scoring_for
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
+from optimizer.state.store import PromoteStatus
 
 log = logging.getLogger("optimizer.training.run")
 
@@ -68,12 +70,26 @@ def _optimize():
     return optimize
 
 
+class Outcome(StrEnum):
+    """How a training run ended for the live policy; the value is the summary's ``status``."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    LEASE_LOST = "lease lost"
+    STALE = PromoteStatus.STALE.value
+    PINNED = PromoteStatus.PINNED.value
+    UNCHANGED = PromoteStatus.UNCHANGED.value
+    SKIPPED = "skipped"
+
+
 REASONS = {
-    "rejected": "no candidate beat the starting policy on validation by more than noise",
-    "lease lost": "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); candidate kept",
-    "stale": "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
-    "pinned": "the project was pinned while the job ran; candidate kept in history",
-    "unchanged": "the candidate is already live",
+    Outcome.REJECTED: "no candidate beat the starting policy on validation by more than noise",
+    Outcome.LEASE_LOST: "this run lost the project's lease (Redis unreachable for a whole TRAIN_LEASE_TTL); "
+    "candidate kept",
+    Outcome.STALE: "the live policy changed while the job ran (a rollback or another promotion); candidate kept",
+    Outcome.PINNED: "the project was pinned while the job ran; candidate kept in history",
+    Outcome.UNCHANGED: "the candidate is already live",
+    Outcome.SKIPPED: "project is pinned; unpin it to train",
 }
 
 
@@ -105,18 +121,11 @@ def starting_policy(
     if live.version == services.default_policy.version:
         typed = most_typed_prompt(gold)
         if typed:
-            return Policy(instruction=typed, demos=live.demos, demo_k=live.demo_k), "typed prompt"
+            return live.with_instruction(typed), "typed prompt"
         served = services.default_for(schema, live)
         if served.version != live.version:
             return served, "judge default"
     return live, "live policy"
-
-
-def scoring_for(schema: Schema, reward: str) -> Scoring:
-    """Reward-scoring (judge) configs are scored by balanced accuracy: most graded responses are "Good", and a
-    judge that always says so must not win. Everything else keeps its verifier's plain mean."""
-    shape = judge_shape(schema)
-    return Scoring(Reward(reward), balance=shape.control.name if shape else None)
 
 
 def judge_summary(schema: Schema, report: dict) -> dict:
@@ -132,11 +141,11 @@ def judge_summary(schema: Schema, report: dict) -> dict:
     keys = ("balanced_accuracy", "kappa", "accuracy", "n")
     out = {}
     for when, val_key in (("initial", "initial_val"), ("best", "champion_val")):
-        val = (run.get(val_key) or {}).get(name) or {}
+        val = ((run.get(val_key) or {}).get("controls") or {}).get(name) or {}
         held = test.get(when) or {}
         entry = {"validation": {k: val.get(k) for k in keys}}
-        if name in held:
-            entry["test"] = {k: held[name].get(k) for k in keys}
+        if name in (held.get("controls") or {}):
+            entry["test"] = {k: held["controls"][name].get(k) for k in keys}
         elif "reward" in held:
             entry["test"] = {"balanced_accuracy": held.get("hard_reward", held["reward"]), "folds": held.get("folds")}
         out[when] = entry
@@ -164,7 +173,7 @@ def train_project(
     if number is None:
         raise TrainingError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
     if services.history.pinned(project) is not None:
-        return {"promoted": False, "status": "skipped", "reason": "project is pinned; unpin it to train"}
+        return {"promoted": False, "status": Outcome.SKIPPED, "reason": REASONS[Outcome.SKIPPED]}
     live = store.current(project)
     if store.degraded:
         raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
@@ -207,14 +216,15 @@ def train_project(
     }
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
     if not result.accepted or best.version == live.version:
-        status = "rejected"
+        status = Outcome.REJECTED
     elif lease_lost():
-        status = "lease lost"
+        status = Outcome.LEASE_LOST
     else:
         progress(phase="promoting", candidate=best.version)
-        status = store.promote(project, best, live.version, **info).status
-    if status == "ok":
-        log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
-        return {**summary, "promoted": True, "status": "promoted", "live_after": best.version}
+        promoted = store.promote(project, best, live.version, **info)
+        if promoted.ok:
+            log.info("project %s: promoted %s (was %s) by job %s", project, best.version, live.version, job_id)
+            return {**summary, "promoted": True, "status": Outcome.PROMOTED, "live_after": best.version}
+        status = Outcome(promoted.status.value)
     store.record(project, best, parent=live.version, status=status, **info)
-    return {**summary, "promoted": False, "status": status, "reason": REASONS.get(status, "")}
+    return {**summary, "promoted": False, "status": status, "reason": REASONS[status]}

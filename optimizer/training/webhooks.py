@@ -18,6 +18,7 @@ import logging
 import redis
 
 from optimizer.runtime.services import Services
+from optimizer.state.coalesce import TriggerStatus
 
 log = logging.getLogger("optimizer.training.webhooks")
 
@@ -86,7 +87,7 @@ class WebhookHandler:
     def _trigger(self, project: str, threshold: int, action: str) -> dict:
         decision = self.services.jobs.trigger(project, threshold=threshold, reason=action)
         answer: dict = {"status": decision.status}
-        if decision.status == "counted":
+        if decision.status is TriggerStatus.COUNTED:
             answer["annotations_since_last_run"] = int(decision.detail or 0)
             answer["retrain_every_n"] = threshold
         elif decision.job:

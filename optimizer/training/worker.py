@@ -38,9 +38,7 @@ class TrainingWorker(Worker):
             job.save_meta()
             project = meta.get("project")
             if meta.get("kind") == "train" and project:
-                followup = self.services.coalescer.finish(project, job.id)
-                if followup:
-                    self.services.jobs.ensure_enqueued(project, followup, f"follow-up of dead job {job.id}")
+                self.services.jobs.release(project, job.id, f"follow-up of dead job {job.id}")
         except redis.RedisError as exc:
             log.warning("could not release the project of dead job %s: %s", job.id, exc.__class__.__name__)
 

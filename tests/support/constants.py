@@ -37,3 +37,29 @@ THREE_CONTROLS_CONFIG = """<View>
     <Choice value="low"/><Choice value="high"/>
   </Choices>
 </View>"""
+
+# One config per tag family of optimizer.labelstudio.tags, each also run against a real Label Studio.
+NER_CONFIG = """<View>
+  <Labels name="ner" toName="text">
+    <Label value="PER"/><Label value="ORG"/><Label value="LOC"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"""
+
+NUMBER_CONFIG = '<View><Text name="text" value="$text"/><Number name="amount" toName="text" min="0" max="100"/></View>'
+
+RATING_CONFIG = '<View><Text name="text" value="$text"/><Rating name="stars" toName="text" maxRating="5"/></View>'
+
+TAXONOMY_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Taxonomy name="topic" toName="text">
+    <Choice value="Animal"><Choice value="Cat"/><Choice value="Dog"/></Choice>
+    <Choice value="Plant"><Choice value="Tree"/></Choice>
+  </Taxonomy>
+</View>"""
+
+PAIRWISE_CONFIG = """<View>
+  <Pairwise name="pw" toName="first,second"/>
+  <Text name="first" value="$first"/>
+  <Text name="second" value="$second"/>
+</View>"""

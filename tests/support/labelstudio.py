@@ -3,8 +3,9 @@
 Fixtures (registered in ``tests/conftest.py``):
 
 - ``labelstudio`` (session): one Label Studio per test session on a free loopback port with a fresh data dir,
-  started as DESIGN.md §3 says (sqlite, legacy token, local ML URLs allowed). It takes about a minute to migrate,
-  so every test shares it and isolates itself by creating its own project. It yields a :class:`LabelStudioServer`
+  started as ../shared/DESIGN.md §3 says (sqlite, legacy token, local ML URLs allowed). It takes about a minute to
+  migrate, so every test shares it and isolates itself by creating its own project. It yields a
+  :class:`LabelStudioServer`
   with ``url``, ``token``, an SDK ``client`` and small helpers for the calls the SDK gets wrong.
 - ``start_backend`` (function): a factory that starts ``gunicorn _wsgi:app`` (:class:`BackendProcess`) against the
   session's redis-server with a unique namespace, and stops everything it started when the test ends.
@@ -59,7 +60,7 @@ class LabelStudioServer:
 
     @staticmethod
     def environment(data_dir: Path) -> dict[str, str]:
-        """DESIGN.md §3's start-up environment, plus no version check against pypi.org (CI may be offline)."""
+        """../shared/DESIGN.md §3's start-up environment, plus no version check against pypi.org (CI may be offline)."""
         return {
             **os.environ,
             "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
@@ -162,6 +163,18 @@ class LabelStudioServer:
 
     def predictions(self, task_id: int) -> list[dict]:
         return [p.model_dump(mode="json") for p in self.client.predictions.list(task=task_id)]
+
+    def connect_with_secret(self, project_id: int, url: str, basic_auth: tuple[str, str], secret: str):
+        """Connect the backend with basic auth and add the ``X-Webhook-Secret`` header users add to its webhook."""
+        ml = self.connect_backend(project_id, url, basic_auth=basic_auth)
+        self.set_webhook_headers(project_id, url + "/webhook", {"X-Webhook-Secret": secret})
+        return ml
+
+    def retrieve_all(self, project_id: int, ml_id: int, task_ids: list[int]) -> tuple[str, list[list[dict]]]:
+        """Retrieve predictions for every task; (the backend's model version in LS, each task's predictions)."""
+        self.retrieve_predictions(project_id)
+        version = self.ml_backend(ml_id)["model_version"]
+        return version, [self.predictions(t) for t in task_ids]
 
     def interactive_annotating(self, ml_id: int, task_id: int, context: dict | None = None) -> dict:
         """``POST /api/ml/{id}/interactive-annotating``; raw HTTP because the SDK's call returns None."""

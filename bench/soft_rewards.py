@@ -1,0 +1,271 @@
+"""Soft against hard rewards for optimising an LLM judge (issue 12, item 4), on the BANKING77-derived graded set.
+
+Two questions, both at the same call budget and over 3 seeds:
+
+1. **Gate agreement.** For random (parent, candidate) judge instructions, does the minibatch gate's decision on
+   20 training items ("candidate beats parent": summed reward strictly higher) agree with the decision on 200
+   held-out items ("candidate's hard balanced accuracy is higher")? Measured with the soft reward and with the hard
+   one on the *same* minibatches.
+2. **Held-out score reached.** ``optimize`` on 60 graded items with ``--reward soft`` and ``hard`` at the same call
+   budget; the returned judge is scored on the 200 held-out items by hard balanced accuracy (and kappa).
+
+Data: ``bench.graded`` builds the graded rows from ``../shared/data/banking77`` (train split for the gold, test
+split for the held-out 200), about 65 % "Good", scored with the balanced verifier exactly as a training job does.
+
+Model: the scripted judge below, over real HTTP through the real predictor, parser and logprob scoring. Its
+quality is a property of the instruction (a hash gives each instruction a skill), items have a difficulty, and on
+each (instruction, item) it is right with probability ``q = sigmoid(skill - difficulty + noise)``; it reports the
+chosen grade's probability over-confidently (``sigmoid(1.5 · logit)``), as small models do. So soft rewards carry
+real but imperfect information. ``--embedded`` adds question 1 with SmolLM2-135M on fewer items (slow: the one-
+at-a-time server with logprobs runs about 1 call/s here).
+
+    python -m bench.soft_rewards                 # scripted judge, 3 seeds (about 2-4 minutes on 2 cores)
+    python -m bench.soft_rewards --embedded      # also the embedded model (adds ~10-15 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench.graded import build, confusable, load
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.labelstudio.render import render_input
+from optimizer.learning.budget import Budget
+from optimizer.learning.evaluation import Evaluator
+from optimizer.learning.gold import GoldItem
+from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.learning.rewards import Reward, Scoring
+from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import Predictor
+from tests.support.constants import REWARD_CONFIG
+from tests.support.fakellm import FakeLLM, Reply, labels_from_system, last_user
+from tests.support.scripted import instruction_of, varied_proposer
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = parse_label_config(REWARD_CONFIG)
+JUDGE = (ROOT / "prompts" / "judge.txt").read_text(encoding="utf-8").strip()
+SEEDS = (0, 1, 2)
+MINIBATCH, HELD_OUT, GOLD = 20, 200, 60
+
+
+def uniform(*parts: str) -> float:
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return (int(digest[:12], 16) + 0.5) / 16**12
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+class CalibratedJudge:
+    """The scripted judge described in the module docstring; the proposer writes a new variant per request."""
+
+    def __init__(self, rows: list[dict]):
+        self.truth = {item_text(r): r["reward"] for r in rows}
+        self.propose = varied_proposer("Grade the response against the prompt strictly.")
+
+    @staticmethod
+    def skill(instruction: str) -> float:
+        return -0.2 if instruction == JUDGE else -1.0 + 2.5 * uniform("skill", instruction)
+
+    def __call__(self, body: dict) -> Reply:
+        controls = labels_from_system(body)
+        if not controls:
+            return self.propose(body)
+        text, instruction = last_user(body), instruction_of(body)
+        gold = self.truth.get(text, "1")
+        difficulty = logit(uniform("difficulty", text)) * 0.8
+        q = sigmoid(self.skill(instruction) + 1.0 - difficulty + 0.7 * logit(uniform("noise", instruction, text)))
+        right = uniform("draw", instruction, text) < q
+        grade = gold if right else ("0" if gold == "1" else "1")
+        chosen = q if right else 1 - q
+        reported = min(0.999, max(0.001, sigmoid(1.5 * logit(min(0.999, max(0.001, chosen))))))
+        # The predictor scores the label span '"1"', three scripted tokens: spread the log-probability over them.
+        return Reply(json.dumps({name: grade for name in controls}), logprob=math.log(reported) / 3)
+
+
+def item_text(row: dict) -> str:
+    return render_input(SCHEMA, {"prompt": row["prompt"], "response": row["response"]})
+
+
+def items(rows: list[dict], tag: str) -> list[GoldItem]:
+    return [GoldItem(f"{tag}{i}", item_text(r), {"reward": [r["reward"]]}) for i, r in enumerate(rows)]
+
+
+def scoring(reward: Reward) -> Scoring:
+    return Scoring(reward, balance="reward")
+
+
+def client(base_url: str, concurrency: int = 8, logprobs: bool = True) -> LLMClient:
+    return LLMClient(
+        LLMConfig(base_url=base_url, api_key="x", model="fake", concurrency=concurrency, logprobs=logprobs)
+    )
+
+
+# --- 1. gate agreement -----------------------------------------------------------------------------------------------
+
+
+def gate_agreement(labeller: LLMClient, pool: list[GoldItem], held: list[GoldItem], policies, pairs: int, seed: int):
+    """Per reward: share of (parent, candidate) pairs whose 20-item gate decision matches the held-out decision."""
+    rng = random.Random(f"gate:{seed}")
+    # One answer cache for both rewards: they differ only in how the same answers are scored.
+    predictor = Predictor(labeller, cache={})
+    evaluators = {r: Evaluator(predictor, SCHEMA, Budget(10**7), scoring=scoring(r)) for r in Reward}
+    truth_eval = evaluators[Reward.HARD]
+    held_ba = {p.version: truth_eval.evaluate(p, held).mean for p in policies}
+    agree = {r: 0 for r in Reward}
+    ties = {r: 0 for r in Reward}
+    counted = 0
+    for _ in range(pairs):
+        parent, candidate = rng.sample(policies, 2)
+        truth = held_ba[candidate.version] > held_ba[parent.version] + 1e-9
+        if abs(held_ba[candidate.version] - held_ba[parent.version]) < 1e-9:
+            continue
+        batch = rng.sample(pool, MINIBATCH)
+        counted += 1
+        for reward, evaluator in evaluators.items():
+            diff = sum(evaluator.evaluate(candidate, batch).rewards.values()) - sum(
+                evaluator.evaluate(parent, batch).rewards.values()
+            )
+            ties[reward] += abs(diff) < 1e-9
+            agree[reward] += (diff > 1e-9) == truth
+    initial = round(held_ba[policies[0].version], 4)
+    agreement = {r.value: round(agree[r] / counted, 4) for r in Reward}
+    return agreement, {r.value: ties[r] for r in Reward}, counted, initial
+
+
+# --- 2. held-out score reached ---------------------------------------------------------------------------------------
+
+
+def optimise(labeller, proposer, gold, held, reward: Reward, seed: int, budget: int) -> dict:
+    config = LoopConfig(minibatch=MINIBATCH, demos=False, label_guide=False, patience=6)
+    result = optimize(
+        Policy(JUDGE),
+        SCHEMA,
+        gold,
+        labeller,
+        proposer,
+        budget_calls=budget,
+        seed=seed,
+        config=config,
+        scoring=scoring(reward),
+    )
+    judge = Evaluator(Predictor(labeller, cache={}), SCHEMA, Budget(10**7), scoring=scoring(Reward.HARD))
+    scored = judge.evaluate(result.best, held)
+    metrics = scored.metrics(SCHEMA)["controls"]["reward"]
+    return {
+        "held_out_balanced_accuracy": round(scored.mean, 4),
+        "held_out_kappa": metrics["kappa"],
+        "promoted": result.accepted,
+        "calls": result.calls,
+        "steps": len(result.report["run"].get("steps", [])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=60, help="(parent, candidate) pairs per seed")
+    parser.add_argument("--policies", type=int, default=24, help="random judge instructions per seed")
+    parser.add_argument("--budget", type=int, default=400, help="LLM calls per optimisation run")
+    parser.add_argument("--embedded", action="store_true", help="also measure gate agreement with SmolLM2-135M")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soft_rewards.json")
+    args = parser.parse_args(argv)
+    source = load("train")
+    nearest = confusable(source)
+    started = time.monotonic()
+    results: dict = {"gate": {}, "optimise": {}, "sizes": {"minibatch": MINIBATCH, "held_out": HELD_OUT, "gold": GOLD}}
+    for seed in SEEDS:
+        gold_rows = build(source, GOLD, seed=seed, nearest=nearest)
+        held_rows = build(load("test"), HELD_OUT, seed=100 + seed, nearest=nearest)
+        gold, held = items(gold_rows, "g"), items(held_rows, "h")
+        with FakeLLM(CalibratedJudge(gold_rows + held_rows)) as fake:
+            labeller = client(fake.base_url)
+            policies = [Policy(JUDGE)] + [
+                Policy(f"Grade the response against the prompt. Variant {seed}-{k}.") for k in range(args.policies)
+            ]
+            agreement, ties, counted, initial = gate_agreement(labeller, gold, held, policies, args.pairs, seed)
+            results["gate"][seed] = {"agreement": agreement, "ties": ties, "pairs": counted, "initial": initial}
+            print(
+                f"seed {seed} gate agreement (20 vs 200): {agreement}  ties {ties}  pairs {counted}; "
+                f"judge default held-out balanced accuracy {initial}",
+                flush=True,
+            )
+            runs = {}
+            for reward in Reward:
+                proposer = client(fake.base_url, logprobs=False)
+                runs[reward.value] = optimise(client(fake.base_url), proposer, gold, held, reward, seed, args.budget)
+                print(f"seed {seed} {reward.value}: {runs[reward.value]}", flush=True)
+            results["optimise"][seed] = runs
+    if args.embedded:
+        results["embedded"] = embedded_gate(source, nearest)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    summarise(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def summarise(results: dict) -> None:
+    print("\n| reward | gate agreement 20 vs 200 (median of seeds) | held-out balanced accuracy (median) | kappa |")
+    print("| --- | --- | --- | --- |")
+    for reward in Reward:
+        gate = [results["gate"][s]["agreement"][reward.value] for s in results["gate"]]
+        runs = [results["optimise"][s][reward.value] for s in results["optimise"]]
+        ba = [r["held_out_balanced_accuracy"] for r in runs]
+        kappa = [r["held_out_kappa"] for r in runs]
+        print(
+            f"| {reward.value} | {statistics.median(gate):.3f} ({', '.join(f'{g:.3f}' for g in gate)}) "
+            f"| {statistics.median(ba):.3f} ({', '.join(f'{b:.3f}' for b in ba)}) "
+            f"| {statistics.median(kappa):.3f} |"
+        )
+    if "embedded" in results:
+        print("embedded SmolLM2-135M gate agreement:", results["embedded"])
+    initial = [results["gate"][s]["initial"] for s in results["gate"]]
+    print(f"judge default (start of every run), held-out balanced accuracy: {', '.join(f'{i:.3f}' for i in initial)}")
+    print(f"{results['seconds']} s")
+
+
+def embedded_gate(source: list[dict], nearest: dict) -> dict:
+    """Question 1 with the real embedded model: a few hand-written judge instructions, 20-item gates vs 100 held out."""
+    from tests.support.embedded import EmbeddedLLM, find_server_python
+
+    python = find_server_python()
+    if python is None:
+        print("embedded model not built (make llm); skipping", file=sys.stderr)
+        return {"skipped": "no .venv-llm"}
+    held_n = 100
+    rows = build(source, 40, seed=7, nearest=nearest)
+    held_rows = build(load("test"), held_n, seed=107, nearest=nearest)
+    instructions = [
+        JUDGE,
+        "Answer 1 if the response is correct for the prompt, else 0.",
+        "Does the response name what the customer asks about? 1 for yes, 0 for no.",
+        "You grade answers. Be harsh: only a clearly matching answer gets 1.",
+    ]
+    server = EmbeddedLLM(python).start()
+    try:
+        labeller = LLMClient(LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2))
+        policies = [Policy(text) for text in instructions]
+        agreement, ties, counted, initial = gate_agreement(
+            labeller, items(rows, "eg"), items(held_rows, "eh"), policies, pairs=12, seed=7
+        )
+    finally:
+        server.stop()
+    return {"agreement": agreement, "ties": ties, "pairs": counted, "held_out": held_n, "judge_default_ba": initial}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

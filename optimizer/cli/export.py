@@ -1,0 +1,59 @@
+"""``python -m optimizer export``: a reward-scoring project's grades as JSON Lines for RLVR or DPO.
+
+    python -m optimizer export --project 12 --format rlvr --out rewards.jsonl [--include-judged]
+    python -m optimizer export --project 12 --format preference --out pairs.jsonl
+
+It reads the project from Label Studio with ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` (the worker's
+settings); the line format is described in ``optimizer.learning.rlvr`` and the README. Any failure prints one line
+naming what is wrong and exits non-zero; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
+from optimizer.learning.rlvr import ExportError, Format, export_project, to_jsonl
+from optimizer.settings import load_settings
+from optimizer.state.projects import numeric_id
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export a reward-scoring project as RLVR or preference JSON Lines")
+    parser.add_argument("--project", required=True, help="Label Studio project id (or its <id>.<created> uid)")
+    parser.add_argument("--format", choices=[f.value for f in Format], default=Format.RLVR.value)
+    parser.add_argument("--out", required=True, help="file to write (JSON Lines); - for standard output")
+    parser.add_argument(
+        "--include-judged", action="store_true", help="also export tasks without a human grade, with the judge's"
+    )
+    parser.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    number = numeric_id(args.project)
+    if number is None:
+        print(f"error: --project {args.project!r} is not a Label Studio project id", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    try:
+        ls = LabelStudioClient(
+            settings.label_studio_url,
+            settings.label_studio_api_key.get_secret_value(),
+            timeout=settings.label_studio_timeout,
+        )
+        lines = export_project(ls, number, Format(args.format), args.include_judged)
+    except (LabelStudioError, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    text = to_jsonl(lines)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+    sources = Counter(line.get("reward_source", "pair") for line in lines)
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(sources.items())) or "nothing to export"
+    print(f"{len(lines)} lines ({summary}) → {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,198 @@
+"""What the dashboard shows, assembled once for both the HTML pages and their JSON twins.
+
+Every figure comes from the modules the JSON API already reads: policy history (``state.history``), the job queue
+(``state.jobqueue``, whose finished training jobs hold the optimiser's report), the coalescer's per-project run
+state, and the prediction counters behind ``/metrics`` (``runtime.telemetry``). Each page renders exactly what
+its twin route returns, so the two cannot disagree:
+
+- :func:`projects` → ``GET /projects`` and ``/dashboard``;
+- :func:`project` → ``/dashboard/projects/<p>`` (its JSON twin is ``GET /projects/<p>/policies``, plus ``show`` and
+  ``diff`` per version, which this function calls through the same history object);
+- :func:`run` → ``GET /runs/<job>`` and ``/dashboard/runs/<job>``;
+- :func:`live` → ``GET /jobs`` and ``/dashboard/live``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from optimizer.learning.cost import estimate
+from optimizer.learning.curve import reward_curve
+from optimizer.runtime import telemetry
+from optimizer.runtime.services import Services
+from optimizer.state.history import UnknownPolicy
+from optimizer.state.projects import numeric_id
+
+TRAIN = "train"
+
+
+def label_studio_link(services: Services, project: str) -> str | None:
+    """The project's Data Manager in Label Studio, when ``LABEL_STUDIO_URL`` is set."""
+    base, number = services.settings.label_studio_url.rstrip("/"), numeric_id(project)
+    return f"{base}/projects/{number}/data" if base and number is not None else None
+
+
+def _run_brief(view: dict | None) -> dict | None:
+    """A training job reduced to what a table row shows: status, outcome, scores, no report."""
+    if view is None:
+        return None
+    result = view.get("result") if isinstance(view.get("result"), dict) else {}
+    return {
+        "id": view["id"],
+        "status": view["status"],
+        "outcome": result.get("status"),
+        "promoted": result.get("promoted"),
+        "reason": result.get("reason") or view.get("error"),
+        "scores": result.get("scores") or {},
+        "ended_at": view.get("ended_at"),
+        "enqueued_at": view.get("enqueued_at"),
+    }
+
+
+def _runs_by_project(services: Services) -> dict[str, list[dict]]:
+    """Training jobs RQ still keeps, newest first per project, without their results (see :func:`_with_result`)."""
+    runs: dict[str, list[dict]] = {}
+    for view in services.jobs.jobs():
+        if view.get("kind") == TRAIN and view.get("project"):
+            runs.setdefault(view["project"], []).append(view)
+    return runs
+
+
+def _with_result(services: Services, view: dict | None) -> dict | None:
+    """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
+    if view is None or view["status"] != "finished":
+        return view
+    return services.jobs.view(view["id"]) or view
+
+
+def _live_scores(entries) -> dict:
+    live = next((e for e in entries if e.live), None)
+    record = live.record if live is not None else {}
+    scores = record.get("scores") if isinstance(record.get("scores"), dict) else {}
+    return {
+        "val_score": record.get("val_score", scores.get("val_score")),
+        "test_score": record.get("test_score", scores.get("test_score")),
+    }
+
+
+def projects(services: Services) -> dict:
+    """One row per project: live version, pin, last run, live scores, predictions served and the empty share."""
+    counts = telemetry.prediction_counts()
+    runs = _runs_by_project(services)
+    rows = []
+    for project in services.projects.all():
+        entries = services.history.entries(project)
+        served = counts.get(project, {"served": 0, "empty": 0, "reasons": {}})
+        rows.append(
+            {
+                "project": project,
+                "id": numeric_id(project),
+                "live": next((e.version for e in entries if e.live), None),
+                "versions": len(entries),
+                "pinned": services.history.pinned(project) is not None,
+                "last_run": _run_brief(_with_result(services, next(iter(runs.get(project, ())), None))),
+                **_live_scores(entries),
+                "predictions": served["served"],
+                "empty": served["empty"],
+                "empty_share": round(served["empty"] / served["served"], 4) if served["served"] else None,
+                "empty_reasons": served["reasons"],
+                "label_studio": label_studio_link(services, project),
+            }
+        )
+    return {"projects": rows}
+
+
+def project(services: Services, project: str) -> dict:
+    """A project's versions, newest first, each with its body and its diff against its parent; its runs; its state."""
+    history = services.history
+    entries = history.entries(project)
+    versions = []
+    for entry in entries:
+        item = {**entry.to_dict(), "policy": history.policy(project, entry.version).to_dict()}
+        parent = entry.record.get("parent")
+        if parent and parent != entry.version:
+            try:
+                item["diff"] = history.diff(project, parent, entry.version)
+            except UnknownPolicy:
+                item["diff"] = None  # the parent's body is gone (another project's version): nothing to compare
+        versions.append(item)
+    return {
+        "project": project,
+        "id": numeric_id(project),
+        "live": next((e.version for e in entries if e.live), None),
+        "pinned": history.pinned(project),
+        "training": services.coalescer.status(project),
+        "versions": versions,
+        "runs": [_run_brief(_with_result(services, v)) for v in _runs_by_project(services).get(project, ())],
+        "label_studio": label_studio_link(services, project),
+    }
+
+
+def run(services: Services, job_id: str) -> dict | None:
+    """A training run: its job, reward curve, initial and final scores, calls and tokens by role, estimated cost."""
+    view = services.jobs.view(job_id)
+    if view is None:
+        return None
+    result = view.get("result") if isinstance(view.get("result"), dict) else {}
+    report = result.get("report") if isinstance(result.get("report"), dict) else {}
+    costs = estimate(report.get("usage") or {}, services.settings.prices())
+    job = {k: v for k, v in view.items() if k != "result"}
+    return {
+        "job": job,
+        "project": view.get("project"),
+        "outcome": _run_brief(view),
+        "has_report": bool(report),
+        "curve": reward_curve(report).to_dict(),
+        "calls": report.get("calls"),
+        "budget_calls": report.get("budget_calls"),
+        "usage": [asdict(row) for row in costs],
+        "cost": round(sum(row.cost for row in costs), 6),
+        "priced": any(row.priced for row in costs),
+        "seconds": (report.get("timing") or {}).get("seconds"),
+        "gold": result.get("gold"),
+        "initial": report.get("initial"),
+        "best": report.get("best"),
+    }
+
+
+def live(services: Services) -> dict:
+    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included."""
+    jobs = [_progress(v) for v in services.jobs.active()]
+    listed = {job["id"] for job in jobs}
+    for name in services.projects.all():
+        followup = services.coalescer.status(name)["followup"]
+        if followup and followup not in listed:
+            view = services.jobs.view(followup)
+            if view is not None:
+                jobs.append(_progress(view))
+    return {"jobs": jobs}
+
+
+def _progress(view: dict) -> dict:
+    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, items done."""
+    meta = view.get("meta") or {}
+    event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
+    done, total = meta.get("done"), meta.get("total")
+    calls, budget = event.get("calls"), event.get("budget")
+    if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
+        fraction = min(1.0, calls / budget)
+    elif isinstance(done, int) and isinstance(total, int) and total > 0:
+        fraction = min(1.0, done / total)
+    else:
+        fraction = None
+    return {
+        "id": view["id"],
+        "status": view["status"],
+        "project": view.get("project"),
+        "kind": view.get("kind"),
+        "phase": meta.get("phase"),
+        "step": event.get("step"),
+        "calls": calls,
+        "budget": budget,
+        "done": done,
+        "total": total,
+        "fraction": round(fraction, 4) if fraction is not None else None,
+        "enqueued_at": view.get("enqueued_at"),
+        "started_at": view.get("started_at"),
+        "note": view.get("note"),
+    }

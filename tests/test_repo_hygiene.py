@@ -1,0 +1,31 @@
+"""Nothing in the repository names a path of one machine: shared data is found relative to the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.support.constants import ROOT
+
+# A workspace or home directory of a particular machine. /tmp and /opt inside the Dockerfile are the image's own.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home/\w+|Users/\w+|root)/[\w.-]")
+
+
+def test_no_absolute_machine_paths_in_tracked_files():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    found = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix in {".png", ".gguf"} or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{name}:{n}" for n, line in enumerate(text.splitlines(), 1) if MACHINE_PATH.search(line)]
+    assert found == [], found
+
+
+def test_the_pattern_catches_a_machine_path():
+    assert MACHINE_PATH.search('default="/work/shared/data"') and MACHINE_PATH.search("see /home/alice/x")
+    assert not MACHINE_PATH.search("../shared/data") and not MACHINE_PATH.search("https://example.org/work/x")
