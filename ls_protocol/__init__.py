@@ -19,7 +19,7 @@ from .errors import (
     error_response,
     json_response,
 )
-from .openapi import describe, json_body, operation, path_param, query_param
+from .openapi import describe, form_body, json_body, operation, path_param, query_param
 from .requests import Payload, validate
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "create_app",
     "describe",
     "error_response",
+    "form_body",
     "json_body",
     "json_response",
     "operation",

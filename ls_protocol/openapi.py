@@ -29,6 +29,13 @@ ERROR = {
 }
 
 
+def form_body(fields: Iterable[str]) -> dict:
+    """An HTML form's body (the dashboard's buttons)."""
+    properties = {name: {"type": "string"} for name in fields}
+    schema = {"type": "object", "properties": properties}
+    return {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
+
+
 def json_body(model: type[BaseModel], required: bool = True) -> dict:
     return {
         "required": required,
@@ -36,16 +43,23 @@ def json_body(model: type[BaseModel], required: bool = True) -> dict:
     }
 
 
-def operation(summary: str, *, ok: int = 200, request: dict | None = None, params: Iterable[dict] = ()) -> dict:
-    """One operation: its summary, parameters, optional body, success and the shared error answers."""
-    error = {
-        "description": "error",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-    answer: dict = {
-        "summary": summary,
-        "responses": {str(ok): {"description": "success", "content": {"application/json": {}}}, "4XX": error},
-    }
+def operation(
+    summary: str, *, ok: int = 200, request: dict | None = None, params: Iterable[dict] = (), html: bool = False
+) -> dict:
+    """One operation: its summary, parameters, optional body, success and the shared error answers.
+
+    ``html``: a page for people (the dashboard), whose answers, errors included, are HTML rather than JSON.
+    """
+    if html:
+        page = {"text/html": {}}
+        responses = {str(ok): {"description": "page", "content": page}, "4XX": {"description": "error page"}}
+    else:
+        error = {
+            "description": "error",
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+        }
+        responses = {str(ok): {"description": "success", "content": {"application/json": {}}}, "4XX": error}
+    answer: dict = {"summary": summary, "responses": responses}
     if params:
         answer["parameters"] = list(params)
     if request is not None:

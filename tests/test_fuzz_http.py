@@ -39,7 +39,17 @@ def fuzz_llm():
 
 
 @pytest.fixture(scope="module")
-def backend(redis_server, fuzz_llm):
+def fuzz_ls():
+    """Label Studio's API for the routes that read it (export): project 15 with the recorded config."""
+    from tests.support.fakels import FakeLabelStudio
+
+    fake = FakeLabelStudio(SUPPORT_CONFIG, [{"id": 1, "data": {"dialogue": []}}], project_id=PROJECT)
+    with fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def backend(redis_server, fuzz_llm, fuzz_ls):
     from tests.support.backendprocess import BackendProcess
 
     server = BackendProcess(
@@ -48,7 +58,13 @@ def backend(redis_server, fuzz_llm):
         namespace="fuzz" + str(os.getpid()),
         basic_auth=AUTH,
         webhook_secret="fuzz-hook-secret",
-        env={"MAX_BODY_BYTES": str(1024 * 1024), "LLM_MAX_RETRIES": "0", "RETRAIN_EVERY_N": "3"},
+        env={
+            "MAX_BODY_BYTES": str(1024 * 1024),
+            "LLM_MAX_RETRIES": "0",
+            "RETRAIN_EVERY_N": "3",
+            "LABEL_STUDIO_URL": fuzz_ls.url,
+            "LABEL_STUDIO_API_KEY": fuzz_ls.token,
+        },
     )
     server.start()
     yield server
@@ -134,7 +150,7 @@ def test_fuzzed_requests_never_get_a_server_error(http, backend, document, known
         if answer.status_code >= 500:
             failures.append(f"{case!r}: {answer.status_code} {answer.text[:300]}")
         assert answer.status_code < 500, failures[-1]
-        if 400 <= answer.status_code < 500:
+        if 400 <= answer.status_code < 500 and not case.html:
             assert answer.headers["content-type"].startswith("application/json"), case
             payload = answer.json()
             assert names_the_field(payload), f"{case!r}: 4xx does not name its field: {payload}"

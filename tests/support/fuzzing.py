@@ -209,6 +209,7 @@ class Case:
     path: str
     body: bytes | None = None
     query: dict = field(default_factory=dict)
+    html: bool = False  # a dashboard page: errors are HTML pages for people, not JSON
 
     def __repr__(self) -> str:  # hypothesis prints failing cases; keep them readable
         shown = self.body if self.body is None or len(self.body) < 400 else self.body[:400] + b"..."
@@ -230,6 +231,7 @@ def path_values(kind: str, known: Known) -> st.SearchStrategy[str]:
         "ref": [known.project_id, known.project_uid, "99999"],
         "version": [*known.versions, "pv-000000000000"],
         "job_id": [known.job],
+        "filename": ["dashboard.css", "live.js", "favicon.svg"],
     }[kind]
     junk = st.one_of(
         st.text(min_size=1, max_size=30),
@@ -263,8 +265,9 @@ def case_for(draw, path: str, method: str, operation: dict, known: Known) -> Cas
         if param["in"] == "query" and draw(st.booleans()):
             value = draw(st.sampled_from([*known.versions, "5", "0", "1001"]) | st.text(max_size=20))
             query[param["name"]] = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    html = "text/html" in next(iter(operation["responses"].values())).get("content", {})
     if "requestBody" not in operation:
-        return Case(method.upper(), concrete, None, query)
+        return Case(method.upper(), concrete, None, query, html)
     if path in SEEDS:
         payloads = st.sampled_from(SEEDS[path]).flatmap(lambda name: mutated(recorded(name)))
         if path == "/predict":
@@ -272,7 +275,7 @@ def case_for(draw, path: str, method: str, operation: dict, known: Known) -> Cas
     else:
         payloads = policy_bodies(path, known)
     body = encode(draw(payloads), draw)
-    return Case(method.upper(), concrete, body, query)
+    return Case(method.upper(), concrete, body, query, html)
 
 
 def cases(document: dict, known: Known) -> st.SearchStrategy[Case]:
