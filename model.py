@@ -23,7 +23,8 @@ from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.policy import Policy
-from optimizer.serving.predictor import Prediction
+from optimizer.serving.predictor import FailureReason, Prediction
+from optimizer.state.projects import numeric_id
 from optimizer.training.webhooks import WebhookHandler
 
 DEFAULT_PROJECT = "default"
@@ -90,8 +91,14 @@ class PromptPolicyModel(LabelStudioMLBase):
             # Interactive mode: the annotator's typed prompt is used at once, with the project's demos.
             policy = policy.with_instruction(typed)
         texts = task_texts(self.schema, tasks)
-        deadline = time.monotonic() + self.services.settings.predict_deadline
-        predictions = self.services.predictor.predict_many(policy, self.schema, texts, deadline=deadline)
+        settings = self.services.settings
+        offload = not typed and self._can_offload(tasks)
+        now = len(texts) if not offload else min(len(texts), settings.predict_sync_max)
+        deadline = time.monotonic() + settings.predict_deadline
+        predictions = self.services.predictor.predict_many(policy, self.schema, texts[:now], deadline=deadline)
+        predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
+        if offload:
+            self._queue_unfinished(policy.version, tasks, predictions)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
         answers = ls_predictions(self.schema, policy, predictions, tasks)
         if typed:
@@ -100,6 +107,30 @@ class PromptPolicyModel(LabelStudioMLBase):
         # An empty list is "no prediction for this task": Label Studio keeps the one-per-task count, stores nothing
         # and asks for the task again on the next Retrieve Predictions (README, "Tasks without an answer").
         return [a if a is not None else [] for a in answers]
+
+    def _can_offload(self, tasks: list[dict]) -> bool:
+        """Unfinished tasks can go to the bulk job only if a worker can post to Label Studio and they have ids."""
+        settings = self.services.settings
+        return (
+            bool(settings.label_studio_url and settings.label_studio_api_key.get_secret_value())
+            and numeric_id(self.project) is not None
+            and not self.services.store.degraded
+            and all(isinstance(t.get("id"), int) for t in tasks)
+        )
+
+    def _queue_unfinished(self, version: str, tasks: list[dict], predictions: list[Prediction]) -> None:
+        """Hand the tasks the deadline cut off, and those past PREDICT_SYNC_MAX, to a bulk run that posts them."""
+        later = (FailureReason.DEADLINE, FailureReason.QUEUED)
+        ids = [t["id"] for t, p in zip(tasks, predictions, strict=True) if p.error and p.error.reason in later]
+        if not ids:
+            return
+        try:
+            run = self.services.jobs.enqueue_bulk(self.project, version, ids, reason="predict")
+        except redis.RedisError as exc:
+            log.error("could not queue %d unfinished tasks for the bulk job: %s", len(ids), exc.__class__.__name__)
+            return
+        log.info("queued %d tasks this /predict did not finish as bulk run %s", len(ids), run,
+                 extra={"project": self.project, "job": run, "tasks": len(ids)})  # fmt: skip
 
     def _account(self, version: str, predictions: list[Prediction]) -> None:
         """Count every task in /metrics and log every one that got no answer, by reason: none is silent."""

@@ -12,6 +12,8 @@ is the full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``
 - ``POST /projects/<p>/rollback {"version", "expected"?, "pin"?}``   compare-and-set back to a version (409 if raced)
 - ``POST /projects/<p>/pin {"version"?}`` / ``POST /projects/<p>/unpin``
 - ``POST /projects/<p>/train``                 queue a run (coalesced like START_TRAINING)
+- ``POST /projects/<p>/predict {"tasks"?}``    bulk pre-annotation: every task lacking a current-version prediction,
+                                               or the task ids given; 202 ``{"job"}``
 - ``GET  /projects/<p>/events``                recent webhook events (summaries)
 - ``GET  /jobs/<id>``                          a job's status, progress meta, result or failure reason
 """
@@ -132,6 +134,23 @@ def unpin(ref: str):
 @bp.post("/projects/<ref>/train")
 def train(ref: str):
     return json_response(_services().jobs.train_now(project_ref(ref), reason="api"), 202)
+
+
+@bp.post("/projects/<ref>/predict")
+def predict(ref: str):
+    project = project_ref(ref)
+    tasks = read_object(required=False).get("tasks")
+    if tasks is not None and (
+        not isinstance(tasks, list)
+        or not tasks
+        or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in tasks)
+    ):
+        raise InvalidInput('"tasks" must be a non-empty list of Label Studio task ids (positive integers)', "tasks")
+    services = _services()
+    version = services.store.current(project).version
+    job = services.jobs.enqueue_bulk(project, version, tasks, reason="api")
+    answer = {"project": project, "version": version, "job": job, "tasks": len(tasks) if tasks else "all"}
+    return json_response(answer, 202)
 
 
 @bp.get("/projects/<ref>/events")

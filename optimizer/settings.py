@@ -167,7 +167,17 @@ class Settings(BaseSettings):
     repredict_after_promote: bool = Field(
         False, description="After a promotion, re-predict the project's unlabelled tasks and post them to Label Studio."
     )
-    repredict_batch: int = Field(20, ge=1, le=1000, description="Tasks per re-predict batch posted to Label Studio.")
+    bulk_chunk: int = Field(
+        32, ge=1, le=1000, description="Tasks per bulk pre-annotation job (one RQ job, one import request to LS)."
+    )
+    bulk_claim_ttl: float = Field(
+        30.0, ge=1, description="Seconds a bulk job's claim on a task lives without a heartbeat (crash recovery)."
+    )
+    predict_sync_max: int = Field(
+        32,
+        ge=1,
+        description="Tasks one /predict answers itself; the rest go to the bulk job (needs LABEL_STUDIO_URL and key).",
+    )
     event_log_size: int = Field(100, ge=0, description="Recent webhook events kept per project (for inspection).")
 
     @field_validator("redis_url")

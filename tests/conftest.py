@@ -91,3 +91,47 @@ def embedded_llm():
     server = EmbeddedLLM(python).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stack(make_settings, namespace):
+    """``stack(tasks=None, **settings) -> Stack``: backend, scripted LLM and LS, and RQ workers on demand."""
+    from optimizer.runtime.services import Services
+    from tests.support.backendprocess import BackendProcess
+    from tests.support.fakels import FakeLabelStudio
+    from tests.support.training_stack import AUTH, Stack, gold_tasks, magic_responder, shared_env
+
+    stacks = []
+
+    def build(tasks=None, **overrides) -> Stack:
+        fake_llm = FakeLLM(magic_responder).start()
+        ls = FakeLabelStudio(SUPPORT_CONFIG, tasks if tasks is not None else gold_tasks()).__enter__()
+        values = {
+            "llm_base_url": fake_llm.base_url,
+            "rq_queue": namespace,
+            "label_studio_url": ls.url,
+            "label_studio_api_key": ls.token,
+            "train_lease_ttl": 2.0,
+            **overrides,
+        }
+        settings = make_settings(**values)
+        backend = BackendProcess(
+            redis_url=settings.redis_url,
+            llm_base_url=fake_llm.base_url,
+            namespace=settings.redis_namespace,
+            basic_auth=AUTH,
+            env=shared_env(settings),
+            workers=1,  # several web workers are the hot-swap test's subject, not these tests'
+            threads=16,
+        )
+        s = Stack(settings, Services(settings), backend, ls, SUPPORT_CONFIG)
+        s.llm = fake_llm
+        stacks.append((s, ls, fake_llm))
+        backend.start()
+        return s
+
+    yield build
+    for s, ls, fake_llm in stacks:
+        s.close()
+        ls.__exit__()
+        fake_llm.stop()

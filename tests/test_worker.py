@@ -11,53 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.backendprocess import BackendProcess
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.fakels import FakeLabelStudio
 from tests.support.processes import kill_tree, wait_for
-from tests.support.training_stack import AUTH, MAGIC_WORD, Stack, gold_tasks, magic_responder, shared_env
+from tests.support.training_stack import MAGIC_WORD, Stack, gold_tasks
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def stack(make_settings, namespace):
-    from optimizer.runtime.services import Services
-
-    stacks = []
-
-    def build(tasks=None, **overrides) -> Stack:
-        fake_llm = FakeLLM(magic_responder).start()
-        ls = FakeLabelStudio(SUPPORT_CONFIG, tasks if tasks is not None else gold_tasks()).__enter__()
-        values = {
-            "llm_base_url": fake_llm.base_url,
-            "rq_queue": namespace,
-            "label_studio_url": ls.url,
-            "label_studio_api_key": ls.token,
-            "train_lease_ttl": 2.0,
-            **overrides,
-        }
-        settings = make_settings(**values)
-        backend = BackendProcess(
-            redis_url=settings.redis_url,
-            llm_base_url=fake_llm.base_url,
-            namespace=settings.redis_namespace,
-            basic_auth=AUTH,
-            env=shared_env(settings),
-            workers=1,  # several web workers are the hot-swap test's subject, not these tests'
-            threads=16,
-        )
-        s = Stack(settings, Services(settings), backend, ls, SUPPORT_CONFIG)
-        stacks.append((s, ls, fake_llm))
-        backend.start()
-        return s
-
-    yield build
-    for s, ls, fake_llm in stacks:
-        s.close()
-        ls.__exit__()
-        fake_llm.stop()
 
 
 def test_start_training_promotes_a_better_policy_and_every_route_serves_it(stack):
@@ -173,17 +130,17 @@ def test_sigkilled_worker_leaves_no_half_promotion_and_the_next_trigger_runs(sta
     assert s.setup_version() == view["result"]["live_after"] != v1
 
 
-def test_repredict_after_promotion_posts_predictions_in_batches(stack):
-    s = stack(repredict_after_promote=True, repredict_batch=2)
+def test_repredict_after_promotion_is_a_bulk_run_posting_in_chunks(stack):
+    s = stack(repredict_after_promote=True, bulk_chunk=2)
     s.setup_version()
     s.start_worker()
     view = s.wait_job(s.webhook("START_TRAINING")["job"])
     assert view["status"] == "finished" and view["result"]["promoted"], view
     v2 = view["result"]["live_after"]
     repredict = s.wait_job(view["result"]["repredict_job"])
-    assert repredict["status"] == "finished", repredict
-    assert repredict["result"] == {"status": "done", "version": v2, "total": 3, "posted": 3, "empty": 0}
-    assert repredict["meta"]["done"] == 3
+    assert repredict["status"] == "finished" and repredict["kind"] == "bulk", repredict
+    assert repredict["result"] == {"status": "planned", "version": v2, "total": 3, "chunks": 2}
+    assert repredict["progress"]["tasks"] == {"posted": 3, "skipped": 12}  # the 12 annotated tasks are left alone
     posted = s.ls.predictions()
     assert len(posted) == 3 and {p["model_version"] for p in posted} == {v2}
     assert {p["task"] for p in posted} == {13, 14, 15}  # only the unlabelled tasks

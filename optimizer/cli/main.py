@@ -10,7 +10,12 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: list[str] = ["optimizer.cli.optimize", "optimizer.cli.training", "optimizer.cli.export"]
+COMMAND_MODULES: list[str] = [
+    "optimizer.cli.optimize",
+    "optimizer.cli.training",
+    "optimizer.cli.export",
+    "optimizer.cli.predict",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.settings import Settings, prompt_path
+from optimizer.state.bulk import BulkLedger
 from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
 from optimizer.state.jobqueue import TrainingQueue
@@ -95,6 +96,10 @@ class Services:
         return Coalescer(self.redis, self.settings.redis_namespace)
 
     @cached_property
+    def bulk(self) -> BulkLedger:
+        return BulkLedger(self.redis, self.settings.redis_namespace, done_ttl=self.settings.job_result_ttl)
+
+    @cached_property
     def rq_redis(self) -> redis.Redis:
         """RQ stores pickled jobs, so it needs a connection that does not decode responses."""
         return redis.Redis.from_url(
@@ -106,4 +111,4 @@ class Services:
 
     @cached_property
     def jobs(self) -> TrainingQueue:
-        return TrainingQueue(self.rq_redis, self.coalescer, self.settings)
+        return TrainingQueue(self.rq_redis, self.coalescer, self.settings, self.bulk)

@@ -196,8 +196,9 @@ class RedisStateCollector:
             pipe.llen(key) if kind == "list" else pipe.zcard(key)
         pipe.smembers(self.keys.projects())
         pipe.hgetall(self.keys.llm_usage())
+        pipe.hgetall(self.keys.bulk_metrics())
         replies = pipe.execute()
-        counts, projects, usage = replies[: len(keys)], sorted(replies[-2]), replies[-1]
+        counts, projects, usage, bulk = replies[: len(keys)], sorted(replies[-3]), replies[-2], replies[-1]
 
         pipe = self.redis.pipeline(transaction=False)
         for project in projects:
@@ -223,7 +224,15 @@ class RedisStateCollector:
             value = self._score(text(version)) if version else None
             if value is not None:
                 score.add_metric([text(project), text(version)], value)
-        return [jobs, promotions, score, *_usage_families(usage)]
+        bulk_tasks = CounterMetricFamily(
+            "lsml_bulk_tasks",
+            "Tasks handled by bulk pre-annotation jobs, by outcome (posted, skipped, failed_<reason>, ...).",
+            labels=["project", "outcome"],
+        )
+        for field, amount in sorted((text(k), int(v)) for k, v in bulk.items()):
+            project, _, outcome = field.rpartition("|")
+            bulk_tasks.add_metric([project, outcome], amount)
+        return [jobs, promotions, score, bulk_tasks, *_usage_families(usage)]
 
     def _score(self, version: str) -> float | None:
         with self._lock:

@@ -54,6 +54,9 @@ class FailureReason(StrEnum):
     NOTHING_FOUND = "nothing_found"
     INTERNAL = "internal"
     NOT_PREDICTED = "not_predicted"
+    # Not predicted in this request: handed to the bulk job, which posts it to Label Studio (batches past
+    # PREDICT_SYNC_MAX).
+    QUEUED = "queued"
 
     @property
     def answered(self) -> bool:

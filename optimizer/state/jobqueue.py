@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 
 import redis
 from rq import Queue
@@ -24,6 +25,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from optimizer.settings import Settings
+from optimizer.state.bulk import BulkLedger
 from optimizer.state.coalesce import Coalescer, Trigger, TriggerStatus
 
 log = logging.getLogger("optimizer.state.jobqueue")
@@ -31,7 +33,14 @@ log = logging.getLogger("optimizer.state.jobqueue")
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
 STALE_AFTER = 10.0
 TRAIN_FUNC = "optimizer.training.jobs.train"
-REPREDICT_FUNC = "optimizer.training.jobs.repredict"
+BULK_FUNC = "optimizer.training.jobs.bulk"
+BULK_CHUNK_FUNC = "optimizer.training.jobs.bulk_chunk"
+
+
+def _job_id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
 # Job states a listing can ask for, and the ``rq.Queue`` attribute of the registry holding each (queued: the queue).
 REGISTRIES = {
     "started": "started_job_registry",
@@ -45,15 +54,18 @@ LISTED = (*ACTIVE_STATES, "finished", "failed")
 
 
 def repredict_job_id(project: str, version: str) -> str:
-    """One re-predict job per (project, version): enqueueing it twice is a no-op."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"repredict-{project}-{version}")
+    """One after-promotion bulk run per (project, version): enqueueing it twice is a no-op."""
+    return _job_id(f"repredict-{project}-{version}")
 
 
 class TrainingQueue:
-    def __init__(self, connection: redis.Redis, coalescer: Coalescer, settings: Settings) -> None:
+    def __init__(
+        self, connection: redis.Redis, coalescer: Coalescer, settings: Settings, bulk: BulkLedger | None = None
+    ) -> None:
         self.connection = connection
         self.coalescer = coalescer
         self.settings = settings
+        self.bulk = bulk
         self.queue = Queue(settings.rq_queue, connection=connection)
 
     # -- triggers -----------------------------------------------------------------------------------------------
@@ -105,12 +117,38 @@ class TrainingQueue:
         )
         log.info("queued training job %s for project %s (%s)", job_id, project, reason)
 
-    def enqueue_repredict(self, project: str, version: str) -> str:
-        job_id = repredict_job_id(project, version)
+    def enqueue_bulk(
+        self,
+        project: str,
+        version: str,
+        tasks: list[int] | None = None,
+        *,
+        skip_annotated: bool = False,
+        reason: str = "api",
+        job_id: str | None = None,
+    ) -> str:
+        """Queue a bulk pre-annotation run (its plan job); returns the run id, which ``GET /jobs/<id>`` shows.
+
+        With ``job_id`` given, a run already queued or done under that id is not queued again.
+        """
+        job_id = job_id or _job_id(f"bulk-{uuid.uuid4().hex[:12]}")
         if self.status_of(job_id) is None:
-            meta = {"project": project, "kind": "repredict", "version": version}
-            self._enqueue(REPREDICT_FUNC, (project, version), job_id, f"re-predict {project} with {version}", meta)
+            meta = {"project": project, "kind": "bulk", "version": version, "reason": reason,
+                    "tasks": None if tasks is None else len(tasks)}  # fmt: skip
+            args = (job_id, project, version, tasks, skip_annotated, reason)
+            self._enqueue(BULK_FUNC, args, job_id, f"pre-annotate {project} with {version} ({reason})", meta)
         return job_id
+
+    def enqueue_repredict(self, project: str, version: str) -> str:
+        """After a promotion: the same bulk run, for the project's unlabelled tasks."""
+        job_id = repredict_job_id(project, version)
+        return self.enqueue_bulk(project, version, skip_annotated=True, reason="promotion", job_id=job_id)
+
+    def enqueue_bulk_chunk(self, run_id: str, chunk_id: str, project: str, version: str, tasks: list[int]) -> str:
+        meta = {"project": project, "kind": "bulk_chunk", "run": run_id, "version": version, "tasks": len(tasks)}
+        args = (run_id, project, version, tasks)
+        self._enqueue(BULK_CHUNK_FUNC, args, chunk_id, f"pre-annotate {len(tasks)} tasks of {project}", meta)
+        return chunk_id
 
     def _enqueue(self, func: str, args: tuple, job_id: str, description: str, meta: dict) -> None:
         self.queue.enqueue_call(
@@ -139,7 +177,10 @@ class TrainingQueue:
             job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return self._reserved(job_id)
-        return _view(job)
+        out = _view(job)
+        if out["kind"] == "bulk" and out["status"] == JobStatus.FINISHED.value and self.bulk is not None:
+            self._bulk_view(job.id, out)
+        return out
 
     def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200, *, results: bool = False) -> list[dict]:
         """This queue's jobs in ``states`` (``queued`` or ``REGISTRIES`` names), newest first, at most ``limit``.
@@ -162,6 +203,22 @@ class TrainingQueue:
     def active(self) -> list[dict]:
         """Running, queued and waiting jobs with their progress: what the dashboard's Live page shows."""
         return self.jobs(ACTIVE_STATES)
+
+    def _bulk_view(self, run_id: str, out: dict) -> None:
+        """A bulk run is finished when its chunk jobs are, not when its plan is: status and counts of the whole run."""
+        run = self.bulk.run(run_id)
+        if run is None:
+            return
+        chunks = run.get("chunks") or []
+        states = [job.get_status() if job else None for job in Job.fetch_many(chunks, connection=self.connection)]
+        active = sum(1 for s in states if s in ACTIVE)
+        failed = sum(1 for s in states if s in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None))
+        out["plan_status"] = out["status"]
+        out["status"] = "started" if active else ("failed" if failed else "finished")
+        out["progress"] = {"total": run.get("total", 0), "chunks": len(chunks), "chunks_active": active,
+                           "chunks_failed": failed, "tasks": run["tasks"]}  # fmt: skip
+        if failed and not active:
+            out["error"] = f"{failed} of {len(chunks)} chunk jobs failed or were lost; queue the run again to finish"
 
     def _reserved(self, job_id: str) -> dict | None:
         project = self.coalescer.project_of(job_id)

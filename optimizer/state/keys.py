@@ -23,6 +23,12 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:train:job:<id>`` | string | the project a training job id belongs to |
 | ``ns:train:projects`` | set | projects that ever had a training trigger (for the crash sweep) |
 | ``ns:metrics:llm`` | hash | LLM usage counted by workers and the CLI, ``component|role|field`` → count |
+| ``ns:bulk:<p>:<version>:claim:<task>`` | string | the bulk job predicting that task now (TTL, renewed) |
+| ``ns:bulk:<p>:<version>:done`` | set | task ids whose prediction of that version is in Label Studio |
+| ``ns:bulk:run:<id>`` | hash | one bulk pre-annotation run: project, version, chunk job ids, task counts by outcome |
+| ``ns:metrics:bulk`` | hash | bulk pre-annotation task counts, ``project|outcome`` → count |
+| ``ns:llm:slots`` | zset | the cross-process LLM semaphore: holder id → lease expiry (ms) |
+| ``ns:llm:waiting`` | zset | interactive callers waiting for a slot: id → give-up time (ms) |
 | ``ns:dashboard:csrf-key`` | string | the random key the dashboard signs its CSRF tokens with, made once |
 
 Lua scripts take their keys and arguments by name through :class:`Script`: each script declares the names, gets
@@ -88,6 +94,26 @@ class KeyMap:
 
     def train_projects(self) -> str:
         return self._key("train", "projects")
+
+    # -- bulk pre-annotation -------------------------------------------------------------------------------------
+    def bulk_claim(self, project: str, version: str, task: int | str) -> str:
+        return self._key("bulk", project, version, "claim", str(task))
+
+    def bulk_done(self, project: str, version: str) -> str:
+        return self._key("bulk", project, version, "done")
+
+    def bulk_run(self, run_id: str) -> str:
+        return self._key("bulk", "run", run_id)
+
+    def bulk_metrics(self) -> str:
+        return self._key("metrics", "bulk")
+
+    # -- the LLM endpoint, shared by every process ----------------------------------------------------------------
+    def llm_slots(self) -> str:
+        return self._key("llm", "slots")
+
+    def llm_waiting(self) -> str:
+        return self._key("llm", "waiting")
 
     # -- telemetry ----------------------------------------------------------------------------------------------
     def llm_usage(self) -> str:

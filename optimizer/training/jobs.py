@@ -1,4 +1,4 @@
-"""The functions RQ runs (``train`` and ``repredict`` of this module), inside the worker.
+"""The functions RQ runs (``train``, ``bulk`` and ``bulk_chunk`` of this module), inside the worker.
 
 Each job builds its own :class:`Services` from the environment (the worker forks a fresh process per job), holds
 the project's lease while it runs (renewed by a heartbeat thread, so a SIGKILLed worker frees the project when the
@@ -135,12 +135,31 @@ def train(project: str) -> dict:
     return _run("training", body)
 
 
-def repredict(project: str, version: str) -> dict:
-    from optimizer.training.repredict import repredict_project
+def bulk(run_id: str, project: str, version: str, tasks: list[int] | None, skip_annotated: bool, reason: str) -> dict:
+    """Plan a bulk pre-annotation run: list the tasks lacking the version and queue one chunk job per BULK_CHUNK."""
+    from optimizer.training.bulk import BulkRequest, plan_run
 
     def body(services: Services, job: Job, progress: JobProgress) -> dict:
-        summary = repredict_project(services, project, version, progress)
-        progress(phase="done", posted=summary.get("posted", 0))
+        request = BulkRequest(project, version, None if tasks is None else tuple(tasks), skip_annotated, reason)
+        progress(phase="planning", project=project)
+
+        def enqueue(chunk_id: str, n: int, part: list[int]) -> str:
+            return services.jobs.enqueue_bulk_chunk(run_id, chunk_id, project, version, part)
+
+        summary = plan_run(services, run_id, request, enqueue)
+        progress(phase=summary["status"], total=summary["total"], chunks=summary["chunks"])
         return summary
 
-    return _run("re-predict", body)
+    return _run("bulk pre-annotation", body)
+
+
+def bulk_chunk(run_id: str, project: str, version: str, tasks: list[int]) -> dict:
+    """Predict one chunk of a bulk run under its task claims and post the answers to Label Studio."""
+    from optimizer.training.bulk import run_chunk
+
+    def body(services: Services, job: Job, progress: JobProgress) -> dict:
+        summary = run_chunk(services, run_id, project, version, tasks, job.id, progress)
+        progress(phase="done", **{k: v for k, v in summary.items() if isinstance(v, int)})
+        return summary
+
+    return _run("bulk pre-annotation", body)

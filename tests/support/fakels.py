@@ -4,7 +4,8 @@ Response shapes are the ones Label Studio 1.23.2 returns (recorded against a rea
 in ``test_training_e2e.py`` runs the same worker code against the real thing. It serves:
 
 - ``GET /api/projects/<id>/``: ``{id, title, label_config}``;
-- ``GET /api/tasks/?project=&fields=all&page=&page_size=``: ``{total, tasks}``, 404 past the last page;
+- ``GET /api/tasks/?project=&fields=all&page=&page_size=[&query=]``: ``{total, tasks}``, 404 past the last page
+  (``query``'s ``selectedItems`` picks task ids, as Label Studio's Data Manager does);
 - ``POST /api/projects/<id>/import/predictions``: ``{created}``; the predictions are attached to the tasks.
 
 Control knobs: ``token`` (``Authorization: Token <token>`` required, else 401), ``hold`` (an Event the task listing
@@ -100,12 +101,16 @@ class FakeLabelStudio:
                 if fake.fail_tasks:
                     self._send(fake.fail_tasks, {"detail": "scripted failure"})
                     return
+                selected = json.loads(query.get("query", ["{}"])[0]).get("selectedItems") or {}
                 with fake._lock:
-                    chunk = fake.tasks[(page - 1) * size : page * size]
+                    tasks = fake.tasks
+                    if selected.get("all") is False:
+                        tasks = [t for t in tasks if t["id"] in set(selected.get("included") or [])]
+                    chunk = tasks[(page - 1) * size : page * size]
                     if not chunk:
                         self._send(404, {"detail": "Invalid page."})
                         return
-                    self._send(200, {"total": len(fake.tasks), "tasks": json.loads(json.dumps(chunk))})
+                    self._send(200, {"total": len(tasks), "tasks": json.loads(json.dumps(chunk))})
 
             def do_POST(self):
                 url = urlparse(self.path)

@@ -28,7 +28,8 @@ INTENTS = ["Greeting", "Billing", "Complaint", "Cancellation", "Order_Status", "
 # Settings the backend and worker processes must share with the test's in-process Services.
 SHARED = (
     "default_prompt", "rq_queue", "train_lease_ttl", "train_min_gold", "optimize_budget", "retrain_every_n",
-    "repredict_after_promote", "repredict_batch", "label_studio_url", "label_studio_api_key",
+    "repredict_after_promote", "bulk_chunk", "bulk_claim_ttl", "predict_sync_max", "label_studio_url",
+    "label_studio_api_key",
 )  # fmt: skip
 
 
