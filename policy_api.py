@@ -59,6 +59,12 @@ class PinRequest(Payload):
     version: Version | None = None
 
 
+class BulkPredictRequest(Payload):
+    """Label Studio task ids to pre-annotate; omitted: every task lacking a prediction of the live version."""
+
+    tasks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=1_000_000)] | None = None
+
+
 def _services() -> Services:
     return current_app.extensions["services"]
 
@@ -139,13 +145,7 @@ def train(ref: str):
 @bp.post("/projects/<ref>/predict")
 def predict(ref: str):
     project = project_ref(ref)
-    tasks = read_object(required=False).get("tasks")
-    if tasks is not None and (
-        not isinstance(tasks, list)
-        or not tasks
-        or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in tasks)
-    ):
-        raise InvalidInput('"tasks" must be a non-empty list of Label Studio task ids (positive integers)', "tasks")
+    tasks = validate(BulkPredictRequest, read_object(required=False)).tasks
     services = _services()
     version = services.store.current(project).version
     job = services.jobs.enqueue_bulk(project, version, tasks, reason="api")
@@ -177,7 +177,7 @@ def job(job_id: str):
 
 
 _P = path_param("ref")
-OPENAPI_MODELS = (RollbackRequest, PinRequest)
+OPENAPI_MODELS = (RollbackRequest, PinRequest, BulkPredictRequest)
 OPENAPI_PATHS = {
     "/projects/{ref}/policies": {"get": operation("every policy version, newest first", params=[_P])},
     "/projects/{ref}/policies/{version}": {"get": operation("one policy version", params=[_P, path_param("version")])},
@@ -189,6 +189,14 @@ OPENAPI_PATHS = {
     },
     "/projects/{ref}/pin": {
         "post": operation("stop automatic promotion", params=[_P], request=json_body(PinRequest, False))
+    },
+    "/projects/{ref}/predict": {
+        "post": operation(
+            "pre-annotate the project's tasks in the background",
+            ok=202,
+            params=[_P],
+            request=json_body(BulkPredictRequest, False),
+        )
     },
     "/projects/{ref}/unpin": {"post": operation("resume automatic promotion", params=[_P])},
     "/projects/{ref}/train": {"post": operation("queue a training run", ok=202, params=[_P])},
