@@ -17,6 +17,7 @@ from model import PromptPolicyModel
 from observability import instrument
 from optimizer.labelstudio.client import LabelStudioError, LabelStudioNotConfigured, LabelStudioNotFound
 from optimizer.labelstudio.labelconfig import warm_up
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
@@ -36,6 +37,7 @@ DOMAIN_ERRORS = {
     LabelStudioError: 502,
     LabelStudioNotFound: 404,
     LabelStudioNotConfigured: 503,
+    ProfileGone: 409,
 }
 
 
