@@ -206,6 +206,7 @@ OPENAPI_PATHS = {
             request=json_body(BulkPredictRequest, False),
         )
     },
+    "/projects/{ref}/settings": {"get": operation("the project's own settings and profile", params=[_P])},
     "/projects/{ref}/unpin": {"post": operation("resume automatic promotion", params=[_P])},
     "/projects/{ref}/train": {"post": operation("queue a training run", ok=202, params=[_P])},
     "/projects/{ref}/events": {

@@ -289,6 +289,9 @@ def cases(document: dict, known: Known) -> st.SearchStrategy[Case]:
 
 
 def names_the_field(answer: dict) -> bool:
-    """A 4xx answer names the field to fix, and its message mentions it."""
+    """A 4xx answer names the field to fix, and its message mentions it (the whole path or its last name)."""
     where, message = answer.get("field"), answer.get("error")
-    return isinstance(where, str) and bool(where) and isinstance(message, str) and where.lower() in message.lower()
+    if not (isinstance(where, str) and where and isinstance(message, str)):
+        return False
+    leaf = re.split(r"[.\[]", re.sub(r"(\[\d+\])+$", "", where))[-1].strip('"]')
+    return where.lower() in message.lower() or (bool(leaf) and leaf.lower() in message.lower())
