@@ -18,12 +18,14 @@ from dataclasses import asdict
 
 from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.state.history import UnknownPolicy
 from optimizer.state.projects import numeric_id
 
 TRAIN = "train"
+BULK_CHUNK = "bulk_chunk"
 
 
 def label_studio_link(services: Services, project: str) -> str | None:
@@ -75,6 +77,14 @@ def _live_scores(entries) -> dict:
     }
 
 
+def settings_view(services: Services, project: str) -> dict:
+    """The project's effective LLM settings as the policy API shows them, or the reason they cannot be used."""
+    try:
+        return services.project_settings(project).public()
+    except ProfileGone as exc:
+        return {"error": str(exc)}
+
+
 def projects(services: Services) -> dict:
     """One row per project: live version, pin, last run, live scores, predictions served and the empty share."""
     counts = telemetry.prediction_counts()
@@ -97,6 +107,7 @@ def projects(services: Services) -> dict:
                 "empty_share": round(served["empty"] / served["served"], 4) if served["served"] else None,
                 "empty_reasons": served["reasons"],
                 "label_studio": label_studio_link(services, project),
+                "settings": settings_view(services, project),
             }
         )
     return {"projects": rows}
@@ -108,7 +119,11 @@ def project(services: Services, project: str) -> dict:
     entries = history.entries(project)
     versions = []
     for entry in entries:
-        item = {**entry.to_dict(), "policy": history.policy(project, entry.version).to_dict()}
+        try:
+            body = history.policy(project, entry.version).to_dict()
+        except UnknownPolicy:
+            body = None  # recorded, but its body is gone from Redis: list it, show no text
+        item = {**entry.to_dict(), "policy": body}
         parent = entry.record.get("parent")
         if parent and parent != entry.version:
             try:
@@ -125,6 +140,7 @@ def project(services: Services, project: str) -> dict:
         "versions": versions,
         "runs": [_run_brief(_with_result(services, v)) for v in _runs_by_project(services).get(project, ())],
         "label_studio": label_studio_link(services, project),
+        "settings": settings_view(services, project),
     }
 
 
@@ -138,6 +154,7 @@ def run(services: Services, job_id: str) -> dict | None:
     costs = estimate(report.get("usage") or {}, services.settings.prices())
     job = {k: v for k, v in view.items() if k != "result"}
     return {
+        "diff": _run_diff(services, view.get("project"), result.get("start"), result.get("candidate")),
         "job": job,
         "project": view.get("project"),
         "outcome": _run_brief(view),
@@ -155,10 +172,35 @@ def run(services: Services, job_id: str) -> dict | None:
     }
 
 
+def _run_diff(services: Services, project: str | None, start: str | None, candidate: str | None) -> dict | None:
+    """What the run did to the prompt: its starting policy against its best candidate (kept in history either way)."""
+    if not (project and start and candidate) or start == candidate:
+        return None
+    try:
+        return services.history.diff(project, start, candidate)
+    except UnknownPolicy:
+        return None  # the starting prompt was typed by annotators and never stored as a version
+
+
 def live(services: Services) -> dict:
-    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included."""
-    jobs = [_progress(v) for v in services.jobs.active()]
+    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included.
+
+    A bulk pre-annotation run is one row however many chunk jobs it runs as: its plan job's view, which counts the
+    whole run's tasks (``TrainingQueue.view``), stands in for its active chunks.
+    """
+    jobs, runs = [], []
+    for view in services.jobs.active():
+        run = (view.get("meta") or {}).get("run") if view.get("kind") == BULK_CHUNK else None
+        if run is None:
+            jobs.append(_progress(view))
+        elif run not in runs:
+            runs.append(run)
     listed = {job["id"] for job in jobs}
+    for run in runs:
+        view = services.jobs.view(run) if run not in listed else None
+        if view is not None:
+            jobs.append(_progress(view))
+            listed.add(run)
     for name in services.projects.all():
         followup = services.coalescer.status(name)["followup"]
         if followup and followup not in listed:
@@ -169,10 +211,16 @@ def live(services: Services) -> dict:
 
 
 def _progress(view: dict) -> dict:
-    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, items done."""
+    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, tasks done."""
     meta = view.get("meta") or {}
     event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
     done, total = meta.get("done"), meta.get("total")
+    bulk = view.get("progress") if isinstance(view.get("progress"), dict) else None
+    outcomes = {}
+    if bulk is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
+        outcomes = dict(bulk.get("tasks") or {})
+        done, total = sum(outcomes.values()), bulk.get("total")
+        meta = {**meta, "phase": f"{bulk.get('chunks_active', 0)} of {bulk.get('chunks', 0)} chunks active"}
     calls, budget = event.get("calls"), event.get("budget")
     if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
         fraction = min(1.0, calls / budget)
@@ -195,4 +243,5 @@ def _progress(view: dict) -> dict:
         "enqueued_at": view.get("enqueued_at"),
         "started_at": view.get("started_at"),
         "note": view.get("note"),
+        "outcomes": outcomes,
     }

@@ -7,14 +7,16 @@ from Redis on every request.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 
 import redis
 
 from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import Schema
+from optimizer.project_settings import Effective, ProjectChoices, effective
 from optimizer.runtime import telemetry
-from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.settings import Settings, prompt_path
@@ -35,6 +37,9 @@ def resolve_prompt(value: str) -> str:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._clients: dict[LLMConfig, tuple[LLMClient, Predictor]] = {}
+        self._clients_lock = threading.Lock()
+        self._last_settings: dict[str, str | None] = {}
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -82,6 +87,38 @@ class Services:
     @cached_property
     def predictor(self) -> Predictor:
         return Predictor(self.labeller)
+
+    def project_settings(self, project: str | None) -> Effective:
+        """The project's effective LLM settings (its Extra params over the defaults), read from Redis.
+
+        With Redis unreachable the last copy this process read is used, like the store's last policy. Raises
+        :class:`optimizer.project_settings.ProfileGone` when the stored choice names a removed profile.
+        """
+        stored = None
+        if project:
+            try:
+                stored = self.projects.settings(project)
+                self._last_settings[project] = stored
+            except redis.RedisError:
+                stored = self._last_settings.get(project)
+        return effective(self.settings, ProjectChoices.from_json(stored) if stored else None)
+
+    def _client_pair(self, config: LLMConfig) -> tuple[LLMClient, Predictor]:
+        if config == self.settings.labeller():
+            return self.labeller, self.predictor
+        with self._clients_lock:
+            if config not in self._clients:
+                client = LLMClient(config)
+                telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
+                self._clients[config] = (client, Predictor(client))
+            return self._clients[config]
+
+    def labeller_for(self, config: LLMConfig) -> LLMClient:
+        """One client per distinct labelling config (a profile plus a project's knobs), each with its own bound."""
+        return self._client_pair(config)[0]
+
+    def predictor_for(self, config: LLMConfig) -> Predictor:
+        return self._client_pair(config)[1]
 
     @cached_property
     def history(self) -> PolicyHistory:
