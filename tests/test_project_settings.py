@@ -180,3 +180,20 @@ def test_training_uses_the_same_profile_budget_and_verifiers(profiled, strong):
     assert labeller_calls and models(strong) == {"strong-model"}
     # The default endpoint only served the proposer (OPTIMIZER_* falls back to LLM_*), never a labelling call.
     assert all(not b.get("response_format") for b in default.requests)
+
+
+def test_the_cli_shows_the_same_settings(profiled, strong, monkeypatch, tmp_path, capsys, redis_server, namespace):
+    from optimizer.cli import main as cli
+
+    client = create_app(profiled()).test_client()
+    assert setup(client, "6.600", {"profile": "strong", "budget": 12}).status_code == 200
+    monkeypatch.chdir(tmp_path)  # no .env from the checkout
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("REDIS_NAMESPACE", namespace)
+    monkeypatch.setenv("LLM_PROFILES", json.dumps({"strong": {"base_url": strong.base_url, "model": "strong-model",
+                                                              "api_key": SECRET}}))  # fmt: skip
+    assert cli.main(["policies", "settings", "--project", "6"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert (shown["project"], shown["profile"], shown["budget"]) == ("6.600", "strong", 12)
+    assert SECRET not in out
