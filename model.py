@@ -22,6 +22,7 @@ from optimizer.logconfig import public_url
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
+from optimizer.serving.llm import Priority
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction
 from optimizer.state.projects import numeric_id
@@ -95,7 +96,11 @@ class PromptPolicyModel(LabelStudioMLBase):
         offload = not typed and self._can_offload(tasks)
         now = len(texts) if not offload else min(len(texts), settings.predict_sync_max)
         deadline = time.monotonic() + settings.predict_deadline
-        predictions = self.services.predictor.predict_many(policy, self.schema, texts[:now], deadline=deadline)
+        # One task means an annotator is waiting on it (a task opened, an interactive prompt): it goes first.
+        priority = Priority.INTERACTIVE if typed or len(tasks) == 1 else Priority.BULK
+        predictions = self.services.predictor.predict_many(
+            policy, self.schema, texts[:now], deadline=deadline, priority=priority
+        )
         predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
         if offload:
             self._queue_unfinished(policy.version, tasks, predictions)
