@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup llm labelstudio run test lint bench clean
+.PHONY: setup llm labelstudio run test lint bench bench-optimize clean
 
 setup: $(VENV)/.done
 $(VENV)/.done: requirements.txt requirements-dev.txt
@@ -31,6 +31,11 @@ lint: setup
 
 bench: setup llm
 	$(PY) -m bench
+
+# The optimiser bench's baselines need packages the service does not (gepa): they live in bench/requirements.txt.
+bench-optimize: setup llm
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) -m bench.optimize
 
 clean:
 	rm -rf $(VENV) .venv-llm .venv-ls var .pytest_cache

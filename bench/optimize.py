@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,12 +62,12 @@ def sample(items: list[GoldItem], n: int, seed: int) -> list[GoldItem]:
     return list(split(items, seed, (float(n), float(len(items) - n), 0.0)).train)
 
 
-def start_server(port: int, threads: int) -> EmbeddedLLM:
+def start_server(port: int, threads: int, extra: Sequence[str] = ()) -> EmbeddedLLM:
     python = find_server_python()
     if python is None:
         raise SystemExit("the embedded LLM is not built (make llm, or LLM_VENV=<venv>)")
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    threads_args = ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
+    threads_args = ["--n_threads", str(threads), "--n_threads_batch", str(threads), *extra]
     log = ROOT / "bench" / "results" / f"llm-{port}.log"
     return EmbeddedLLM(python, port, args=threads_args, log=log).start(timeout=120)
 
@@ -235,24 +236,25 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def probe(base_url: str, data: str, max_tokens: int) -> None:
-    """Median seconds per labelling call with and without retrieved demos, per dataset."""
-    for name in DATASETS:
+def probe(base_url: str, data: str, max_tokens: int, datasets=DATASETS) -> None:
+    """Median seconds per labelling call without demos, with 4 retrieved demos, and with narrowing on top."""
+    for name in datasets:
         folder = Path(data) / name
         gold = load_gold(folder / "train.jsonl", labels_path=folder / "labels.json")
-        pool = sample(gold.items, 200, 0)
-        for k in (0, 4):
-            policy = default_policy()
-            if k:
-                policy = Policy(policy.instruction, tuple(Demo(i.input, i.answer) for i in pool), k)
+        pool = tuple(Demo(i.input, i.answer) for i in sample(gold.items, 200, 0))
+        base = default_policy()
+        variants = {"no demos": base, "demo_k=4": Policy(base.instruction, pool, 4),
+                    "demo_k=4 narrow_k=8": Policy(base.instruction, pool, 4, narrow_k=8)}  # fmt: skip
+        for label, policy in variants.items():
             labeller, _ = clients(base_url, max_tokens)
             predictor = Predictor(labeller)
             times = []
-            for item in pool[:8]:
+            for demo in pool[:8]:
                 started = time.monotonic()
-                predictor.predict(policy, gold.schema, item.input)
+                predictor.predict(policy, gold.schema, demo.input)
                 times.append(time.monotonic() - started)
-            print(f"{name} demo_k={k}: median {statistics.median(times):.2f} s/call over {len(times)}")
+            print(f"{name} {label}: median {statistics.median(times):.2f} s/call over {len(times)} "
+                  f"(first {times[0]:.2f})", flush=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         args.base_url = f"http://127.0.0.1:{args.port}/v1"
     try:
         if args.probe:
-            probe(args.base_url, args.data, args.max_tokens)
+            probe(args.base_url, args.data, args.max_tokens, args.datasets)
             return 0
         bench = Bench(args)
         bench.run()

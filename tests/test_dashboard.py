@@ -14,7 +14,9 @@ from html import unescape
 from types import SimpleNamespace
 
 import pytest
+from rq import SimpleWorker
 
+from optimizer.serving.policy import Demo, Policy
 from optimizer.settings import Settings
 from tests.support.constants import SUPPORT_CONFIG
 from tests.support.dashboard_seed import PROJECT, seed, seed_tasks
@@ -91,6 +93,9 @@ def test_projects_page_matches_its_json_twin(dash):
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert live in html and dash.seeded.second_job in html and 'href="/projects"' in html
     assert f'href="{dash.ls.url}/projects/1/data"' in html
+    scores = row["last_run"]["scores"]  # whether training helped, at a glance: held-out test before → after
+    assert scores["initial_test_score"] < scores["test_score"]
+    assert f"test {scores['initial_test_score']:.3f} → {scores['test_score']:.3f}" in html
     assert "script-src 'self'" in page.headers["Content-Security-Policy"] and page.headers["X-Frame-Options"] == "DENY"
 
 
@@ -161,6 +166,24 @@ def test_live_page_and_twin_list_active_jobs(dash):
         services.redis.delete(services.store.keys.train_state(PROJECT))
 
 
+def test_live_shows_a_bulk_pre_annotation_run_as_one_row_with_its_progress(dash):
+    services = dash.seeded.services
+    live = services.store.current_version(PROJECT)
+    run = services.jobs.enqueue_bulk(PROJECT, live, reason="test")
+    worker = SimpleWorker([services.settings.rq_queue], connection=services.rq_redis)
+    worker.work(burst=True, max_jobs=1)  # the plan only: its chunk jobs wait in the queue
+    (row,) = get(dash, "/jobs").get_json()["jobs"]
+    total = len(dash.ls.tasks)
+    assert row["id"] == run and row["kind"] == "bulk" and row["status"] == "started"
+    assert row["total"] == total and row["done"] == 0 and row["fraction"] == 0
+    html = get(dash, "/dashboard/live").get_data(as_text=True)
+    assert f'data-job="{run}"' in html and f'href="/jobs/{run}"' in html and f"0 / {total} tasks" in html
+    worker.work(burst=True)  # the chunks
+    assert get(dash, "/jobs").get_json()["jobs"] == []
+    finished = get(dash, f"/jobs/{run}").get_json()
+    assert finished["status"] == "finished" and sum(finished["progress"]["tasks"].values()) == total
+
+
 def test_buttons_refuse_a_missing_or_foreign_token_and_a_foreign_origin(dash):
     page = get(dash, f"/dashboard/projects/{PROJECT}").get_data(as_text=True)
     token = token_of(page)
@@ -225,3 +248,16 @@ def test_unknown_references_are_4xx_pages(dash):
     assert get(dash, "/dashboard/projects/a%20b").status_code == 400
     assert get(dash, "/dashboard/runs/nope").status_code == 404
     assert get(dash, "/runs/no$pe").status_code == 400
+
+
+def test_demos_and_labels_are_shown_as_text(dash):
+    """Runs last: it records one more version. Task text and label names reach the page only escaped."""
+    services, live = dash.seeded.services, dash.seeded.versions[-1]
+    hostile = Policy(
+        "Plain instruction.", demos=(Demo('<img src=x onerror="window.__pwned=2">', {"intent": ["<b>Billing</b>"]}),)
+    )
+    services.store.record(PROJECT, hostile, parent=live, status="rejected", job="train-z")
+    html = get(dash, f"/dashboard/projects/{PROJECT}").get_data(as_text=True)
+    assert "<img src=x" not in html and "<b>Billing</b>" not in html
+    assert "&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;" in html and "&lt;b&gt;Billing&lt;/b&gt;" in html
+    assert f'<li class="version-card" id="{hostile.version}"' in html

@@ -89,10 +89,17 @@ def test_every_page_in_a_real_browser(stack, browser):
     middle, live = first["result"]["live_after"], second["result"]["live_after"]
     assert len({default, middle, live}) == 3
 
+    # Label Studio asks for predictions: three answered, one task with nothing to label comes back empty.
+    tasks = [{"id": 500 + i, "data": {"dialogue": [{"author": "Customer", "text": f"Billing #{i}"}]}} for i in range(3)]
+    tasks.append({"id": 599, "data": {"unrelated": "x"}})
+    body = {"tasks": tasks, "project": s.project, "label_config": SUPPORT_CONFIG}
+    assert s.session.post(s.url + "/predict", json=body, timeout=30).status_code == 200
+
     # Projects: the project's live version and last run, with its JSON twin one click away.
     b.open(s.url + "/dashboard")
     row = b.css(f'tr[data-project="{s.project}"]')
     assert len(row) == 1 and live in row[0].text and "promoted" in row[0].text
+    assert "25.0 %" in row[0].text and "1 empty" in row[0].text, row[0].text
     assert [a.get_attribute("href") for a in b.css("a.twin")] == [s.url + "/projects"]
     b.screenshot("projects")
     no_console_errors(b, "/dashboard")

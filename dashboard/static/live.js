@@ -9,6 +9,7 @@
   var source = table.getAttribute("data-source");
   var runUrl = table.getAttribute("data-run-url");
   var projectUrl = table.getAttribute("data-project-url");
+  var jobUrl = table.getAttribute("data-job-url");
 
   function cell(row, text) {
     var td = document.createElement("td");
@@ -29,7 +30,8 @@
     jobs.forEach(function (job) {
       var tr = document.createElement("tr");
       tr.setAttribute("data-job", job.id);
-      link(cell(tr), runUrl.replace("__id__", encodeURIComponent(job.id)), job.id);
+      var page = job.kind === "train" ? runUrl : jobUrl;  // only training runs have a run page
+      link(cell(tr), page.replace("__id__", encodeURIComponent(job.id)), job.id);
       cell(tr, job.kind || "");
       var project = cell(tr);
       if (job.project) { link(project, projectUrl.replace("__id__", encodeURIComponent(job.project)), job.project); }
@@ -45,8 +47,15 @@
       var span = document.createElement("span");
       span.className = "small";
       if (job.calls !== null && job.calls !== undefined) { span.textContent = " " + job.calls + " / " + job.budget + " calls"; }
-      else if (job.total) { span.textContent = " " + job.done + " / " + job.total; }
+      else if (job.total) { span.textContent = " " + job.done + " / " + job.total + " tasks"; }
       progress.appendChild(span);
+      var names = Object.keys(job.outcomes || {}).sort();
+      if (names.length) {
+        var detail = document.createElement("div");
+        detail.className = "small muted";
+        detail.textContent = names.map(function (name) { return name + " " + job.outcomes[name]; }).join(" · ");
+        progress.appendChild(detail);
+      }
       rows.appendChild(tr);
     });
     if (!jobs.length) {

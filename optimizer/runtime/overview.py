@@ -24,6 +24,7 @@ from optimizer.state.history import UnknownPolicy
 from optimizer.state.projects import numeric_id
 
 TRAIN = "train"
+BULK_CHUNK = "bulk_chunk"
 
 
 def label_studio_link(services: Services, project: str) -> str | None:
@@ -108,7 +109,11 @@ def project(services: Services, project: str) -> dict:
     entries = history.entries(project)
     versions = []
     for entry in entries:
-        item = {**entry.to_dict(), "policy": history.policy(project, entry.version).to_dict()}
+        try:
+            body = history.policy(project, entry.version).to_dict()
+        except UnknownPolicy:
+            body = None  # recorded, but its body is gone from Redis: list it, show no text
+        item = {**entry.to_dict(), "policy": body}
         parent = entry.record.get("parent")
         if parent and parent != entry.version:
             try:
@@ -156,9 +161,24 @@ def run(services: Services, job_id: str) -> dict | None:
 
 
 def live(services: Services) -> dict:
-    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included."""
-    jobs = [_progress(v) for v in services.jobs.active()]
+    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included.
+
+    A bulk pre-annotation run is one row however many chunk jobs it runs as: its plan job's view, which counts the
+    whole run's tasks (``TrainingQueue.view``), stands in for its active chunks.
+    """
+    jobs, runs = [], []
+    for view in services.jobs.active():
+        run = (view.get("meta") or {}).get("run") if view.get("kind") == BULK_CHUNK else None
+        if run is None:
+            jobs.append(_progress(view))
+        elif run not in runs:
+            runs.append(run)
     listed = {job["id"] for job in jobs}
+    for run in runs:
+        view = services.jobs.view(run) if run not in listed else None
+        if view is not None:
+            jobs.append(_progress(view))
+            listed.add(run)
     for name in services.projects.all():
         followup = services.coalescer.status(name)["followup"]
         if followup and followup not in listed:
@@ -169,10 +189,16 @@ def live(services: Services) -> dict:
 
 
 def _progress(view: dict) -> dict:
-    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, items done."""
+    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, tasks done."""
     meta = view.get("meta") or {}
     event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
     done, total = meta.get("done"), meta.get("total")
+    bulk = view.get("progress") if isinstance(view.get("progress"), dict) else None
+    outcomes = {}
+    if bulk is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
+        outcomes = dict(bulk.get("tasks") or {})
+        done, total = sum(outcomes.values()), bulk.get("total")
+        meta = {**meta, "phase": f"{bulk.get('chunks_active', 0)} of {bulk.get('chunks', 0)} chunks active"}
     calls, budget = event.get("calls"), event.get("budget")
     if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
         fraction = min(1.0, calls / budget)
@@ -195,4 +221,5 @@ def _progress(view: dict) -> dict:
         "enqueued_at": view.get("enqueued_at"),
         "started_at": view.get("started_at"),
         "note": view.get("note"),
+        "outcomes": outcomes,
     }
