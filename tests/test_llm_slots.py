@@ -19,11 +19,8 @@ THREE = parse_label_config(THREE_CONTROLS_CONFIG)
 def test_limit_holds_across_clients_sharing_redis(redis_client, namespace):
     with FakeLLM(delay=0.1) as llm:
         # Two clients, as two processes would have: each allows 8 in flight; together they get 3.
-        clients = [
-            LLMClient(LLMConfig(base_url=llm.base_url, model="fake", concurrency=8),
-                      limiter=RedisSlots(redis_client, namespace, limit=3, lease=10))  # fmt: skip
-            for _ in range(2)
-        ]
+        config = LLMConfig(base_url=llm.base_url, model="fake", concurrency=8)
+        clients = [LLMClient(config, limiter=RedisSlots(redis_client, namespace, limit=3, lease=10)) for _ in range(2)]
         threads = [threading.Thread(target=c.complete, args=([{"role": "user", "content": "x"}],))
                    for c in clients for _ in range(8)]  # fmt: skip
         for t in threads:
