@@ -16,6 +16,7 @@ from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
 from observability import instrument
 from optimizer.labelstudio.labelconfig import warm_up
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
@@ -31,6 +32,7 @@ DOMAIN_ERRORS = {
     WebhookError: 400,
     WebhookUnavailable: 503,
     redis.RedisError: (503, "Redis is unavailable; try again later"),
+    ProfileGone: 409,
 }
 
 

@@ -19,6 +19,7 @@ from ls_protocol import InvalidInput, InvalidLabelConfig, LabelStudioMLBase
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
+from optimizer.project_settings import Effective, ProjectSettingsError, parse_choices
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
@@ -38,6 +39,7 @@ class PromptPolicyModel(LabelStudioMLBase):
         self.schema: Schema | None = None
         self._policy: Policy | None = None
         self._project: str | None = None
+        self._settings: Effective | None = None
         super().__init__(**kwargs)
 
     @property
@@ -69,12 +71,33 @@ class PromptPolicyModel(LabelStudioMLBase):
         except redis.RedisError as exc:
             log.warning("could not record project %s: %s", self.project_id, exc.__class__.__name__)
 
+    def configure(self, extra_params: dict | None) -> None:
+        """Validate the project's Extra params against the server's profiles and store them for every path."""
+        try:
+            choices = parse_choices(extra_params, self.services.settings, self.schema)
+        except ProjectSettingsError as exc:
+            raise InvalidInput(exc.message, exc.field) from None
+        if not self.project_id:
+            return
+        try:
+            self.services.projects.save_settings(self.project, choices.to_json() if choices else None)
+        except redis.RedisError as exc:
+            # Like the policy: Redis down keeps serving what was last stored; say so rather than fail the connect.
+            log.warning("could not store settings of project %s: %s", self.project, exc.__class__.__name__)
+
+    @property
+    def settings(self) -> Effective:
+        """The project's effective LLM settings, read once per request (``/predict`` and training agree)."""
+        if self._settings is None:
+            self._settings = self.services.project_settings(self.project)
+        return self._settings
+
     @property
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            # A reward-scoring config still on the generic default is served the judge's default instead.
-            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
+            # A reward-scoring config still on the generic default is served (and recorded) the judge's default.
+            self._policy = self.services.served_policy(self.project, self.schema, record=bool(self.project_id))
         return self._policy
 
     @property
@@ -98,9 +121,8 @@ class PromptPolicyModel(LabelStudioMLBase):
         deadline = time.monotonic() + settings.predict_deadline
         # One task means an annotator is waiting on it (a task opened, an interactive prompt): it goes first.
         priority = Priority.INTERACTIVE if typed or len(tasks) == 1 else Priority.BULK
-        predictions = self.services.predictor.predict_many(
-            policy, self.schema, texts[:now], deadline=deadline, priority=priority
-        )
+        predictor = self.services.predictor_for(self.settings.labeller)  # the project's profile and knobs
+        predictions = predictor.predict_many(policy, self.schema, texts[:now], deadline=deadline, priority=priority)
         predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
         if offload:
             self._queue_unfinished(policy.version, tasks, predictions)

@@ -15,6 +15,7 @@ is the full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``
 - ``POST /projects/<p>/predict {"tasks"?}``    bulk pre-annotation: every task lacking a current-version prediction,
                                                or the task ids given; 202 ``{"job"}``
 - ``GET  /projects/<p>/events``                recent webhook events (summaries)
+- ``GET  /projects/<p>/settings``              the effective LLM settings (profile, model, knobs, verifiers; no secrets)
 - ``GET  /jobs/<id>``                          a job's status, progress meta, result or failure reason
 """
 
@@ -69,6 +70,13 @@ def list_policies(ref: str):
             "policies": [e.to_dict() for e in entries],
         }
     )
+
+
+@bp.get("/projects/<ref>/settings")
+def project_settings(ref: str):
+    """What ``/predict`` and training use for this project: its Extra params over the server's defaults."""
+    project = project_ref(ref)
+    return json_response({"project": project, **_services().project_settings(project).public()})
 
 
 @bp.get("/projects/<ref>/policies/<version>")

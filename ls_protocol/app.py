@@ -137,6 +137,7 @@ def create_app(
         if not data.schema_.strip():
             raise InvalidInput('"schema" is empty: expected the label config XML', "schema")
         model = model_for(data.project, data.schema_, data.extra_params, field="schema")
+        model.configure(data.extra_params)
         return json_response({"model_version": model.model_version})
 
     @app.post("/predict")

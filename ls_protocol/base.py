@@ -20,6 +20,10 @@ class LabelStudioMLBase:
     def setup(self) -> None:
         """Validate and prepare for this project; raise ``InvalidInput`` for a config that cannot be served."""
 
+    def configure(self, extra_params: dict | None) -> None:
+        """Take the project's *Extra params* (``/setup`` only: Label Studio sends them nowhere else; None when the
+        field is empty). Raise ``InvalidInput`` for a value that cannot be used; Label Studio shows the message."""
+
     @property
     def model_version(self) -> str:
         """The version Label Studio records; it must change exactly when predictions would change."""

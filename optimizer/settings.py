@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from optimizer.learning.cost import Price
@@ -24,6 +35,8 @@ from optimizer.serving.llm import LLMConfig
 Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# The profile every project uses unless its Extra params pick another: the LLM_* settings themselves.
+DEFAULT_PROFILE = "default"
 PLACEHOLDER_SECRETS = frozenset({"not-needed"})
 
 
@@ -44,6 +57,32 @@ PROVIDER_FORMATS = {
     "ollama": "json_schema",
     "llamacpp": "llama_schema",
 }
+
+
+def _check_http_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http(s):// URL")
+    _ = parsed.port
+    return value.rstrip("/")
+
+
+class LLMProfile(BaseModel):
+    """One named LLM endpoint a project may choose (``LLM_PROFILES``). Defined by whoever runs the backend: the key
+    lives here, in the server's environment, and never in Label Studio."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    model: str = Field(min_length=1, max_length=200)
+    api_key: SecretStr = SecretStr("not-needed")
+    concurrency: int = Field(4, ge=1, le=256)
+    provider: Provider = "auto"
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
 
 
 class Settings(BaseSettings):
@@ -107,6 +146,11 @@ class Settings(BaseSettings):
     )
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for labelling.")
     llm_logprobs: bool = Field(True, description="Ask for logprobs to score predictions (falls back if refused).")
+    llm_profiles: dict[str, LLMProfile] = Field(
+        {},
+        description='Named LLM endpoints projects may pick in Label Studio\'s Extra params, as JSON: {"name": '
+        '{"base_url", "model", "api_key", "concurrency", "provider"}}; put it in .env.local (it holds keys).',
+    )
 
     # --- embedded LLM server (started by make run / docker compose) ----------------------------------------------
     embedded_llm: bool = Field(True, description="Start the bundled llama.cpp server with SmolLM2-135M (make run).")
@@ -199,13 +243,15 @@ class Settings(BaseSettings):
     @field_validator("llm_base_url", "optimizer_base_url", "label_studio_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if value == "":
-            return value
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError("must be an http(s):// URL")
-        _ = parsed.port
-        return value.rstrip("/")
+        return value if value == "" else _check_http_url(value)
+
+    @field_validator("llm_profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, LLMProfile]) -> dict[str, LLMProfile]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name == DEFAULT_PROFILE:
+                raise ValueError(f"profile name {name!r} must be 1-64 of A-Z a-z 0-9 _ . - and not {DEFAULT_PROFILE!r}")
+        return value
 
     @field_validator("optimizer_price_input_per_1m", "optimizer_price_output_per_1m", mode="before")
     @classmethod
@@ -234,6 +280,7 @@ class Settings(BaseSettings):
             for name, f in type(self).model_fields.items()
             if f.annotation is SecretStr
         ]
+        values += [profile.api_key.get_secret_value() for profile in self.llm_profiles.values()]
         if self.basic_auth_user:
             pair = f"{self.basic_auth_user}:{self.basic_auth_pass.get_secret_value()}"
             values.append(base64.b64encode(pair.encode()).decode())
@@ -251,6 +298,20 @@ class Settings(BaseSettings):
             max_tokens=self.llm_max_tokens,
             response_format=PROVIDER_FORMATS[self.llm_provider],
             logprobs=self.llm_logprobs,
+        )
+
+    def profile(self, name: str) -> LLMConfig:
+        """The labelling config of a named profile (``default``: the ``LLM_*`` settings). KeyError if unknown."""
+        if name == DEFAULT_PROFILE:
+            return self.labeller()
+        profile = self.llm_profiles[name]
+        return replace(
+            self.labeller(),
+            base_url=profile.base_url,
+            model=profile.model,
+            api_key=profile.api_key.get_secret_value(),
+            concurrency=profile.concurrency,
+            response_format=PROVIDER_FORMATS[profile.provider],
         )
 
     def prices(self) -> dict[str, Price]:
@@ -299,7 +360,8 @@ def describe_error(error: dict) -> str:
     """One line naming the setting and what is wrong with it; never the value (it may be a secret or a URL
     with a password in it)."""
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"configuration error: {_variable(error['loc'])}: {message}"
+    inner = "".join(f".{part}" for part in error["loc"][1:])  # e.g. LLM_PROFILES.cheap.base_url
+    return f"configuration error: {_variable(error['loc'])}{inner}: {message}"
 
 
 def load_settings(**overrides) -> Settings:

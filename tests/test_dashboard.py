@@ -151,6 +151,11 @@ def test_run_page_has_one_curve_point_per_step_and_the_costs(dash):
     assert [int(p) for p in points] == [s["step"] for s in steps]
     assert "<script>window.__pwned" not in html and "&lt;script&gt;" in html
     assert f'href="/runs/{dash.seeded.second_job}"' in html
+    # What the prompt became: the run's start against its candidate, the added rule marked as added.
+    _, middle, live = dash.seeded.versions
+    assert (twin["diff"]["from"], twin["diff"]["to"]) == (middle, live)
+    run_diff = html.split('<div id="run-diff">', 1)[1].split("</div>", 1)[0]
+    assert re.search(r'<span class="add">\+LEVEL-TWO &lt;script&gt;', run_diff), run_diff
 
 
 def test_live_page_and_twin_list_active_jobs(dash):

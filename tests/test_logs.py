@@ -81,7 +81,7 @@ def test_no_secret_in_logs_of_a_real_run(redis_server, namespace):
     by_id = {}
     for line in lines:
         by_id.setdefault(line.get("request_id"), []).append(line)
-    assert any("1 of 3 tasks got empty predictions" in line["msg"] for line in by_id["rid-predict-0001"])
+    assert any("1 of 3 tasks got no prediction" in line["msg"] for line in by_id["rid-predict-0001"])
     assert any(line.get("status") == 401 for line in by_id["rid-401"])
     assert any(line.get("status") == 401 for line in by_id["rid-no-auth"])
     # The provider's echo of the key did reach the log, masked: the scrubber, not luck, kept it out.

@@ -18,6 +18,7 @@ from dataclasses import asdict
 
 from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.state.history import UnknownPolicy
@@ -76,6 +77,14 @@ def _live_scores(entries) -> dict:
     }
 
 
+def settings_view(services: Services, project: str) -> dict:
+    """The project's effective LLM settings as the policy API shows them, or the reason they cannot be used."""
+    try:
+        return services.project_settings(project).public()
+    except ProfileGone as exc:
+        return {"error": str(exc)}
+
+
 def projects(services: Services) -> dict:
     """One row per project: live version, pin, last run, live scores, predictions served and the empty share."""
     counts = telemetry.prediction_counts()
@@ -98,6 +107,7 @@ def projects(services: Services) -> dict:
                 "empty_share": round(served["empty"] / served["served"], 4) if served["served"] else None,
                 "empty_reasons": served["reasons"],
                 "label_studio": label_studio_link(services, project),
+                "settings": settings_view(services, project),
             }
         )
     return {"projects": rows}
@@ -130,6 +140,7 @@ def project(services: Services, project: str) -> dict:
         "versions": versions,
         "runs": [_run_brief(_with_result(services, v)) for v in _runs_by_project(services).get(project, ())],
         "label_studio": label_studio_link(services, project),
+        "settings": settings_view(services, project),
     }
 
 
@@ -143,6 +154,7 @@ def run(services: Services, job_id: str) -> dict | None:
     costs = estimate(report.get("usage") or {}, services.settings.prices())
     job = {k: v for k, v in view.items() if k != "result"}
     return {
+        "diff": _run_diff(services, view.get("project"), result.get("start"), result.get("candidate")),
         "job": job,
         "project": view.get("project"),
         "outcome": _run_brief(view),
@@ -158,6 +170,16 @@ def run(services: Services, job_id: str) -> dict | None:
         "initial": report.get("initial"),
         "best": report.get("best"),
     }
+
+
+def _run_diff(services: Services, project: str | None, start: str | None, candidate: str | None) -> dict | None:
+    """What the run did to the prompt: its starting policy against its best candidate (kept in history either way)."""
+    if not (project and start and candidate) or start == candidate:
+        return None
+    try:
+        return services.history.diff(project, start, candidate)
+    except UnknownPolicy:
+        return None  # the starting prompt was typed by annotators and never stored as a version
 
 
 def live(services: Services) -> dict:

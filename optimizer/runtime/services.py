@@ -7,14 +7,16 @@ from Redis on every request.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 
 import redis
 
 from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import Schema
+from optimizer.project_settings import Effective, ProjectChoices, effective
 from optimizer.runtime import telemetry
-from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.settings import Settings, prompt_path
@@ -24,7 +26,7 @@ from optimizer.state.history import PolicyHistory
 from optimizer.state.jobqueue import TrainingQueue
 from optimizer.state.llmslots import RedisSlots
 from optimizer.state.projects import ProjectRegistry
-from optimizer.state.store import PolicyStore
+from optimizer.state.store import PolicyStore, PromoteStatus, StoreUnavailable
 
 
 def resolve_prompt(value: str) -> str:
@@ -36,6 +38,9 @@ def resolve_prompt(value: str) -> str:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._clients: dict[LLMConfig, tuple[LLMClient, Predictor]] = {}
+        self._clients_lock = threading.Lock()
+        self._last_settings: dict[str, str | None] = {}
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -62,6 +67,30 @@ class Services:
         if live.version == self.default_policy.version and schema is not None and judge_shape(schema):
             return self.judge_policy
         return live
+
+    def served_policy(self, project: str, schema: Schema | None, record: bool = True) -> Policy:
+        """The policy a request for ``project`` is served: its live one, or for a reward-scoring project still on
+        the generic default, the judge's default, made the project's live policy in Redis on first sight.
+
+        Recording it (a compare-and-set from the default, like any promotion) keeps history, rollback and pin
+        truthful: ``/projects/<id>/policies`` shows the judge's instruction as live, and a user who rolls back to
+        another policy (the generic default included) overrides it like any policy: only a project with no
+        promotion history yet is switched, and a pinned project keeps what it was pinned to. Without
+        Redis, or with ``record`` off (a request naming no project), the judge's default is served unrecorded.
+        """
+        live = self.store.current(project)
+        judge = self.default_for(schema, live)
+        if judge is live or not record or self.store.degraded:
+            return judge
+        try:
+            if self.redis.exists(self.store.keys.history(project)):
+                return live  # promoted or rolled back before: the generic default was chosen on purpose
+            status = self.store.promote(project, judge, parent=live.version, source="judge default").status
+        except (StoreUnavailable, redis.RedisError):
+            return judge
+        if status is PromoteStatus.PINNED:
+            return live
+        return judge if status is not PromoteStatus.STALE else self.store.current(project)
 
     @cached_property
     def store(self) -> PolicyStore:
@@ -92,6 +121,40 @@ class Services:
     @cached_property
     def predictor(self) -> Predictor:
         return Predictor(self.labeller)
+
+    def project_settings(self, project: str | None) -> Effective:
+        """The project's effective LLM settings (its Extra params over the defaults), read from Redis.
+
+        With Redis unreachable the last copy this process read is used, like the store's last policy. Raises
+        :class:`optimizer.project_settings.ProfileGone` when the stored choice names a removed profile.
+        """
+        stored = None
+        if project:
+            try:
+                stored = self.projects.settings(project)
+                self._last_settings[project] = stored
+            except redis.RedisError:
+                stored = self._last_settings.get(project)
+        return effective(self.settings, ProjectChoices.from_json(stored) if stored else None)
+
+    def _client_pair(self, config: LLMConfig) -> tuple[LLMClient, Predictor]:
+        if config == self.settings.labeller():
+            return self.labeller, self.predictor
+        with self._clients_lock:
+            if config not in self._clients:
+                # A profile on the default endpoint shares its stack-wide limit; another endpoint has only its own.
+                shared = config.base_url == self.settings.labeller().base_url
+                client = LLMClient(config, limiter=self.llm_slots if shared else None)
+                telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
+                self._clients[config] = (client, Predictor(client))
+            return self._clients[config]
+
+    def labeller_for(self, config: LLMConfig) -> LLMClient:
+        """One client per distinct labelling config (a profile plus a project's knobs), each with its own bound."""
+        return self._client_pair(config)[0]
+
+    def predictor_for(self, config: LLMConfig) -> Predictor:
+        return self._client_pair(config)[1]
 
     @cached_property
     def history(self) -> PolicyHistory:

@@ -16,6 +16,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:project:<p>:pinned`` | string | present while automatic promotion is off |
 | ``ns:project:<p>:policies`` | hash | version → record (parent, job, scores, source) of every policy offered |
 | ``ns:project:<p>:config`` | string | the project's label config, as ``/setup`` last sent it |
+| ``ns:project:<p>:settings`` | string | the project's validated Extra params (JSON, no secrets), from ``/setup`` |
 | ``ns:project:<p>:events`` | list | recent webhook events, newest first, capped |
 | ``ns:train:<p>`` | hash | ``queued``/``queued_at`` and ``followup`` run ids |
 | ``ns:train:<p>:lease`` | string | the running training job's id, with a TTL its heartbeat renews |
@@ -74,6 +75,9 @@ class KeyMap:
 
     def config(self, project: str) -> str:
         return self._key("project", project, "config")
+
+    def settings(self, project: str) -> str:
+        return self._key("project", project, "settings")
 
     def events(self, project: str) -> str:
         return self._key("project", project, "events")

@@ -9,7 +9,10 @@ The label config is stored per project because a training job, started from a we
 must render tasks exactly as ``/predict`` did. It is written only when it changes (compared inside Lua), so the
 ``/setup`` calls Label Studio makes before every prediction cost one small round trip.
 
-Keys (see :mod:`optimizer.state.keys`): the project's config, its numeric-id alias and its capped event list.
+The project's Extra params (validated by :mod:`optimizer.project_settings`) are stored the same way, by ``/setup``
+only, because Label Studio sends them nowhere else; ``/predict``, training jobs and webhooks read this copy.
+
+Keys (see :mod:`optimizer.state.keys`): the project's config, settings, numeric-id alias and capped event list.
 """
 
 from __future__ import annotations
@@ -76,6 +79,20 @@ class ProjectRegistry:
 
     def known(self, project: str) -> bool:
         return bool(self.redis.sismember(self.keys.projects(), project))
+
+    def save_settings(self, project: str, settings_json: str | None) -> None:
+        """The project's validated Extra params (None: the defaults), written only when they changed."""
+        key = self.keys.settings(project)
+        current = self.redis.get(key)
+        current = current.decode() if isinstance(current, bytes) else current
+        if settings_json is None and current is not None:
+            self.redis.delete(key)
+        elif settings_json is not None and current != settings_json:
+            self.redis.set(key, settings_json)
+
+    def settings(self, project: str) -> str | None:
+        value = self.redis.get(self.keys.settings(project))
+        return value.decode() if isinstance(value, bytes) else value
 
     def label_config(self, project: str) -> str | None:
         value = self.redis.get(self.keys.config(project))

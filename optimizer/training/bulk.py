@@ -32,7 +32,7 @@ from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_la
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.state.projects import numeric_id
-from optimizer.training.run import TrainingError, label_studio
+from optimizer.training.run import TrainingError, label_studio, project_choices
 
 log = logging.getLogger("optimizer.training.bulk")
 
@@ -198,7 +198,8 @@ def _predict_and_post(
         already = [i for i, t in fresh.items() if has_version(t, version)]
         outcome["skipped_in_ls"] = len(already)
         todo = [t for i, t in fresh.items() if i not in set(already)]
-        predictions = services.predictor.predict_many(policy, schema, task_texts(schema, todo))
+        predictor = services.predictor_for(project_choices(services, project).labeller)  # the project's profile
+        predictions = predictor.predict_many(policy, schema, task_texts(schema, todo))
         answers = ls_predictions(schema, policy, predictions, todo)
         for prediction in predictions:
             if prediction.error is not None:

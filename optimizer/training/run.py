@@ -21,6 +21,7 @@ from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.learning.gold import GoldItem, items_from_tasks
 from optimizer.learning.rewards import scoring_for
+from optimizer.project_settings import Effective, ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
@@ -152,6 +153,14 @@ def judge_summary(schema: Schema, report: dict) -> dict:
     return {"judge": out}
 
 
+def project_choices(services: Services, project: str) -> Effective:
+    """The same effective settings ``/predict`` uses: the project's profile, knobs, budget and verifiers."""
+    try:
+        return services.project_settings(project)
+    except ProfileGone as exc:
+        raise TrainingError(str(exc)) from None
+
+
 def train_project(
     services: Services,
     project: str,
@@ -184,14 +193,16 @@ def train_project(
     initial, seeded_from = starting_policy(services, live, gold, schema)
     progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
     scoring = scoring_for(schema, settings.train_reward)
+    chosen = project_choices(services, project)
     started = time.monotonic()
     result = (optimize or _optimize())(
         initial,
         schema,
         gold,
-        services.labeller,
+        services.labeller_for(chosen.labeller),
         services.proposer,
-        budget_calls=settings.optimize_budget,
+        budget_calls=chosen.budget,
+        verifiers=chosen.verifiers() or None,
         seed=settings.train_seed,
         # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
         max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
@@ -211,6 +222,7 @@ def train_project(
         "seconds": round(time.monotonic() - started, 2),
         "gold": stats,
         "verifier": scoring.verifier,
+        "settings": chosen.public(),
         **judge_summary(schema, result.report),
         "report": result.report,
     }

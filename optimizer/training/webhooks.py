@@ -17,6 +17,7 @@ import logging
 
 import redis
 
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.state.coalesce import TriggerStatus
 
@@ -69,18 +70,24 @@ class WebhookHandler:
         info = payload.get("project")
         config = info.get("label_config") if isinstance(info, dict) else None
         self.services.projects.seen(project, config if isinstance(config, str) else None)
-        settings = self.services.settings
         answer: dict
         if action == START_TRAINING:
             answer = self._trigger(project, 0, action)
-        elif action in ANNOTATION_EVENTS and settings.retrain_every_n > 0:
-            answer = self._trigger(project, settings.retrain_every_n, action)
+        elif action in ANNOTATION_EVENTS and (every := self._retrain_every(project)) > 0:
+            answer = self._trigger(project, every, action)
         else:
             answer = {"status": "recorded"}
         self.services.projects.record_event(
             project, action, {**_summary(action, payload), "outcome": answer["status"], "job": answer.get("job")}
         )
         return answer
+
+    def _retrain_every(self, project: str) -> int:
+        """The project's own threshold (its Extra params' ``retrain_every``), else ``RETRAIN_EVERY_N``."""
+        try:
+            return self.services.project_settings(project).retrain_every
+        except ProfileGone:
+            return self.services.settings.retrain_every_n  # the job itself will fail loudly and say why
 
     def _trigger(self, project: str, threshold: int, action: str) -> dict:
         decision = self.services.jobs.trigger(project, threshold=threshold, reason=action)

@@ -137,12 +137,22 @@ class LabelStudioServer:
         return project, task_ids
 
     def connect_backend(
-        self, project_id: int, url: str, *, basic_auth: tuple[str, str] | None = None, interactive: bool = True
+        self,
+        project_id: int,
+        url: str,
+        *,
+        basic_auth: tuple[str, str] | None = None,
+        interactive: bool = True,
+        extra_params: dict | None = None,
     ):
-        """Add the backend as the project's model (Label Studio calls /health and /setup before it answers)."""
+        """Add the backend as the project's model (Label Studio calls /health and /setup before it answers).
+
+        ``extra_params`` is the Connect Model dialog's *Extra params* JSON."""
         auth = {}
         if basic_auth:
             auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        if extra_params is not None:
+            auth["extra_params"] = extra_params
         return self.client.ml.create(
             project=project_id, url=url, title="prompt-policy", is_interactive=interactive, **auth
         )
