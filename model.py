@@ -95,8 +95,8 @@ class PromptPolicyModel(LabelStudioMLBase):
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            # A reward-scoring config still on the generic default is served the judge's default instead.
-            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
+            # A reward-scoring config still on the generic default is served (and recorded) the judge's default.
+            self._policy = self.services.served_policy(self.project, self.schema, record=bool(self.project_id))
         return self._policy
 
     @property

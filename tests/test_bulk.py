@@ -30,7 +30,7 @@ def test_api_run_posts_every_task_once_and_a_rerun_posts_nothing(stack):
     s = stack(bulk_chunk=4)
     version = s.setup_version()
     refused = s.session.post(s.url + "/projects/1/predict", json={"tasks": ["x"]}, timeout=10)
-    assert refused.status_code == 400 and refused.json()["field"] == "tasks"
+    assert refused.status_code == 400 and refused.json()["field"] == "tasks[0]"
     s.start_worker("a")
     s.start_worker("b")
     first = s.wait_job(queue(s)["job"])

@@ -25,7 +25,7 @@ from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
 from optimizer.state.jobqueue import TrainingQueue
 from optimizer.state.projects import ProjectRegistry
-from optimizer.state.store import PolicyStore
+from optimizer.state.store import PolicyStore, PromoteStatus, StoreUnavailable
 
 
 def resolve_prompt(value: str) -> str:
@@ -66,6 +66,30 @@ class Services:
         if live.version == self.default_policy.version and schema is not None and judge_shape(schema):
             return self.judge_policy
         return live
+
+    def served_policy(self, project: str, schema: Schema | None, record: bool = True) -> Policy:
+        """The policy a request for ``project`` is served: its live one, or for a reward-scoring project still on
+        the generic default, the judge's default, made the project's live policy in Redis on first sight.
+
+        Recording it (a compare-and-set from the default, like any promotion) keeps history, rollback and pin
+        truthful: ``/projects/<id>/policies`` shows the judge's instruction as live, and a user who rolls back to
+        another policy (the generic default included) overrides it like any policy: only a project with no
+        promotion history yet is switched, and a pinned project keeps what it was pinned to. Without
+        Redis, or with ``record`` off (a request naming no project), the judge's default is served unrecorded.
+        """
+        live = self.store.current(project)
+        judge = self.default_for(schema, live)
+        if judge is live or not record or self.store.degraded:
+            return judge
+        try:
+            if self.redis.exists(self.store.keys.history(project)):
+                return live  # promoted or rolled back before: the generic default was chosen on purpose
+            status = self.store.promote(project, judge, parent=live.version, source="judge default").status
+        except (StoreUnavailable, redis.RedisError):
+            return judge
+        if status is PromoteStatus.PINNED:
+            return live
+        return judge if status is not PromoteStatus.STALE else self.store.current(project)
 
     @cached_property
     def store(self) -> PolicyStore:
