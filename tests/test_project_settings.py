@@ -62,6 +62,8 @@ def models(fake: FakeLLM) -> set[str]:
         ({"model": "gpt 4; rm -rf"}, "extra_params.model", "should match pattern"),
         ({"verifiers": {"sentiment": "fuzzy"}}, "extra_params.verifiers", "unknown verifier"),
         ({"verifiers": {"nope": "exact"}}, "extra_params.verifiers.nope", "has no control 'nope'"),
+        ({"verifiers": {"sentiment": "regex:(unclosed"}}, "extra_params.verifiers", "not a valid regular expression"),
+        ({"verifiers": {"sentiment": "numeric:abc"}}, "extra_params.verifiers", "could not convert"),
     ],
 )
 def test_every_key_is_checked_and_named(profiled, extra, field, words):
