@@ -33,6 +33,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.graded import build, confusable, load
@@ -55,6 +56,7 @@ SCHEMA = parse_label_config(REWARD_CONFIG)
 JUDGE = (ROOT / "prompts" / "judge.txt").read_text(encoding="utf-8").strip()
 SEEDS = (0, 1, 2)
 MINIBATCH, HELD_OUT, GOLD = 20, 200, 60
+EMBEDDED_BUDGET = 150
 
 
 def uniform(*parts: str) -> float:
@@ -150,8 +152,19 @@ def gate_agreement(labeller: LLMClient, pool: list[GoldItem], held: list[GoldIte
 # --- 2. held-out score reached ---------------------------------------------------------------------------------------
 
 
-def optimise(labeller, proposer, gold, held, reward: Reward, seed: int, budget: int) -> dict:
-    config = LoopConfig(minibatch=MINIBATCH, demos=False, label_guide=False, patience=6)
+def held_out_evaluator(labeller: LLMClient) -> Evaluator:
+    """Hard balanced accuracy on the held-out items, one answer cache per model so each policy is scored once."""
+    return Evaluator(Predictor(labeller, cache={}), SCHEMA, Budget(10**7), scoring=scoring(Reward.HARD))
+
+
+def held_out(judge: Evaluator, policy: Policy, held: list[GoldItem]) -> dict:
+    scored = judge.evaluate(policy, held)
+    metrics = scored.metrics(SCHEMA)["controls"]["reward"]
+    return {"balanced_accuracy": round(scored.mean, 4), "kappa": round(metrics["kappa"], 4)}
+
+
+def optimise(labeller, proposer, judge: Evaluator, gold, held, reward: Reward, seed: int, budget: int, demos=False):
+    config = LoopConfig(minibatch=MINIBATCH, demos=demos, label_guide=False, patience=6)
     result = optimize(
         Policy(JUDGE),
         SCHEMA,
@@ -163,12 +176,11 @@ def optimise(labeller, proposer, gold, held, reward: Reward, seed: int, budget: 
         config=config,
         scoring=scoring(reward),
     )
-    judge = Evaluator(Predictor(labeller, cache={}), SCHEMA, Budget(10**7), scoring=scoring(Reward.HARD))
-    scored = judge.evaluate(result.best, held)
-    metrics = scored.metrics(SCHEMA)["controls"]["reward"]
+    before, after = held_out(judge, Policy(JUDGE), held), held_out(judge, result.best, held)
     return {
-        "held_out_balanced_accuracy": round(scored.mean, 4),
-        "held_out_kappa": metrics["kappa"],
+        "held_out_balanced_accuracy": after["balanced_accuracy"],
+        "held_out_kappa": after["kappa"],
+        "initial": before,
         "promoted": result.accepted,
         "calls": result.calls,
         "steps": len(result.report["run"].get("steps", [])),
@@ -204,9 +216,12 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             runs = {}
+            judge = held_out_evaluator(labeller)
             for reward in Reward:
                 proposer = client(fake.base_url, logprobs=False)
-                runs[reward.value] = optimise(client(fake.base_url), proposer, gold, held, reward, seed, args.budget)
+                runs[reward.value] = optimise(
+                    client(fake.base_url), proposer, judge, gold, held, reward, seed, args.budget
+                )
                 print(f"seed {seed} {reward.value}: {runs[reward.value]}", flush=True)
             results["optimise"][seed] = runs
     if args.embedded:
@@ -239,7 +254,8 @@ def summarise(results: dict) -> None:
 
 
 def embedded_gate(source: list[dict], nearest: dict) -> dict:
-    """Question 1 with the real embedded model: a few hand-written judge instructions, 20-item gates vs 100 held out."""
+    """Both questions with the real embedded model, smaller: 4 hand-written judge instructions for the gate
+    (20-item gates against 100 held-out items), and one seed of soft and hard optimisation (40 gold, demos on)."""
     from tests.support.embedded import EmbeddedLLM, find_server_python
 
     python = find_server_python()
@@ -249,22 +265,34 @@ def embedded_gate(source: list[dict], nearest: dict) -> dict:
     held_n = 100
     rows = build(source, 40, seed=7, nearest=nearest)
     held_rows = build(load("test"), held_n, seed=107, nearest=nearest)
+    gold, held = items(rows, "eg"), items(held_rows, "eh")
     instructions = [
         JUDGE,
         "Answer 1 if the response is correct for the prompt, else 0.",
         "Does the response name what the customer asks about? 1 for yes, 0 for no.",
         "You grade answers. Be harsh: only a clearly matching answer gets 1.",
     ]
+    out: dict = {"held_out": held_n, "gold": len(gold)}
     server = EmbeddedLLM(python).start()
     try:
-        labeller = LLMClient(LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2))
+
+        def model(logprobs: bool = True) -> LLMClient:
+            config = LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2)
+            return LLMClient(replace(config, logprobs=logprobs))
+
+        labeller = model()
         policies = [Policy(text) for text in instructions]
-        agreement, ties, counted, initial = gate_agreement(
-            labeller, items(rows, "eg"), items(held_rows, "eh"), policies, pairs=12, seed=7
-        )
+        agreement, ties, counted, initial = gate_agreement(labeller, gold, held, policies, pairs=12, seed=7)
+        out.update(agreement=agreement, ties=ties, pairs=counted, judge_default_ba=initial)
+        print(f"embedded gate agreement (20 vs {held_n}): {agreement} ties {ties} pairs {counted}", flush=True)
+        judge = held_out_evaluator(labeller)
+        for reward in Reward:
+            run = optimise(model(), model(False), judge, gold, held, reward, 0, EMBEDDED_BUDGET, demos=True)
+            out[reward.value] = run
+            print(f"embedded {reward.value}: {run}", flush=True)
     finally:
         server.stop()
-    return {"agreement": agreement, "ties": ties, "pairs": counted, "held_out": held_n, "judge_default_ba": initial}
+    return out
 
 
 if __name__ == "__main__":
