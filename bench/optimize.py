@@ -51,6 +51,8 @@ from optimizer.serving.predictor import Predictor
 from tests.support.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
+# The shared data sets sit beside the repository (../shared/data); BENCH_DATA points elsewhere.
+DEFAULT_DATA = os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data"))
 DATASETS = ("banking77", "goemotions_ekman")
 METHODS = ("initial", "knn", "naive", "gepa", "ours", "ours-nodemo")
 
@@ -259,7 +261,7 @@ def probe(base_url: str, data: str, max_tokens: int, datasets=DATASETS) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])

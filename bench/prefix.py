@@ -9,7 +9,9 @@ prefix) lets a switch back restore the policy's state instead.
 
 For each server setting this measures, on the same items: the naive pattern (one policy, 16 items) and the
 optimiser's (policies A, B, A, B on two minibatches of 8, a proposer-sized call between them), and prints the
-median seconds per call of each, side by side.
+median and mean seconds per call of each, side by side. A third line, not a product setting, sends the same calls
+with the label list *before* the instruction (``--labels-first``): the part every policy of a project shares
+then leads the prompt, and a policy switch recomputes only the instruction onward.
 
     python -m bench.prefix [--dataset banking77] [--data DIR]
 """
@@ -17,35 +19,50 @@ median seconds per call of each, side by side.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench.optimize import clients, default_policy, sample, start_server
+from bench.optimize import DEFAULT_DATA, clients, default_policy, sample, start_server
 from optimizer.learning.gold import load_gold
 from optimizer.serving.predictor import Predictor
+from optimizer.serving.prompting import answer_token_cap, format_spec, json_schema
 
-SETTINGS = {"no prompt cache": [], "--cache": ["--cache", "True", "--cache_size", str(1 << 30)]}
+SETTINGS = {
+    "no prompt cache": ([], False),
+    "--cache": (["--cache", "True", "--cache_size", str(1 << 30)], False),
+    "no prompt cache, --labels-first": ([], True),
+}
 
 
-def timed(predictor: Predictor, policy, schema, texts) -> list[float]:
+def labels_first(labeller):
+    """A predict-like call with the generated label list and format before the instruction (measurement only)."""
+
+    def call(policy, schema, text) -> None:
+        system = format_spec(schema) + "\n\n" + policy.instruction.strip()
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+        labeller.complete(messages, json_schema(schema), answer_token_cap(schema, labeller.config.max_tokens))
+
+    return call
+
+
+def timed(predict, policy, schema, texts) -> list[float]:
     out = []
     for text in texts:
         started = time.monotonic()
-        predictor.predict(policy, schema, text)
+        predict(policy, schema, text)
         out.append(time.monotonic() - started)
     return out
 
 
-def measure(base_url: str, schema, items) -> dict:
+def measure(base_url: str, schema, items, reorder: bool = False) -> dict:
     labeller, proposer = clients(base_url, 64)
-    predictor = Predictor(labeller)
+    predictor = labels_first(labeller) if reorder else Predictor(labeller).predict
     a = default_policy()
     b = a.with_instruction(a.instruction + " When unsure, prefer the most specific label.")
     texts = [item.input for item in items]
-    predictor.predict(a, schema, "warm-up")  # load the model pages; not counted
+    predictor(a, schema, "warm-up")  # load the model pages; not counted
     naive = timed(predictor, a, schema, texts[:16])
     loop = []
     for batch in (texts[16:24], texts[24:32]):
@@ -57,17 +74,20 @@ def measure(base_url: str, schema, items) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", "/work/shared/data"))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--dataset", default="banking77")
     parser.add_argument("--port", type=int, default=18441)
+    parser.add_argument("--only", help="run only the settings whose name contains this text")
     args = parser.parse_args(argv)
     folder = Path(args.data) / args.dataset
     gold = load_gold(folder / "test.jsonl", labels_path=folder / "labels.json")
     items = sample(gold.items, 32, 0)
-    for name, extra in SETTINGS.items():
+    for name, (extra, reorder) in SETTINGS.items():
+        if args.only and args.only not in name:
+            continue
         server = start_server(args.port, 1, extra)
         try:
-            result = measure(server.base_url, gold.schema, items)
+            result = measure(server.base_url, gold.schema, items, reorder)
         finally:
             server.stop()
         figures = {k: (statistics.median(v), statistics.mean(v)) for k, v in result.items()}

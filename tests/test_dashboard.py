@@ -151,6 +151,11 @@ def test_run_page_has_one_curve_point_per_step_and_the_costs(dash):
     assert [int(p) for p in points] == [s["step"] for s in steps]
     assert "<script>window.__pwned" not in html and "&lt;script&gt;" in html
     assert f'href="/runs/{dash.seeded.second_job}"' in html
+    # What the prompt became: the run's start against its candidate, the added rule marked as added.
+    _, middle, live = dash.seeded.versions
+    assert (twin["diff"]["from"], twin["diff"]["to"]) == (middle, live)
+    run_diff = html.split('<div id="run-diff">', 1)[1].split("</div>", 1)[0]
+    assert re.search(r'<span class="add">\+LEVEL-TWO &lt;script&gt;', run_diff), run_diff
 
 
 def test_live_page_and_twin_list_active_jobs(dash):
@@ -261,3 +266,15 @@ def test_demos_and_labels_are_shown_as_text(dash):
     assert "<img src=x" not in html and "<b>Billing</b>" not in html
     assert "&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;" in html and "&lt;b&gt;Billing&lt;/b&gt;" in html
     assert f'<li class="version-card" id="{hostile.version}"' in html
+
+
+def test_redis_down_is_a_503_page_and_a_503_json_naming_redis(make_settings):
+    from _wsgi import create_app
+    from tests.support.redisserver import free_port
+
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2))
+    client = app.test_client()
+    page = client.get("/dashboard")
+    assert page.status_code == 503 and page.mimetype == "text/html" and "Redis" in page.get_data(as_text=True)
+    twin = client.get("/projects")
+    assert twin.status_code == 503 and "Redis" in twin.get_json()["error"]

@@ -5,9 +5,10 @@ From a parent policy:
   enough for one example per label to fit, a fixed stratified set;
 - retrieved demos → twice as many (up to ``max_k``) or half as many;
 - a fixed set → retrieval instead;
-- for a config with a many-label control (more than ``narrow_min`` labels): narrow each input's label set to the
-  ``narrow_k`` most likely labels (``serving.narrowing``), on top of retrieval; a narrowed parent tries twice and
-  half as many candidates. Narrowing comes first for such configs: it is the change that fits them best.
+- for a config with a control of more than ``narrow_min`` labels: narrow each input's label set to the
+  ``narrow_k`` most likely labels (at most half the control's labels; ``serving.narrowing``), on top of retrieval;
+  a narrowed parent tries twice and half as many candidates, or no narrowing. Narrowing comes first: with a small
+  labeller, a short list of candidates is the change most likely to help, and the gate judges it like any other.
 
 The demo pool is the training split only: validation and test items never appear as demos, and retrieval already
 skips an input's own text, so a training item is never its own example.
@@ -51,7 +52,9 @@ def narrow_variants(parent: Policy, retrieved: Policy, schema: Schema, narrow_k:
         return []
     if not parent.narrow_k:
         base = parent if parent.demos and parent.demo_k > 0 else retrieved
-        return [(f"narrow:k={narrow_k}", replace(base, narrow_k=narrow_k, meta={}))]
+        # At most half the labels: narrowing 7 emotions to 8 candidates would narrow nothing.
+        k = max(2, min(narrow_k, widest // 2))
+        return [(f"narrow:k={k}", replace(base, narrow_k=k, meta={}))]
     out = []
     bigger, smaller = parent.narrow_k * 2, parent.narrow_k // 2
     if bigger < widest:

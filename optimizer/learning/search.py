@@ -45,7 +45,7 @@ class LoopConfig:
     max_demo_k: int = 8
     # Label-set narrowing for controls with more than narrow_min_labels labels; narrow_k 0 never proposes it.
     narrow_k: int = 8
-    narrow_min_labels: int = 16
+    narrow_min_labels: int = 5
     label_guide: bool = True
     guide_labels: int = 12
     max_instruction_chars: int = 2000

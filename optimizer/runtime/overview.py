@@ -154,6 +154,7 @@ def run(services: Services, job_id: str) -> dict | None:
     costs = estimate(report.get("usage") or {}, services.settings.prices())
     job = {k: v for k, v in view.items() if k != "result"}
     return {
+        "diff": _run_diff(services, view.get("project"), result.get("start"), result.get("candidate")),
         "job": job,
         "project": view.get("project"),
         "outcome": _run_brief(view),
@@ -169,6 +170,16 @@ def run(services: Services, job_id: str) -> dict | None:
         "initial": report.get("initial"),
         "best": report.get("best"),
     }
+
+
+def _run_diff(services: Services, project: str | None, start: str | None, candidate: str | None) -> dict | None:
+    """What the run did to the prompt: its starting policy against its best candidate (kept in history either way)."""
+    if not (project and start and candidate) or start == candidate:
+        return None
+    try:
+        return services.history.diff(project, start, candidate)
+    except UnknownPolicy:
+        return None  # the starting prompt was typed by annotators and never stored as a version
 
 
 def live(services: Services) -> dict:

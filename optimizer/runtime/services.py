@@ -24,6 +24,7 @@ from optimizer.state.bulk import BulkLedger
 from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
 from optimizer.state.jobqueue import TrainingQueue
+from optimizer.state.llmslots import RedisSlots
 from optimizer.state.projects import ProjectRegistry
 from optimizer.state.store import PolicyStore, PromoteStatus, StoreUnavailable
 
@@ -96,15 +97,24 @@ class Services:
         return PolicyStore(self.redis, self.default_policy, namespace=self.settings.redis_namespace)
 
     @cached_property
+    def llm_slots(self) -> RedisSlots | None:
+        """The stack-wide bound on calls in flight to the labelling endpoint, or None when it is off."""
+        limit = self.settings.llm_global_concurrency
+        if limit <= 0:
+            return None
+        return RedisSlots(self.redis, self.settings.redis_namespace, limit, lease=self.settings.llm_timeout + 5)
+
+    @cached_property
     def labeller(self) -> LLMClient:
-        client = LLMClient(self.settings.labeller())
+        client = LLMClient(self.settings.labeller(), limiter=self.llm_slots)
         telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
         return client
 
     @cached_property
     def proposer(self) -> LLMClient:
         """The optimiser's LLM (``OPTIMIZER_*``, else the labeller's endpoint), counted apart in /metrics."""
-        client = LLMClient(self.settings.proposer())
+        same_endpoint = self.settings.proposer().base_url == self.settings.labeller().base_url
+        client = LLMClient(self.settings.proposer(), limiter=self.llm_slots if same_endpoint else None)
         telemetry.instrument_llm(client, "proposer", self.redis, self.settings.redis_namespace)
         return client
 
@@ -132,7 +142,9 @@ class Services:
             return self.labeller, self.predictor
         with self._clients_lock:
             if config not in self._clients:
-                client = LLMClient(config)
+                # A profile on the default endpoint shares its stack-wide limit; another endpoint has only its own.
+                shared = config.base_url == self.settings.labeller().base_url
+                client = LLMClient(config, limiter=self.llm_slots if shared else None)
                 telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
                 self._clients[config] = (client, Predictor(client))
             return self._clients[config]
