@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup llm labelstudio run test lint bench bench-optimize clean
+.PHONY: setup llm labelstudio run test fuzz lint bench bench-optimize clean
 
 setup: $(VENV)/.done
 $(VENV)/.done: requirements.txt requirements-dev.txt
@@ -24,6 +24,10 @@ run: setup llm
 test: setup llm labelstudio
 	$(VENV)/bin/ruff check .
 	TEST_REQUIRE_ALL=1 $(PY) -m pytest -q
+
+# The HTTP fuzz suite alone, ten times longer than in `make test` (FUZZ_EXAMPLES=N to choose).
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(PY) -m pytest -q -s tests/test_fuzz_http.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -11,10 +11,11 @@ from flask import Flask
 
 import dashboard
 from export_api import bp as export_api
-from ls_protocol import BasicAuth
+from ls_protocol import BasicAuth, describe, form_body, operation, path_param, query_param
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
 from observability import instrument
+from optimizer.labelstudio.client import LabelStudioError, LabelStudioNotConfigured, LabelStudioNotFound
 from optimizer.labelstudio.labelconfig import warm_up
 from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
@@ -22,6 +23,7 @@ from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
 from optimizer.state.history import HistoryError, StaleLive, UnknownPolicy
 from optimizer.training.webhooks import WebhookError, WebhookUnavailable
+from policy_api import OPENAPI_MODELS, OPENAPI_PATHS
 from policy_api import bp as policy_api
 
 # The domain's typed errors → HTTP statuses, in one place (the layers below know nothing of HTTP).
@@ -32,7 +34,46 @@ DOMAIN_ERRORS = {
     WebhookError: 400,
     WebhookUnavailable: 503,
     redis.RedisError: (503, "Redis is unavailable; try again later"),
+    LabelStudioError: 502,
+    LabelStudioNotFound: 404,
+    LabelStudioNotConfigured: 503,
     ProfileGone: 409,
+}
+
+
+_P, _JOB = path_param("ref"), path_param("job_id", r"^[A-Za-z0-9_-]{1,128}$")
+# The routes outside the protocol layer and the policy API, for /openapi.json (the fuzz suite checks none is missing).
+OTHER_PATHS = {
+    "/metrics": {"get": operation("Prometheus metrics (text format)")},
+    "/projects/{ref}/export": {
+        "get": operation(
+            "a reward-scoring project as JSON Lines",
+            params=[_P, query_param("format"), query_param("include_judged")],
+        )
+    },
+    "/projects": {"get": operation("every project with its live version and scores (dashboard data)")},
+    "/jobs": {"get": operation("jobs running and queued (dashboard data)")},
+    "/runs/{job_id}": {"get": operation("one training run's report (dashboard data)", params=[_JOB])},
+    "/dashboard": {"get": operation("dashboard: projects", html=True)},
+    "/dashboard/": {"get": operation("dashboard: projects", html=True)},
+    "/dashboard/live": {"get": operation("dashboard: live jobs", html=True)},
+    "/dashboard/projects/{ref}": {"get": operation("dashboard: one project", html=True, params=[_P])},
+    "/dashboard/runs/{job_id}": {"get": operation("dashboard: one run", html=True, params=[_JOB])},
+    "/dashboard/static/{filename}": {
+        "get": operation("dashboard assets", html=True, params=[path_param("filename", r"^[A-Za-z0-9_.-]{1,64}$")])
+    },
+    **{
+        f"/dashboard/projects/{{ref}}/{action}": {
+            "post": operation(
+                f"dashboard button: {action}",
+                ok=303,
+                html=True,
+                params=[_P],
+                request=form_body(["csrf_token", "version", "expected"]),
+            )
+        }
+        for action in ("rollback", "pin", "unpin", "train")
+    },
 }
 
 
@@ -58,9 +99,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)
+    describe(app, OPENAPI_PATHS, OPENAPI_MODELS)
     app.register_blueprint(export_api)
     dashboard.register(app, DOMAIN_ERRORS)
     instrument(app, services)
+    describe(app, OTHER_PATHS)
     return app
 
 

@@ -9,13 +9,12 @@ Studio is not configured, 502 when it cannot be read.
 
 from __future__ import annotations
 
-import json
 import re
 
 from flask import Blueprint, Response, current_app, request
 
 from ls_protocol import InvalidInput
-from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
+from optimizer.labelstudio.client import LabelStudioClient
 from optimizer.learning.rlvr import ExportError, Format, export_project, to_jsonl
 from optimizer.state.projects import numeric_id
 
@@ -25,33 +24,26 @@ _REF = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,20})?$")
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
-def _error(message: str, status: int) -> Response:
-    return Response(json.dumps({"error": message, "status": status}), status=status, mimetype="application/json")
-
-
 @bp.get("/projects/<ref>/export")
 def export(ref: str):
+    """Label Studio errors are typed (not configured, no such project, unreachable); ``_wsgi`` maps them to 503, 404
+    and 502."""
     if not _REF.match(ref):
-        raise InvalidInput("project must be a Label Studio project id such as 12 (or its uid 12.1700000000)")
+        raise InvalidInput("project must be a Label Studio project id such as 12 (or its uid 12.1700000000)", "project")
     fmt = request.args.get("format", Format.RLVR.value)
     if fmt not in {f.value for f in Format}:
-        raise InvalidInput(f'"format" must be one of {", ".join(f.value for f in Format)}, got {fmt[:40]!r}')
+        raise InvalidInput(f'"format" must be one of {", ".join(f.value for f in Format)}, got {fmt[:40]!r}', "format")
     flag = request.args.get("include_judged", "").strip().lower()
     if flag not in _FLAGS:
-        raise InvalidInput('"include_judged" must be 1 or 0 (true or false)')
+        raise InvalidInput('"include_judged" must be 1 or 0 (true or false)', "include_judged")
     settings = current_app.extensions["services"].settings
-    try:
-        ls = LabelStudioClient(
-            settings.label_studio_url,
-            settings.label_studio_api_key.get_secret_value(),
-            timeout=settings.label_studio_timeout,
-        )
-    except LabelStudioError as exc:
-        return _error(str(exc), 503)
+    ls = LabelStudioClient(
+        settings.label_studio_url,
+        settings.label_studio_api_key.get_secret_value(),
+        timeout=settings.label_studio_timeout,
+    )
     try:
         lines = export_project(ls, numeric_id(ref), Format(fmt), _FLAGS[flag])
     except ExportError as exc:
-        raise InvalidInput(str(exc)) from None
-    except LabelStudioError as exc:
-        return _error(str(exc), 502)
+        raise InvalidInput(f"project {ref}: {exc}", "project") from None
     return Response(to_jsonl(lines), mimetype="application/x-ndjson")

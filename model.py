@@ -23,6 +23,7 @@ from optimizer.project_settings import Effective, ProjectSettingsError, parse_ch
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
 from optimizer.serving.labelling import ls_predictions, task_texts
+from optimizer.serving.llm import Priority
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction
 from optimizer.state.projects import numeric_id
@@ -95,8 +96,8 @@ class PromptPolicyModel(LabelStudioMLBase):
     def policy(self) -> Policy:
         """The project's policy, read once per request so ``/predict`` reports the version it used."""
         if self._policy is None:
-            # A reward-scoring config still on the generic default is served the judge's default instead.
-            self._policy = self.services.default_for(self.schema, self.services.store.current(self.project))
+            # A reward-scoring config still on the generic default is served (and recorded) the judge's default.
+            self._policy = self.services.served_policy(self.project, self.schema, record=bool(self.project_id))
         return self._policy
 
     @property
@@ -118,8 +119,10 @@ class PromptPolicyModel(LabelStudioMLBase):
         offload = not typed and self._can_offload(tasks)
         now = len(texts) if not offload else min(len(texts), settings.predict_sync_max)
         deadline = time.monotonic() + settings.predict_deadline
+        # One task means an annotator is waiting on it (a task opened, an interactive prompt): it goes first.
+        priority = Priority.INTERACTIVE if typed or len(tasks) == 1 else Priority.BULK
         predictor = self.services.predictor_for(self.settings.labeller)  # the project's profile and knobs
-        predictions = predictor.predict_many(policy, self.schema, texts[:now], deadline=deadline)
+        predictions = predictor.predict_many(policy, self.schema, texts[:now], deadline=deadline, priority=priority)
         predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
         if offload:
             self._queue_unfinished(policy.version, tasks, predictions)

@@ -22,15 +22,48 @@ is the full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from flask import Blueprint, current_app, request
+from pydantic import Field
 
-from ls_protocol import InvalidInput, NotFound, json_response, read_object
+from ls_protocol import (
+    InvalidInput,
+    NotFound,
+    Payload,
+    json_body,
+    json_response,
+    operation,
+    path_param,
+    query_param,
+    read_object,
+    validate,
+)
 from optimizer.runtime.services import Services
 
 bp = Blueprint("policies", __name__)
 
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # no ":", which separates the parts of Redis keys
+
+
+Version = Annotated[str, Field(pattern=_REF.pattern)]
+
+
+class RollbackRequest(Payload):
+    version: Version
+    expected: Version | None = None
+    pin: bool = False
+
+
+class PinRequest(Payload):
+    version: Version | None = None
+
+
+class BulkPredictRequest(Payload):
+    """Label Studio task ids to pre-annotate; omitted: every task lacking a prediction of the live version."""
+
+    tasks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=1_000_000)] | None = None
 
 
 def _services() -> Services:
@@ -39,7 +72,7 @@ def _services() -> Services:
 
 def project_ref(ref: str) -> str:
     """A project id or uid from a URL → the uid its policies live under (400 if malformed, 404 if unknown)."""
-    if not _REF.match(ref):
+    if not _PROJECT.match(ref):
         raise InvalidInput(
             "project must be a Label Studio project id or uid (letters, digits, '.', '-', '_')", "project"
         )
@@ -96,24 +129,15 @@ def diff(ref: str):
 @bp.post("/projects/<ref>/rollback")
 def rollback(ref: str):
     project = project_ref(ref)
-    body = read_object()
-    version = version_ref(body.get("version"))
-    expected = body.get("expected")
-    if expected is not None:
-        expected = version_ref(expected, "expected")
-    pin = body.get("pin", False)
-    if not isinstance(pin, bool):
-        raise InvalidInput('"pin" must be true or false', "pin")
-    return json_response(_services().history.rollback(project, version, expected=expected, pin=pin))
+    data = validate(RollbackRequest, read_object())
+    return json_response(_services().history.rollback(project, data.version, expected=data.expected, pin=data.pin))
 
 
 @bp.post("/projects/<ref>/pin")
 def pin(ref: str):
     project = project_ref(ref)
-    version = read_object(required=False).get("version")
-    if version is not None:
-        version = version_ref(version)
-    return json_response(_services().history.pin(project, version))
+    data = validate(PinRequest, read_object(required=False))
+    return json_response(_services().history.pin(project, data.version))
 
 
 @bp.post("/projects/<ref>/unpin")
@@ -129,13 +153,7 @@ def train(ref: str):
 @bp.post("/projects/<ref>/predict")
 def predict(ref: str):
     project = project_ref(ref)
-    tasks = read_object(required=False).get("tasks")
-    if tasks is not None and (
-        not isinstance(tasks, list)
-        or not tasks
-        or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in tasks)
-    ):
-        raise InvalidInput('"tasks" must be a non-empty list of Label Studio task ids (positive integers)', "tasks")
+    tasks = validate(BulkPredictRequest, read_object(required=False)).tasks
     services = _services()
     version = services.store.current(project).version
     job = services.jobs.enqueue_bulk(project, version, tasks, reason="api")
@@ -164,3 +182,37 @@ def job(job_id: str):
     if view is None:
         raise NotFound(f"no job {job_id!r} (unknown, or its result expired)", "job")
     return json_response(view)
+
+
+_P = path_param("ref")
+OPENAPI_MODELS = (RollbackRequest, PinRequest, BulkPredictRequest)
+OPENAPI_PATHS = {
+    "/projects/{ref}/policies": {"get": operation("every policy version, newest first", params=[_P])},
+    "/projects/{ref}/policies/{version}": {"get": operation("one policy version", params=[_P, path_param("version")])},
+    "/projects/{ref}/diff": {
+        "get": operation("diff of two versions", params=[_P, query_param("from"), query_param("to")])
+    },
+    "/projects/{ref}/rollback": {
+        "post": operation("make an earlier version live", params=[_P], request=json_body(RollbackRequest))
+    },
+    "/projects/{ref}/pin": {
+        "post": operation("stop automatic promotion", params=[_P], request=json_body(PinRequest, False))
+    },
+    "/projects/{ref}/predict": {
+        "post": operation(
+            "pre-annotate the project's tasks in the background",
+            ok=202,
+            params=[_P],
+            request=json_body(BulkPredictRequest, False),
+        )
+    },
+    "/projects/{ref}/settings": {"get": operation("the project's own settings and profile", params=[_P])},
+    "/projects/{ref}/unpin": {"post": operation("resume automatic promotion", params=[_P])},
+    "/projects/{ref}/train": {"post": operation("queue a training run", ok=202, params=[_P])},
+    "/projects/{ref}/events": {
+        "get": operation("recent webhook events", params=[_P, query_param("limit", {"type": "integer"})])
+    },
+    "/jobs/{job_id}": {
+        "get": operation("a job's status and result", params=[path_param("job_id", r"^[A-Za-z0-9_-]{1,128}$")])
+    },
+}

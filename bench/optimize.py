@@ -55,6 +55,8 @@ from optimizer.serving.retrieval import BM25
 from tests.support.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
+# The shared data sets sit beside the repository (../shared/data); BENCH_DATA points elsewhere.
+DEFAULT_DATA = os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data"))
 DATASETS = ("banking77", "goemotions_ekman")
 METHODS = ("initial", "knn", "naive", "gepa", "ours", "ours-nodemo")
 
@@ -303,7 +305,7 @@ def candidate_recall(data: str, datasets, gold_n: int, test_n: int, seed: int = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])

@@ -19,8 +19,9 @@ chosen grade's probability over-confidently (``sigmoid(1.5 · logit)``), as smal
 real but imperfect information. ``--embedded`` adds question 1 with SmolLM2-135M on fewer items (slow: the one-
 at-a-time server with logprobs runs about 1 call/s here).
 
-    python -m bench.soft_rewards                 # scripted judge, 3 seeds (about 2-4 minutes on 2 cores)
-    python -m bench.soft_rewards --embedded      # also the embedded model (adds ~10-15 minutes)
+    python -m bench.soft_rewards                 # scripted judge, 3 seeds (about 1 minute on 2 cores)
+    python -m bench.soft_rewards --embedded      # also the embedded model (tens of minutes on a busy machine)
+    python -m bench.soft_rewards --embedded-only --embedded-parts optimise --embedded-held 60 --embedded-budget 80
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.graded import build, confusable, load
@@ -55,6 +57,7 @@ SCHEMA = parse_label_config(REWARD_CONFIG)
 JUDGE = (ROOT / "prompts" / "judge.txt").read_text(encoding="utf-8").strip()
 SEEDS = (0, 1, 2)
 MINIBATCH, HELD_OUT, GOLD = 20, 200, 60
+EMBEDDED_BUDGET = 150
 
 
 def uniform(*parts: str) -> float:
@@ -150,8 +153,25 @@ def gate_agreement(labeller: LLMClient, pool: list[GoldItem], held: list[GoldIte
 # --- 2. held-out score reached ---------------------------------------------------------------------------------------
 
 
-def optimise(labeller, proposer, gold, held, reward: Reward, seed: int, budget: int) -> dict:
-    config = LoopConfig(minibatch=MINIBATCH, demos=False, label_guide=False, patience=6)
+def held_out_evaluator(labeller: LLMClient) -> Evaluator:
+    """Hard balanced accuracy on the held-out items, one answer cache per model so each policy is scored once."""
+    return Evaluator(Predictor(labeller, cache={}), SCHEMA, Budget(10**7), scoring=scoring(Reward.HARD))
+
+
+def held_out(judge: Evaluator, policy: Policy, held: list[GoldItem]) -> dict:
+    scored = judge.evaluate(policy, held)
+    metrics = scored.metrics(SCHEMA)["controls"]["reward"]
+    out = {"balanced_accuracy": round(scored.mean, 4), "kappa": round(metrics["kappa"], 4)}
+    return {**out, "failed": scored.metrics(SCHEMA)["failed"], "said_good": said_good(scored)}
+
+
+def said_good(scored) -> float:
+    """Share of items the judge graded "1": how close it is to the always-Good judge."""
+    return round(sum(p.choices.get("reward") == ["1"] for p in scored.predictions) / len(scored.predictions), 3)
+
+
+def optimise(labeller, proposer, judge: Evaluator, gold, held, reward: Reward, seed: int, budget: int, demos=False):
+    config = LoopConfig(minibatch=MINIBATCH, demos=demos, label_guide=False, patience=6)
     result = optimize(
         Policy(JUDGE),
         SCHEMA,
@@ -163,12 +183,11 @@ def optimise(labeller, proposer, gold, held, reward: Reward, seed: int, budget: 
         config=config,
         scoring=scoring(reward),
     )
-    judge = Evaluator(Predictor(labeller, cache={}), SCHEMA, Budget(10**7), scoring=scoring(Reward.HARD))
-    scored = judge.evaluate(result.best, held)
-    metrics = scored.metrics(SCHEMA)["controls"]["reward"]
+    before, after = held_out(judge, Policy(JUDGE), held), held_out(judge, result.best, held)
     return {
-        "held_out_balanced_accuracy": round(scored.mean, 4),
-        "held_out_kappa": metrics["kappa"],
+        "held_out_balanced_accuracy": after["balanced_accuracy"],
+        "held_out_kappa": after["kappa"],
+        "initial": before,
         "promoted": result.accepted,
         "calls": result.calls,
         "steps": len(result.report["run"].get("steps", [])),
@@ -180,14 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=60, help="(parent, candidate) pairs per seed")
     parser.add_argument("--policies", type=int, default=24, help="random judge instructions per seed")
     parser.add_argument("--budget", type=int, default=400, help="LLM calls per optimisation run")
-    parser.add_argument("--embedded", action="store_true", help="also measure gate agreement with SmolLM2-135M")
+    parser.add_argument("--embedded", action="store_true", help="also measure with SmolLM2-135M")
+    parser.add_argument("--embedded-only", action="store_true", help="skip the scripted judge")
+    parser.add_argument("--embedded-parts", default="gate,optimise", help="gate, optimise or both (comma-separated)")
+    parser.add_argument("--embedded-held", type=int, default=100, help="held-out items for the embedded model")
+    parser.add_argument("--embedded-budget", type=int, default=EMBEDDED_BUDGET, help="calls per embedded run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soft_rewards.json")
     args = parser.parse_args(argv)
     source = load("train")
     nearest = confusable(source)
     started = time.monotonic()
     results: dict = {"gate": {}, "optimise": {}, "sizes": {"minibatch": MINIBATCH, "held_out": HELD_OUT, "gold": GOLD}}
-    for seed in SEEDS:
+    for seed in () if args.embedded_only else SEEDS:
         gold_rows = build(source, GOLD, seed=seed, nearest=nearest)
         held_rows = build(load("test"), HELD_OUT, seed=100 + seed, nearest=nearest)
         gold, held = items(gold_rows, "g"), items(held_rows, "h")
@@ -204,13 +227,17 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             runs = {}
+            judge = held_out_evaluator(labeller)
             for reward in Reward:
                 proposer = client(fake.base_url, logprobs=False)
-                runs[reward.value] = optimise(client(fake.base_url), proposer, gold, held, reward, seed, args.budget)
+                runs[reward.value] = optimise(
+                    client(fake.base_url), proposer, judge, gold, held, reward, seed, args.budget
+                )
                 print(f"seed {seed} {reward.value}: {runs[reward.value]}", flush=True)
             results["optimise"][seed] = runs
-    if args.embedded:
-        results["embedded"] = embedded_gate(source, nearest)
+    if args.embedded or args.embedded_only:
+        parts = set(args.embedded_parts.split(","))
+        results["embedded"] = embedded(source, nearest, parts, args.embedded_held, args.embedded_budget)
     results["seconds"] = round(time.monotonic() - started, 1)
     summarise(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(results: dict) -> None:
+    if results["gate"]:
+        scripted_table(results)
+    if "embedded" in results:
+        print("embedded SmolLM2-135M:", json.dumps(results["embedded"]))
+    print(f"{results['seconds']} s")
+
+
+def scripted_table(results: dict) -> None:
     print("\n| reward | gate agreement 20 vs 200 (median of seeds) | held-out balanced accuracy (median) | kappa |")
     print("| --- | --- | --- | --- |")
     for reward in Reward:
@@ -231,40 +266,54 @@ def summarise(results: dict) -> None:
             f"| {statistics.median(ba):.3f} ({', '.join(f'{b:.3f}' for b in ba)}) "
             f"| {statistics.median(kappa):.3f} |"
         )
-    if "embedded" in results:
-        print("embedded SmolLM2-135M gate agreement:", results["embedded"])
     initial = [results["gate"][s]["initial"] for s in results["gate"]]
     print(f"judge default (start of every run), held-out balanced accuracy: {', '.join(f'{i:.3f}' for i in initial)}")
-    print(f"{results['seconds']} s")
 
 
-def embedded_gate(source: list[dict], nearest: dict) -> dict:
-    """Question 1 with the real embedded model: a few hand-written judge instructions, 20-item gates vs 100 held out."""
+def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, budget: int) -> dict:
+    """Both questions with the real embedded model, smaller: 4 hand-written judge instructions for the gate
+    (20-item gates against 100 held-out items), and one seed of soft and hard optimisation (40 gold, demos on)."""
     from tests.support.embedded import EmbeddedLLM, find_server_python
 
     python = find_server_python()
     if python is None:
         print("embedded model not built (make llm); skipping", file=sys.stderr)
         return {"skipped": "no .venv-llm"}
-    held_n = 100
     rows = build(source, 40, seed=7, nearest=nearest)
     held_rows = build(load("test"), held_n, seed=107, nearest=nearest)
+    gold, held = items(rows, "eg"), items(held_rows, "eh")
     instructions = [
         JUDGE,
         "Answer 1 if the response is correct for the prompt, else 0.",
         "Does the response name what the customer asks about? 1 for yes, 0 for no.",
         "You grade answers. Be harsh: only a clearly matching answer gets 1.",
     ]
+    out: dict = {"held_out": held_n, "gold": len(gold)}
     server = EmbeddedLLM(python).start()
     try:
-        labeller = LLMClient(LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2))
-        policies = [Policy(text) for text in instructions]
-        agreement, ties, counted, initial = gate_agreement(
-            labeller, items(rows, "eg"), items(held_rows, "eh"), policies, pairs=12, seed=7
-        )
+
+        def model(logprobs: bool = True) -> LLMClient:
+            # One request at a time with a long timeout: the server computes one at a time and keeps computing a
+            # request its client gave up on, so timeouts and retries on a busy machine only pile work up.
+            config = LLMConfig(
+                base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=1, timeout=180, max_retries=0
+            )
+            return LLMClient(replace(config, logprobs=logprobs, max_tokens=24 if logprobs else 256))
+
+        labeller = model()
+        if "gate" in parts:
+            policies = [Policy(text) for text in instructions]
+            agreement, ties, counted, initial = gate_agreement(labeller, gold, held, policies, pairs=12, seed=7)
+            out.update(agreement=agreement, ties=ties, pairs=counted, judge_default_ba=initial)
+            print(f"embedded gate agreement (20 vs {held_n}): {agreement} ties {ties} pairs {counted}", flush=True)
+        judge = held_out_evaluator(labeller)
+        for reward in Reward if "optimise" in parts else ():
+            run = optimise(model(), model(False), judge, gold, held, reward, 0, budget, demos=True)
+            out[reward.value] = run
+            print(f"embedded {reward.value}: {run}", flush=True)
     finally:
         server.stop()
-    return {"agreement": agreement, "ties": ties, "pairs": counted, "held_out": held_n, "judge_default_ba": initial}
+    return out
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from .errors import (
     error_response,
     json_response,
 )
+from .openapi import describe, form_body, json_body, operation, path_param, query_param
+from .requests import Payload, validate
 
 __all__ = [
     "BasicAuth",
@@ -27,10 +29,18 @@ __all__ = [
     "InvalidLabelConfig",
     "LabelStudioMLBase",
     "NotFound",
+    "Payload",
     "ProtocolError",
     "Unavailable",
     "create_app",
+    "describe",
     "error_response",
+    "form_body",
+    "json_body",
     "json_response",
+    "operation",
+    "path_param",
+    "query_param",
     "read_object",
+    "validate",
 ]

@@ -29,6 +29,7 @@ from .auth import BasicAuth, secret_matches
 from .base import LabelStudioMLBase
 from .body import read_object
 from .errors import ErrorMap, InvalidInput, InvalidLabelConfig, ProtocolError, error_response, json_response, map_errors
+from .openapi import PROTOCOL_MODELS, PROTOCOL_PATHS, describe, document
 from .requests import PredictRequest, SetupRequest, TrainRequest, WebhookProject, WebhookRequest, validate
 
 log = logging.getLogger("ls_protocol")
@@ -55,6 +56,31 @@ def project_uid(project: WebhookProject) -> str | None:
     return project.id
 
 
+# Bytes of a refused body read and dropped so the connection stays usable (see ``_drain``).
+DRAIN_AT_LEAST = 64 * 1024 * 1024
+
+
+def _drain(stream, limit: int) -> None:
+    """Read and drop whatever of the body the route did not read, up to ``limit`` bytes (nothing, usually).
+
+    gunicorn itself discards at most 64 KiB of an unread body and otherwise closes the connection after the answer,
+    without saying so in the answer's headers: a client reusing the keep-alive connection for its next request (as
+    Label Studio's ``requests`` session does) then sees "connection reset" instead of this 413. Reading the rest keeps
+    the connection in a known state; past ``limit`` (a hostile upload) the close is the right outcome.
+    """
+    if stream is None:
+        return
+    left = limit
+    try:
+        while left > 0:
+            chunk = stream.read(min(left, 1024 * 1024))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError):
+        return
+
+
 def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
     """Every error of every route (blueprints included) in the one shape of :func:`error_response`."""
 
@@ -68,8 +94,11 @@ def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        field = "path" if exc.code == 404 else "method" if exc.code == 405 else None
-        return error_response(exc.code or 500, exc.description or exc.name, field)
+        if exc.code == 404:
+            return error_response(404, f"path {request.path!r} matches no route", "path")
+        if exc.code == 405:
+            return error_response(405, f"method {request.method} is not allowed on this path", "method")
+        return error_response(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(RecursionError)
     def _too_deep(exc: RecursionError):
@@ -91,7 +120,7 @@ def create_app(
     domain_errors: ErrorMap | None = None,
 ) -> Flask:
     """The protocol app. ``domain_errors`` maps the model's own error types to statuses (see :func:`map_errors`)."""
-    app = Flask(name)
+    app = Flask(name, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.ensure_ascii = False
 
@@ -105,17 +134,26 @@ def create_app(
             return None
         if request.path in WEBHOOK_PATHS and secret_matches(request.headers.get("X-Webhook-Secret"), webhook_secret):
             return None
-        response = error_response(401, "authentication required", "Authorization")
+        response = error_response(
+            401, "authentication required: send HTTP basic auth in the Authorization header", "Authorization"
+        )
         response.headers["WWW-Authenticate"] = 'Basic realm="ml-backend"'
         return response
 
     @app.after_request
     def _tag(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        # A request refused before its body was read (413, 401, an unknown project...) leaves the body unread.
+        _drain(request.environ.get("wsgi.input"), max(DRAIN_AT_LEAST, 2 * max_body_bytes))
         return response
 
     install_error_handlers(app, max_body_bytes)
     map_errors(app, domain_errors or {})
+    describe(app, PROTOCOL_PATHS, PROTOCOL_MODELS)
+
+    @app.get("/openapi.json")
+    def openapi():
+        return json_response(document(app, name))
 
     def model_for(project: str | None, label_config: str | None, extra_params: dict | None = None, field=""):
         try:
@@ -170,7 +208,7 @@ def create_app(
     @app.get("/versions")
     def versions():
         project = request.args.get("project") or None
-        if project is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", project):
+        if project is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", project):
             raise InvalidInput('"project" must be a Label Studio project id or uid', "project")
         model = model_factory(project_id=project, label_config=None)
         return json_response({"versions": model.versions(), "model_version": model.model_version})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from flask import request
 
@@ -39,6 +40,16 @@ def _surrogates(text: str) -> bool:
     return False
 
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _child(where: str, key: str) -> str:
+    """The path of ``where``'s member ``key``: dotted for plain names, ``["..."]`` (ASCII-escaped) for any other."""
+    if _NAME.match(key):
+        return key if where == "body" else f"{where}.{key}"
+    return f"{where}[{json.dumps(key)}]"
+
+
 def check_value(value, field: str = "body", max_depth: int = MAX_DEPTH) -> None:
     """Refuse nesting past ``max_depth`` and strings (keys included) that are not valid Unicode, naming where."""
     stack = [(value, field, 0)]
@@ -50,7 +61,7 @@ def check_value(value, field: str = "body", max_depth: int = MAX_DEPTH) -> None:
             for key, child in item.items():
                 if _surrogates(key):
                     raise InvalidInput(f"{where} has a key that is not valid Unicode (a lone surrogate)", where)
-                stack.append((child, f"{where}.{key}" if where != "body" else key, depth + 1))
+                stack.append((child, _child(where, key), depth + 1))
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
         elif isinstance(item, str) and _surrogates(item):

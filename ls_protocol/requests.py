@@ -19,7 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .errors import InvalidInput
 
-_REF = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# No ":" in a project name: it separates the parts of Redis keys (``ns:train:<p>:lease``).
+_REF = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 def _project_ref(value: Any) -> Any:
@@ -30,7 +31,7 @@ def _project_ref(value: Any) -> Any:
         raise ValueError("must be a Label Studio project id or uid, as a string or a number")
     text = str(value)
     if not _REF.match(text):
-        raise ValueError("must be a Label Studio project id or uid (letters, digits, '.', ':', '-', '_')")
+        raise ValueError("must be a Label Studio project id or uid (letters, digits, '.', '-', '_')")
     return text
 
 
@@ -47,16 +48,18 @@ ProjectRef = Annotated[str | None, BeforeValidator(_project_ref)]
 LabelConfig = Annotated[str | None, Field(max_length=1_000_000)]
 
 
-class _Payload(BaseModel):
+class Payload(BaseModel):
+    """Base of every request model: strict types for the fields read, unknown keys let through."""
+
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
 
 
-class ResultValue(_Payload):
+class ResultValue(Payload):
     text: Annotated[str | list[str | None] | None, BeforeValidator(_text_value)] = None
     choices: list[str] | None = None
 
 
-class ResultItem(_Payload):
+class ResultItem(Payload):
     """One region of an annotation or of the interactive context (``from_name`` names its control)."""
 
     from_name: str
@@ -65,27 +68,27 @@ class ResultItem(_Payload):
     value: ResultValue
 
 
-class Context(_Payload):
+class Context(Payload):
     """What an annotator has entered so far (interactive pre-annotation)."""
 
     result: list[ResultItem] | None = None
 
 
-class PredictParams(_Payload):
+class PredictParams(Payload):
     context: Context | None = None
 
 
-class Task(_Payload):
+class Task(Payload):
     data: dict[str, Any]
 
 
-class SetupRequest(_Payload):
+class SetupRequest(Payload):
     project: ProjectRef = None
     schema_: str = Field(alias="schema", min_length=1, max_length=1_000_000)
     extra_params: dict[str, Any] | None = None
 
 
-class PredictRequest(_Payload):
+class PredictRequest(Payload):
     tasks: list[Task]
     label_config: LabelConfig = None
     project: ProjectRef = None
@@ -99,7 +102,7 @@ class PredictRequest(_Payload):
         return context.model_dump(exclude_none=True) if context is not None else None
 
 
-class WebhookProject(_Payload):
+class WebhookProject(Payload):
     """The project object webhook payloads carry (its ``id`` and ``created_at`` make the project uid)."""
 
     id: ProjectRef = None
@@ -107,7 +110,7 @@ class WebhookProject(_Payload):
     label_config: LabelConfig = None
 
 
-class WebhookRequest(_Payload):
+class WebhookRequest(Payload):
     action: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     project: WebhookProject | None = None
     annotation: dict[str, Any] | None = None
@@ -115,7 +118,7 @@ class WebhookRequest(_Payload):
     task: dict[str, Any] | None = None
 
 
-class TrainRequest(_Payload):
+class TrainRequest(Payload):
     """The legacy ``/train`` call (Label Studio < 1.4 style): treated as ``START_TRAINING``."""
 
     project: ProjectRef = None

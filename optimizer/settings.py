@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         le=256,
         description="Concurrent LLM requests per web process (hosted APIs: 16; the one-at-a-time embedded server: 2).",
     )
+    llm_global_concurrency: int = Field(
+        16,
+        ge=0,
+        le=4096,
+        description="LLM calls in flight across every web and RQ worker together (a Redis semaphore); 0: off.",
+    )
     llm_max_tokens: int = Field(
         256,
         ge=1,

@@ -95,7 +95,7 @@ def embedded_llm():
 
 @pytest.fixture
 def stack(make_settings, namespace):
-    """``stack(tasks=None, **settings) -> Stack``: backend, scripted LLM and LS, and RQ workers on demand."""
+    """``stack(tasks=None, web_workers=1, **settings) -> Stack``: backend, scripted LLM and LS, RQ workers on demand."""
     from optimizer.runtime.services import Services
     from tests.support.backendprocess import BackendProcess
     from tests.support.fakels import FakeLabelStudio
@@ -103,7 +103,7 @@ def stack(make_settings, namespace):
 
     stacks = []
 
-    def build(tasks=None, **overrides) -> Stack:
+    def build(tasks=None, web_workers: int = 1, **overrides) -> Stack:
         fake_llm = FakeLLM(magic_responder).start()
         ls = FakeLabelStudio(SUPPORT_CONFIG, tasks if tasks is not None else gold_tasks()).__enter__()
         values = {
@@ -121,7 +121,7 @@ def stack(make_settings, namespace):
             namespace=settings.redis_namespace,
             basic_auth=AUTH,
             env=shared_env(settings),
-            workers=1,  # several web workers are the hot-swap test's subject, not these tests'
+            workers=web_workers,  # several web workers are the hot-swap and LLM-limit tests' subject
             threads=16,
         )
         s = Stack(settings, Services(settings), backend, ls, SUPPORT_CONFIG)

@@ -30,7 +30,7 @@ def test_api_run_posts_every_task_once_and_a_rerun_posts_nothing(stack):
     s = stack(bulk_chunk=4)
     version = s.setup_version()
     refused = s.session.post(s.url + "/projects/1/predict", json={"tasks": ["x"]}, timeout=10)
-    assert refused.status_code == 400 and refused.json()["field"] == "tasks"
+    assert refused.status_code == 400 and refused.json()["field"] == "tasks[0]"
     s.start_worker("a")
     s.start_worker("b")
     first = s.wait_job(queue(s)["job"])
@@ -79,3 +79,24 @@ def test_predict_past_the_sync_limit_answers_the_first_tasks_and_queues_the_rest
     assert predictions_per_task(s, version) == Counter(range(5, 11))
     metrics = s.session.get(s.url + "/metrics", timeout=10).text
     assert f'lsml_prediction_failures_total{{project="{s.project}",reason="queued"}} 6.0' in metrics
+
+
+def test_the_llm_limit_holds_across_two_web_and_two_rq_workers(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks = [{k: v for k, v in t.items() if k != "annotations"} for t in gold_tasks(0, 40)]
+    s = stack(tasks=tasks, web_workers=2, llm_global_concurrency=3, llm_concurrency=8, bulk_chunk=10)
+    s.llm.delay = 0.1
+    s.setup_version()
+    s.start_worker("a")
+    s.start_worker("b")
+    job = queue(s)["job"]
+    body = {"tasks": tasks[:8], "label_config": s.label_config, "project": s.project}
+
+    def predict(_):
+        return s.session.post(s.url + "/predict", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(4) as pool:  # meanwhile annotators' batches reach both gunicorn workers
+        assert set(pool.map(predict, range(8))) == {200}
+    assert s.wait_job(job, timeout=120)["progress"]["tasks"]["posted"] == 40
+    assert s.llm.max_active == 3  # saturated, and never more: 2 web + 2 RQ processes, 8 threads each

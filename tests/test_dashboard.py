@@ -266,3 +266,15 @@ def test_demos_and_labels_are_shown_as_text(dash):
     assert "<img src=x" not in html and "<b>Billing</b>" not in html
     assert "&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;" in html and "&lt;b&gt;Billing&lt;/b&gt;" in html
     assert f'<li class="version-card" id="{hostile.version}"' in html
+
+
+def test_redis_down_is_a_503_page_and_a_503_json_naming_redis(make_settings):
+    from _wsgi import create_app
+    from tests.support.redisserver import free_port
+
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2))
+    client = app.test_client()
+    page = client.get("/dashboard")
+    assert page.status_code == 503 and page.mimetype == "text/html" and "Redis" in page.get_data(as_text=True)
+    twin = client.get("/projects")
+    assert twin.status_code == 503 and "Redis" in twin.get_json()["error"]

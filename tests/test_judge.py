@@ -169,3 +169,19 @@ def test_training_a_judge_uses_balanced_accuracy_and_reports_kappa(make_settings
 
 def grade_result(value: str) -> list[dict]:
     return [{"from_name": "reward", "to_name": "output", "type": "choices", "value": {"choices": [value]}}]
+
+
+def test_the_judge_default_is_recorded_live_and_can_be_overridden_like_any_policy(make_settings, fake_llm):
+    fake_llm.responder = lambda body: Reply(json.dumps({"reward": "0"}))
+    app = create_app(make_settings())
+    client, services = app.test_client(), app.extensions["services"]
+    setup = client.post("/setup", json={"project": "43.1", "schema": REWARD_CONFIG}).get_json()
+    judge, default = services.judge_policy, services.default_policy
+    assert setup["model_version"] == judge.version
+    listing = client.get("/projects/43.1/policies").get_json()
+    assert listing["live"] == judge.version
+    assert {p["version"] for p in listing["policies"]} >= {judge.version, default.version}
+    # A user rolls back to the generic default: that is what the project is served from then on.
+    assert client.post("/projects/43.1/rollback", json={"version": default.version}).status_code == 200
+    body = {"tasks": judge_tasks(1), "label_config": REWARD_CONFIG, "project": "43.1"}
+    assert client.post("/predict", json=body).get_json()["results"][0]["model_version"] == default.version

@@ -62,6 +62,8 @@ def models(fake: FakeLLM) -> set[str]:
         ({"model": "gpt 4; rm -rf"}, "extra_params.model", "should match pattern"),
         ({"verifiers": {"sentiment": "fuzzy"}}, "extra_params.verifiers", "unknown verifier"),
         ({"verifiers": {"nope": "exact"}}, "extra_params.verifiers.nope", "has no control 'nope'"),
+        ({"verifiers": {"sentiment": "regex:(unclosed"}}, "extra_params.verifiers", "not a valid regular expression"),
+        ({"verifiers": {"sentiment": "numeric:abc"}}, "extra_params.verifiers", "could not convert"),
     ],
 )
 def test_every_key_is_checked_and_named(profiled, extra, field, words):
@@ -129,6 +131,9 @@ def test_each_project_reaches_its_own_endpoint_and_the_api_shows_it(profiled, fa
     assert rows["2.200"]["profile"] == "strong" and rows["1.100"]["profile"] == "default"
     page = client.get("/dashboard").get_data(as_text=True)
     assert "strong-model" in page and SECRET not in page
+    project_page = client.get("/dashboard/projects/2.200").get_data(as_text=True)
+    assert "profile <strong>strong</strong>" in project_page and "retrain every 3" in project_page
+    assert SECRET not in project_page
 
     # Emptying Extra params in Label Studio (it then sends null) returns the project to the defaults.
     assert setup(client, "2.200", None).status_code == 200
@@ -180,3 +185,20 @@ def test_training_uses_the_same_profile_budget_and_verifiers(profiled, strong):
     assert labeller_calls and models(strong) == {"strong-model"}
     # The default endpoint only served the proposer (OPTIMIZER_* falls back to LLM_*), never a labelling call.
     assert all(not b.get("response_format") for b in default.requests)
+
+
+def test_the_cli_shows_the_same_settings(profiled, strong, monkeypatch, tmp_path, capsys, redis_server, namespace):
+    from optimizer.cli import main as cli
+
+    client = create_app(profiled()).test_client()
+    assert setup(client, "6.600", {"profile": "strong", "budget": 12}).status_code == 200
+    monkeypatch.chdir(tmp_path)  # no .env from the checkout
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("REDIS_NAMESPACE", namespace)
+    monkeypatch.setenv("LLM_PROFILES", json.dumps({"strong": {"base_url": strong.base_url, "model": "strong-model",
+                                                              "api_key": SECRET}}))  # fmt: skip
+    assert cli.main(["policies", "settings", "--project", "6"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert (shown["project"], shown["profile"], shown["budget"]) == ("6.600", "strong", 12)
+    assert SECRET not in out

@@ -135,3 +135,34 @@ def test_ten_label_answer_closes_and_a_cut_answer_keeps_its_complete_labels(embe
     parsed = parse_answer(schema, cut.text)
     kept = parsed.choices["intent"]
     assert parsed.salvaged and kept and kept == labels[: len(kept)]
+
+
+def test_single_task_right_after_a_timed_out_batch_answers_in_normal_time(make_settings, embedded_llm):
+    """Abandoned calls stop consuming the one-at-a-time server: the deadline closes them, and llama.cpp's server
+    skips a queued request whose client is gone. Before, the next task waited for the whole abandoned batch."""
+    import time
+
+    def app(deadline: float):
+        return create_app(make_settings(
+            llm_base_url=embedded_llm.base_url, llm_model="smollm2-135m", llm_provider="llamacpp",
+            llm_concurrency=4, llm_global_concurrency=4, predict_deadline=deadline, llm_timeout=120,
+        )).test_client()  # fmt: skip
+
+    email = "Hello team, my last invoice charged me twice and the parcel is late again. " * 4
+
+    def predict(client, n: int) -> tuple[float, list]:
+        tasks = [{"data": {"text": f"{i}: {email}"}} for i in range(n)]
+        started = time.perf_counter()
+        response = client.post("/predict", json={"tasks": tasks, "label_config": THREE_CONTROLS_CONFIG})
+        assert response.status_code == 200
+        return time.perf_counter() - started, response.get_json()["results"]
+
+    predict(app(120), 1)  # warm the server's prompt cache and grammar for this config
+    normal, _ = predict(app(120), 1)
+    deadline = max(3.0, 3 * normal)  # a 12-task batch needs ~12 x normal on a one-at-a-time server
+    client = app(deadline)
+    batch_time, results = predict(client, 12)
+    assert results.count([]) > 0 and batch_time < deadline + 2.0  # the deadline cut the batch
+    after, (answer,) = predict(client, 1)
+    print(f"\nsingle task {normal:.2f} s; batch cut at {batch_time:.2f} s; next single task {after:.2f} s")
+    assert answer and after < 2 * normal + 3.0, (normal, after)

@@ -21,6 +21,7 @@ import json
 import sys
 import time
 
+from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
 from optimizer.state.history import HistoryError, StaleLive
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
     action("pin", "stop automatic promotion (optionally rolling back first)", version="optional")
     action("unpin", "allow automatic promotion again")
     action("train", "queue a training run (coalesced like START_TRAINING)")
+    action("settings", "the project's effective LLM settings (its Extra params over the defaults; no secrets)")
     job = actions.add_parser("job", help="a job's status, progress and result")
     job.add_argument("job_id")
     job.add_argument("--json", action="store_true", help="print JSON")
@@ -108,6 +110,11 @@ def _run(services: Services, args: argparse.Namespace):
         return history.pin(project, args.version)
     if args.action == "unpin":
         return history.unpin(project)
+    if args.action == "settings":
+        try:
+            return {"project": project, **services.project_settings(project).public()}
+        except ProfileGone as exc:
+            raise _Missing(str(exc)) from None
     return services.jobs.train_now(project, reason="cli")
 
 

@@ -23,6 +23,16 @@ class LabelStudioError(RuntimeError):
     """Label Studio could not be reached or refused a request; the message is meant for the job's reason."""
 
 
+class LabelStudioNotConfigured(LabelStudioError):
+    """``LABEL_STUDIO_URL`` or ``LABEL_STUDIO_API_KEY`` is not set on this server."""
+
+
+class LabelStudioNotFound(LabelStudioError):
+    """Label Studio answered 404: the project (or task) does not exist there."""
+
+    field = "project"
+
+
 def _plain(item: Any) -> dict:
     """SDK models → plain JSON-like dicts (the same shape as a Label Studio JSON export)."""
     if isinstance(item, dict):
@@ -35,9 +45,13 @@ def _plain(item: Any) -> dict:
 class LabelStudioClient:
     def __init__(self, url: str, api_key: str, timeout: float = 30.0, page_size: int = 100) -> None:
         if not url:
-            raise LabelStudioError("LABEL_STUDIO_URL is not set: the worker needs it to read the project's annotations")
+            raise LabelStudioNotConfigured(
+                "LABEL_STUDIO_URL is not set: the worker needs it to read the project's annotations"
+            )
         if not api_key:
-            raise LabelStudioError("LABEL_STUDIO_API_KEY is not set: use a legacy token or a personal access token")
+            raise LabelStudioNotConfigured(
+                "LABEL_STUDIO_API_KEY is not set: use a legacy token or a personal access token"
+            )
         self.url = url.rstrip("/")
         self.page_size = page_size
         from label_studio_sdk.client import LabelStudio
@@ -53,7 +67,8 @@ class LabelStudioClient:
         except LabelStudioError:
             raise
         except Exception as exc:
-            raise LabelStudioError(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}") from None
+            kind = LabelStudioNotFound if getattr(exc, "status_code", None) == 404 else LabelStudioError
+            raise kind(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}") from None
 
     def label_config(self, project: int) -> str:
         found = self._call(f"reading project {project}", self.sdk.projects.get, id=project)

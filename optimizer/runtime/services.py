@@ -24,8 +24,9 @@ from optimizer.state.bulk import BulkLedger
 from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
 from optimizer.state.jobqueue import TrainingQueue
+from optimizer.state.llmslots import RedisSlots
 from optimizer.state.projects import ProjectRegistry
-from optimizer.state.store import PolicyStore
+from optimizer.state.store import PolicyStore, PromoteStatus, StoreUnavailable
 
 
 def resolve_prompt(value: str) -> str:
@@ -67,20 +68,53 @@ class Services:
             return self.judge_policy
         return live
 
+    def served_policy(self, project: str, schema: Schema | None, record: bool = True) -> Policy:
+        """The policy a request for ``project`` is served: its live one, or for a reward-scoring project still on
+        the generic default, the judge's default, made the project's live policy in Redis on first sight.
+
+        Recording it (a compare-and-set from the default, like any promotion) keeps history, rollback and pin
+        truthful: ``/projects/<id>/policies`` shows the judge's instruction as live, and a user who rolls back to
+        another policy (the generic default included) overrides it like any policy: only a project with no
+        promotion history yet is switched, and a pinned project keeps what it was pinned to. Without
+        Redis, or with ``record`` off (a request naming no project), the judge's default is served unrecorded.
+        """
+        live = self.store.current(project)
+        judge = self.default_for(schema, live)
+        if judge is live or not record or self.store.degraded:
+            return judge
+        try:
+            if self.redis.exists(self.store.keys.history(project)):
+                return live  # promoted or rolled back before: the generic default was chosen on purpose
+            status = self.store.promote(project, judge, parent=live.version, source="judge default").status
+        except (StoreUnavailable, redis.RedisError):
+            return judge
+        if status is PromoteStatus.PINNED:
+            return live
+        return judge if status is not PromoteStatus.STALE else self.store.current(project)
+
     @cached_property
     def store(self) -> PolicyStore:
         return PolicyStore(self.redis, self.default_policy, namespace=self.settings.redis_namespace)
 
     @cached_property
+    def llm_slots(self) -> RedisSlots | None:
+        """The stack-wide bound on calls in flight to the labelling endpoint, or None when it is off."""
+        limit = self.settings.llm_global_concurrency
+        if limit <= 0:
+            return None
+        return RedisSlots(self.redis, self.settings.redis_namespace, limit, lease=self.settings.llm_timeout + 5)
+
+    @cached_property
     def labeller(self) -> LLMClient:
-        client = LLMClient(self.settings.labeller())
+        client = LLMClient(self.settings.labeller(), limiter=self.llm_slots)
         telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
         return client
 
     @cached_property
     def proposer(self) -> LLMClient:
         """The optimiser's LLM (``OPTIMIZER_*``, else the labeller's endpoint), counted apart in /metrics."""
-        client = LLMClient(self.settings.proposer())
+        same_endpoint = self.settings.proposer().base_url == self.settings.labeller().base_url
+        client = LLMClient(self.settings.proposer(), limiter=self.llm_slots if same_endpoint else None)
         telemetry.instrument_llm(client, "proposer", self.redis, self.settings.redis_namespace)
         return client
 
@@ -108,7 +142,9 @@ class Services:
             return self.labeller, self.predictor
         with self._clients_lock:
             if config not in self._clients:
-                client = LLMClient(config)
+                # A profile on the default endpoint shares its stack-wide limit; another endpoint has only its own.
+                shared = config.base_url == self.settings.labeller().base_url
+                client = LLMClient(config, limiter=self.llm_slots if shared else None)
                 telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
                 self._clients[config] = (client, Predictor(client))
             return self._clients[config]

@@ -23,6 +23,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
@@ -73,6 +76,50 @@ class LLMAuthError(LLMRequestError):
     pass
 
 
+class LLMUnavailable(Exception):  # deliberately not an LLMError: per-task handlers must not absorb it
+    """The endpoint cannot serve any call: nothing listens there, or it refuses our credentials.
+
+    Per-task failures (``LLMError``) become empty predictions; this one stops the whole run instead, because every
+    further call would fail the same way and burn the budget (117 of 117 calls, before this existed).
+    """
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        self.base_url = _without_credentials(base_url)
+        self.reason = reason
+        super().__init__(
+            f"cannot use the LLM at {self.base_url}: {reason}; start the embedded model (`make run`, or "
+            "`scripts/llm_server.sh 8081` for the model alone) or set LLM_BASE_URL to a running OpenAI-compatible "
+            "server"
+        )
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
+class LLMDeadline(LLMError):
+    """The caller's deadline passed before an answer: the request was closed (or never sent), not retried."""
+
+
+class Priority(StrEnum):
+    """Who waits for a call. An annotator's single-task ``/predict`` goes ahead of batches and bulk jobs."""
+
+    INTERACTIVE = "interactive"
+    BULK = "bulk"
+
+
+class SlotLimiter(Protocol):
+    """A limit on LLM calls in flight shared by every process that talks to the endpoint (see ``state.llmslots``)."""
+
+    def acquire(self, priority: Priority, until: float | None) -> str | None:
+        """A slot's token, or None if none came free before ``until`` (``time.monotonic()``)."""
+
+    def release(self, token: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class LLMConfig:
     base_url: str
@@ -87,6 +134,9 @@ class LLMConfig:
     logprobs: bool = True
     backoff: float = 0.5
     max_retry_after: float = 20.0
+    # Batch runs (CLI, training jobs): after this many calls failed on connection or auth with none ever answered,
+    # raise LLMUnavailable instead of spending the budget. 0 (the web service): every failure stays per task.
+    fail_fast_after: int = 0
 
 
 @dataclass
@@ -160,6 +210,10 @@ def classify(exc: Exception) -> LLMError:
     return LLMError(f"unexpected LLM failure: {exc.__class__.__name__}")
 
 
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
 def _short(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     message = body.get("message") or (body.get("error") or {}).get("message") if body else None
@@ -167,10 +221,14 @@ def _short(exc: openai.APIStatusError) -> str:
 
 
 class LLMClient:
-    def __init__(self, config: LLMConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, config: LLMConfig, *, sleep: Callable[[float], None] = time.sleep, limiter: SlotLimiter | None = None
+    ) -> None:
         self.config = config
         self.usage = Usage()
         self._sleep = sleep
+        # The cross-process limit; the per-process semaphore below still bounds this process's threads.
+        self.limiter = limiter
         self._slots = threading.BoundedSemaphore(max(1, config.concurrency))
         self._client = openai.OpenAI(
             base_url=config.base_url,
@@ -184,29 +242,96 @@ class LLMClient:
         self._logprobs = config.logprobs
         self._logprobs_confirmed = not config.logprobs
         self._mode_lock = threading.Lock()
+        self._answered = False  # any call ever answered (for fail_fast_after)
+        self._dead_calls = 0
 
     @property
     def response_format(self) -> str:
         return self._formats[0]
 
-    def complete(self, messages: list[dict], schema: dict | None = None, max_tokens: int | None = None) -> Completion:
-        """One chat completion with retries; raises an :class:`LLMError` subclass when it finally fails."""
+    def complete(
+        self,
+        messages: list[dict],
+        schema: dict | None = None,
+        max_tokens: int | None = None,
+        *,
+        deadline: float | None = None,
+        priority: Priority = Priority.BULK,
+    ) -> Completion:
+        """One chat completion with retries; raises an :class:`LLMError` subclass when it finally fails.
+
+        ``deadline`` (``time.monotonic()``) bounds the whole call: each attempt's HTTP timeout is cut to what is
+        left, so the connection is closed when the deadline passes. That matters for one-at-a-time servers:
+        llama.cpp's server skips a queued request whose client has gone, instead of computing an answer nobody
+        will read while the next annotator waits.
+        """
         attempt = 0
         while True:
             form, logprobs = self._formats[0], self._logprobs
             try:
                 with self._slots:
-                    return self._once(messages, schema, max_tokens, form, logprobs)
+                    token = self._acquire(priority, deadline)
+                    try:
+                        return self._once(messages, schema, max_tokens, form, logprobs, self._timeout(deadline))
+                    finally:
+                        if token is not None:
+                            self.limiter.release(token)
             except Exception as exc:  # classified below; anything unknown is not retried
                 error = classify(exc)
                 if self._adapt(error, form if schema is not None else None, logprobs):
                     continue
                 self.usage.add("errors")
+                if isinstance(error, LLMDeadline):
+                    raise error from None
+                if _past(deadline):
+                    raise LLMDeadline(f"deadline passed while calling the LLM ({error})") from None
                 if not error.retryable or attempt >= self.config.max_retries:
+                    self._give_up(error)
                     raise error from None
                 attempt += 1
                 self.usage.add("retries")
-                self._sleep(self._delay(error, attempt))
+                delay = self._delay(error, attempt)
+                self._sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.config.timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LLMDeadline("deadline passed before the LLM request was sent")
+        return min(self.config.timeout, left)
+
+    def _acquire(self, priority: Priority, deadline: float | None) -> str | None:
+        if self.limiter is None:
+            return None
+        token = self.limiter.acquire(priority, deadline)
+        if token is None:
+            raise LLMDeadline("deadline passed while waiting for a free LLM slot")
+        return token
+
+    def _give_up(self, error: LLMError) -> None:
+        """With ``fail_fast_after``: a dead endpoint (nothing answered yet, only refusals) stops the run."""
+        limit = self.config.fail_fast_after
+        if not limit or self._answered or not isinstance(error, LLMConnectionError | LLMAuthError):
+            return
+        with self._mode_lock:
+            self._dead_calls += 1
+            dead = self._dead_calls
+        if isinstance(error, LLMAuthError) or dead >= limit:
+            raise LLMUnavailable(self.config.base_url, f"{dead} call(s) failed and none answered: {error}") from None
+
+    def probe(self, timeout: float = 5.0) -> None:
+        """Ask the endpoint for its models, once, quickly: raise :class:`LLMUnavailable` when nothing listens or our
+        credentials are refused. Any other answer (a 404 from a server without ``/models``, a 500) means a server is
+        there, and the calls themselves will tell more."""
+        try:
+            self._client.with_options(timeout=timeout, max_retries=0).get("/models", cast_to=bytes)
+        except Exception as exc:  # classified below
+            error = classify(exc)
+            if isinstance(error, LLMConnectionError | LLMAuthError):
+                raise LLMUnavailable(self.config.base_url, str(error)) from None
+            if isinstance(error, LLMTimeout):
+                log.warning("LLM did not list its models within %.0f s; trying anyway", timeout)
 
     def _delay(self, error: LLMError, attempt: int) -> float:
         if isinstance(error, LLMRateLimited) and error.retry_after is not None:
@@ -260,7 +385,13 @@ class LLMClient:
         return kwargs
 
     def _once(
-        self, messages: list[dict], schema: dict | None, max_tokens: int | None, form: str, logprobs: bool
+        self,
+        messages: list[dict],
+        schema: dict | None,
+        max_tokens: int | None,
+        form: str,
+        logprobs: bool,
+        timeout: float | None = None,
     ) -> Completion:
         kwargs = self._request(messages, schema, max_tokens, form, logprobs)
         self.usage.add("calls")
@@ -268,7 +399,9 @@ class LLMClient:
         # mapping, without ``create``'s recursive TypedDict transform of the messages (~30% of a web worker's CPU per
         # task) or the typed-model construction of the answer (~250 us per call); only four fields are read here.
         # Profiled with py-spy in bench/ (see bench/README.md).
-        raw = self._client.post("/chat/completions", body=kwargs, cast_to=bytes)
+        options = {"timeout": timeout} if timeout is not None else {}
+        raw = self._client.post("/chat/completions", body=kwargs, cast_to=bytes, options=options)
+        self._answered = True
         if schema is not None:
             self._format_confirmed = True
         if "logprobs" in kwargs:

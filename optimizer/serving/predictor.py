@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
-from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.llm import LLMClient, LLMDeadline, LLMError, LLMUnavailable, Priority
 from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Demo, Policy
@@ -198,7 +198,14 @@ class Predictor:
                 self._pool_pid = os.getpid()
             return self._pool
 
-    def predict(self, policy: Policy, schema: Schema, text: str) -> Prediction:
+    def predict(
+        self,
+        policy: Policy,
+        schema: Schema,
+        text: str,
+        deadline: float | None = None,
+        priority: Priority = Priority.BULK,
+    ) -> Prediction:
         """Never raises for LLM faults: a failure comes back as ``Prediction.failed``."""
         key = item_key(policy, schema, text) if self.cache is not None else None
         if key is not None and key in self.cache:
@@ -210,7 +217,11 @@ class Predictor:
                 build_messages(policy, schema, text, demos, narrowed),
                 json_schema(schema, narrowed),
                 answer_token_cap(schema, self.llm.config.max_tokens),
+                deadline=deadline,
+                priority=priority,
             )
+        except LLMDeadline as exc:
+            return Prediction.failed(FailureReason.DEADLINE, str(exc))
         except LLMError as exc:
             return Prediction.failed(FailureReason.LLM_ERROR, str(exc))
         parsed = parse_answer(schema, completion.text)
@@ -243,9 +254,18 @@ class Predictor:
         return prediction
 
     def predict_many(
-        self, policy: Policy, schema: Schema, texts: list[str | None], deadline: float | None = None
+        self,
+        policy: Policy,
+        schema: Schema,
+        texts: list[str | None],
+        deadline: float | None = None,
+        priority: Priority = Priority.BULK,
     ) -> list[Prediction]:
-        """Predict a batch concurrently, in order. ``None`` inputs and items past ``deadline`` fail alone."""
+        """Predict a batch concurrently, in order. ``None`` inputs and items past ``deadline`` fail alone.
+
+        The deadline reaches every LLM call, which closes its request when it passes; a task still running then
+        comes back as ``DEADLINE`` without holding up the answer.
+        """
         results: list[Prediction | None] = [None] * len(texts)
         pending = {}
         pool = self._executor()
@@ -253,15 +273,20 @@ class Predictor:
             if text is None:
                 results[i] = Prediction.failed(FailureReason.NO_INPUT)
             elif len(texts) == 1:
-                results[i] = self.predict(policy, schema, text)
+                results[i] = self.predict(policy, schema, text, deadline, priority)
             else:
                 # Each task runs in a copy of the caller's context, so its log lines keep the request id.
-                pending[pool.submit(contextvars.copy_context().run, self.predict, policy, schema, text)] = i
+                run = contextvars.copy_context().run
+                pending[pool.submit(run, self.predict, policy, schema, text, deadline, priority)] = i
         if pending:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             done, not_done = wait(pending, timeout=timeout)
             for future in done:
                 error = future.exception()
+                if isinstance(error, LLMUnavailable):  # the endpoint is dead: stop the batch, not one task
+                    for other in not_done:
+                        other.cancel()
+                    raise error
                 results[pending[future]] = (
                     Prediction.failed(FailureReason.INTERNAL, f"internal error: {error.__class__.__name__}")
                     if error

@@ -20,7 +20,12 @@ from optimizer.state.store import PolicyStore, PromoteResult, PromoteStatus
 
 
 class HistoryError(ValueError):
-    """A request about history that cannot be served. Callers (HTTP API, CLI) map the subclasses to their answers."""
+    """A request about history that cannot be served. Callers (HTTP API, CLI) map the subclasses to their answers.
+
+    ``field`` names the argument the caller should look at again.
+    """
+
+    field = "version"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -33,6 +38,8 @@ class UnknownPolicy(HistoryError):
 
 class StaleLive(HistoryError):
     """The live version is no longer the one the caller saw: a compare-and-set lost a race."""
+
+    field = "expected"
 
 
 @dataclass(frozen=True)

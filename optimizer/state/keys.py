@@ -18,7 +18,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:project:<p>:config`` | string | the project's label config, as ``/setup`` last sent it |
 | ``ns:project:<p>:settings`` | string | the project's validated Extra params (JSON, no secrets), from ``/setup`` |
 | ``ns:project:<p>:events`` | list | recent webhook events, newest first, capped |
-| ``ns:train:<p>`` | hash | ``queued``/``queued_at`` and ``followup`` run ids |
+| ``ns:train:<p>:state`` | hash | ``queued``/``queued_at`` and ``followup`` run ids |
 | ``ns:train:<p>:lease`` | string | the running training job's id, with a TTL its heartbeat renews |
 | ``ns:train:<p>:count`` | string | annotations since the last run |
 | ``ns:train:job:<id>`` | string | the project a training job id belongs to |
@@ -84,7 +84,8 @@ class KeyMap:
 
     # -- training runs ------------------------------------------------------------------------------------------
     def train_state(self, project: str) -> str:
-        return self._key("train", project)
+        # Not ``train:<p>``: a project named "projects" would then share the key of the ``train:projects`` set.
+        return self._key("train", project, "state")
 
     def train_lease(self, project: str) -> str:
         return self._key("train", project, "lease")

@@ -28,7 +28,9 @@ ANNOTATION_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED"})
 
 
 class WebhookError(ValueError):
-    """The webhook cannot be acted on as sent (a 400)."""
+    """The webhook cannot be acted on as sent (a 400); ``field`` names what is missing."""
+
+    field = "project"
 
 
 class WebhookUnavailable(RuntimeError):

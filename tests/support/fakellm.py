@@ -8,7 +8,8 @@ negotiation are exercised end to end. Behaviour is set per server:
 - ``reject_json_schema``: answer OpenAI's ``json_schema`` form with a 500, as llama.cpp's server does;
 - ``faults``: a queue of replies served before the responder (a 429, a 503, a hang...).
 
-Every request body is recorded in ``requests``.
+Every request body is recorded in ``requests``; ``max_active`` is the most requests seen in flight at once, and
+``abandoned`` counts answers whose client had already closed the connection.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self.active = 0
         self.max_active = 0
+        self.abandoned = 0  # answers the client had hung up on before they were written
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -184,6 +186,9 @@ class FakeLLM:
                         self._send(reply.status, {"error": {"message": message, "type": "fake"}}, reply.headers)
                         return
                     self._send(200, completion(body, reply), reply.headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    with fake._lock:
+                        fake.abandoned += 1
                 finally:
                     with fake._lock:
                         fake.active -= 1

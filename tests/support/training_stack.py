@@ -29,7 +29,7 @@ INTENTS = ["Greeting", "Billing", "Complaint", "Cancellation", "Order_Status", "
 SHARED = (
     "default_prompt", "rq_queue", "train_lease_ttl", "train_min_gold", "optimize_budget", "retrain_every_n",
     "repredict_after_promote", "bulk_chunk", "bulk_claim_ttl", "predict_sync_max", "label_studio_url",
-    "label_studio_api_key",
+    "label_studio_api_key", "llm_concurrency", "llm_global_concurrency",
 )  # fmt: skip
 
 

@@ -96,7 +96,8 @@ class SpanControl(TagControl):
         mention = {
             "type": "object",
             "properties": {
-                "text": {"type": "string", "minLength": 1},
+                # No minLength: OpenAI's strict schemas refuse string-length keywords; coerce drops empty texts.
+                "text": {"type": "string"},
                 "label": {"type": "string", "enum": list(self.labels)},
             },
             "required": ["text", "label"],
