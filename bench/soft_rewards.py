@@ -146,7 +146,8 @@ def gate_agreement(labeller: LLMClient, pool: list[GoldItem], held: list[GoldIte
             ties[reward] += abs(diff) < 1e-9
             agree[reward] += (diff > 1e-9) == truth
     initial = round(held_ba[policies[0].version], 4)
-    agreement = {r.value: round(agree[r] / counted, 4) for r in Reward}
+    # Every pair can tie on held-out (a model that grades everything alike): then there is nothing to agree with.
+    agreement = {r.value: round(agree[r] / counted, 4) if counted else None for r in Reward}
     return agreement, {r.value: ties[r] for r in Reward}, counted, initial
 
 
