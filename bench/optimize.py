@@ -45,12 +45,18 @@ from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem, load_gold
 from optimizer.learning.optimize import LoopConfig, optimize
 from optimizer.learning.splits import split
+from optimizer.learning.verifiers import label_set
+from optimizer.serving import predictor as predictor_module
 from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.narrowing import rank_labels
 from optimizer.serving.policy import Demo, Policy, load_prompt
 from optimizer.serving.predictor import Predictor
+from optimizer.serving.retrieval import BM25
 from tests.support.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
+# The shared data sets sit beside the repository (../shared/data); BENCH_DATA points elsewhere.
+DEFAULT_DATA = os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data"))
 DATASETS = ("banking77", "goemotions_ekman")
 METHODS = ("initial", "knn", "naive", "gepa", "ours", "ours-nodemo")
 
@@ -130,6 +136,23 @@ class Bench:
             }
             self.save()
         return cache[policy.version]
+
+    def narrow_probe(self, ks: list[int], seed: int = 0) -> None:
+        """Test scores of the policies narrowing would propose (retrieval k=4 over the seed's training split plus
+        narrowing to each k), without any search: what narrowing alone gives this labeller."""
+        for name in self.args.datasets:
+            schema, train, test = self.data(name)
+            ds = self.results.setdefault(name, {"runs": {}})
+            pool = tuple(Demo(i.input, i.answer) for i in split(sample(train, self.args.gold, seed), seed,
+                                                                self.config.fractions).train)  # fmt: skip
+            for k in ks:
+                policy = replace(self.initial, demos=pool, demo_k=4, narrow_k=k)
+                started = time.monotonic()
+                metrics = self.test_score(ds, schema, policy, test)
+                ds.setdefault("narrow_probe", {})[f"k={k}/{seed}"] = {"policy": policy.version, "test": metrics}
+                self.save()
+                print(f"{name} narrow k={k}: test reward {metrics['reward']:.3f} "
+                      f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
 
     def run_method(self, method: str, schema, gold, seed: int) -> tuple[Policy, dict]:
         labeller, proposer = clients(self.base_url, self.args.max_tokens)
@@ -257,9 +280,32 @@ def probe(base_url: str, data: str, max_tokens: int, datasets=DATASETS) -> None:
                   f"(first {times[0]:.2f})", flush=True)  # fmt: skip
 
 
+def candidate_recall(data: str, datasets, gold_n: int, test_n: int, seed: int = 0) -> None:
+    """No LLM: how often narrowing's candidates contain a gold label, per k, with the seed's training split as the
+    pool (what ``ours`` narrows from) and with all gold (what ``knn`` predicts from). The ceiling narrowing gives."""
+    for name in datasets:
+        folder = Path(data) / name
+        train = load_gold(folder / "train.jsonl", labels_path=folder / "labels.json")
+        test = load_gold(folder / "test.jsonl", labels_path=folder / "labels.json", config=train.label_config)
+        gold = sample(train.items, gold_n, seed)
+        items = sample(test.items, test_n, 0)
+        control = train.schema.choices[0]
+        for pool_name, pool_items in (("train split", split(gold, seed, (0.75, 0.25, 0.0)).train), ("all gold", gold)):
+            pool = tuple(Demo(i.input, i.answer) for i in pool_items)
+            index = BM25([d.input for d in pool])
+            cells = []
+            for k in (1, 2, 4, 8, 16):
+                hits = 0
+                for item in items:
+                    ranked = rank_labels(control, pool, index, item.input, k) or control.labels
+                    hits += bool(set(ranked) & set(label_set(item.answer.get(control.name))))
+                cells.append(f"k={k} {hits / len(items):.2f}")
+            print(f"{name} ({len(control.labels)} labels), pool {pool_name} ({len(pool)}): recall " + ", ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
@@ -273,14 +319,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "optimize.json"))
     parser.add_argument("--probe", action="store_true", help="time a few calls and exit")
+    parser.add_argument("--recall", action="store_true", help="narrowing's candidate recall per k (no LLM), exit")
+    parser.add_argument("--narrow-probe", type=lambda s: [int(x) for x in s.split(",")],
+                        help="score retrieval + narrowing to each K on test, without a search, and exit")  # fmt: skip
+    parser.add_argument("--hide-demos", action="store_true",
+                        help="with --narrow-probe: narrow from the pool but show no demos (measurement only; use "
+                             "its own --out, the versions are the same)")  # fmt: skip
     parser.add_argument("--table", help="comma-separated result files: merge them into --out, print the table")
     args = parser.parse_args(argv)
     if args.table:
         merged: dict = {}
         for path in args.table.split(","):
-            merged.update(json.loads(Path(path).read_text()))
+            # Files of one dataset from separate processes (say, one per method) add up run by run.
+            for name, ds in json.loads(Path(path).read_text()).items():
+                into = merged.setdefault(name, {"runs": {}})
+                into.update({k: v for k, v in ds.items() if k not in ("runs", "test_by_policy")})
+                into["runs"].update(ds.get("runs", {}))
+                into.setdefault("test_by_policy", {}).update(ds.get("test_by_policy", {}))
         Path(args.out).write_text(json.dumps(merged, indent=1, ensure_ascii=False))
         print(table(merged))
+        return 0
+    if args.recall:
+        candidate_recall(args.data, args.datasets, args.gold, args.test)
         return 0
     server = None
     if not args.base_url:
@@ -291,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             probe(args.base_url, args.data, args.max_tokens, args.datasets)
             return 0
         bench = Bench(args)
+        if args.narrow_probe:
+            if args.hide_demos:
+                # Not a policy the product can express: the prompt gets no demos, narrowing still reads the pool.
+                predictor_module.select_demos = lambda policy, text: ()
+            bench.narrow_probe(args.narrow_probe)
+            return 0
         bench.run()
         print(table(bench.results))
     finally:

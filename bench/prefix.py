@@ -19,13 +19,12 @@ then leads the prompt, and a policy switch recomputes only the instruction onwar
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench.optimize import clients, default_policy, sample, start_server
+from bench.optimize import DEFAULT_DATA, clients, default_policy, sample, start_server
 from optimizer.learning.gold import load_gold
 from optimizer.serving.predictor import Predictor
 from optimizer.serving.prompting import answer_token_cap, format_spec, json_schema
@@ -75,7 +74,7 @@ def measure(base_url: str, schema, items, reorder: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("BENCH_DATA", "/work/shared/data"))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--dataset", default="banking77")
     parser.add_argument("--port", type=int, default=18441)
     parser.add_argument("--only", help="run only the settings whose name contains this text")

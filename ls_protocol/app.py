@@ -61,7 +61,7 @@ DRAIN_AT_LEAST = 64 * 1024 * 1024
 
 
 def _drain(stream, limit: int) -> None:
-    """Read and drop the unread part of a refused body, up to ``limit`` bytes.
+    """Read and drop whatever of the body the route did not read, up to ``limit`` bytes (nothing, usually).
 
     gunicorn itself discards at most 64 KiB of an unread body and otherwise closes the connection after the answer,
     without saying so in the answer's headers: a client reusing the keep-alive connection for its next request (as
@@ -90,7 +90,6 @@ def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
-        _drain(request.environ.get("wsgi.input"), max(DRAIN_AT_LEAST, 2 * max_body_bytes))
         return error_response(413, f"request body is larger than the limit of {max_body_bytes} bytes", "body")
 
     @app.errorhandler(HTTPException)
@@ -144,6 +143,8 @@ def create_app(
     @app.after_request
     def _tag(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        # A request refused before its body was read (413, 401, an unknown project...) leaves the body unread.
+        _drain(request.environ.get("wsgi.input"), max(DRAIN_AT_LEAST, 2 * max_body_bytes))
         return response
 
     install_error_handlers(app, max_body_bytes)

@@ -70,7 +70,10 @@ class ProjectChoices(BaseModel):
     @classmethod
     def _specs(cls, value: dict[str, str]) -> dict[str, str]:
         for control, spec in value.items():
-            named(spec)  # raises ValueError naming the unknown verifier
+            try:
+                named(spec)  # raises ValueError naming an unknown verifier
+            except re.error as exc:  # not a ValueError: pydantic would let it escape as a 500
+                raise ValueError(f"{control}: {spec!r} is not a valid regular expression ({exc})") from None
             if not control:
                 raise ValueError("a verifier needs a control name")
         return value

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 from optimizer.cli import main as cli
 from tests.support.constants import ROOT
-from tests.support.fakellm import FakeLLM
+from tests.support.fakellm import FakeLLM, Reply
 from tests.support.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold
 
 GOLD = make_gold(40)
@@ -148,3 +149,40 @@ def test_optimize_runs_on_ner_gold_scored_by_span_f1(tmp_path, monkeypatch, caps
     # Two of three mentions right on every item: span F1 = 2 * (2/2 * 2/3) / (1 + 2/3) = 0.8.
     assert report["test"]["initial"]["reward"] == pytest.approx(0.8)
     assert report["test"]["initial"]["failed"] == report["test"]["initial"]["empty"] == 0
+
+
+def test_optimize_with_no_llm_listening_stops_at_once_with_one_line(tmp_path):
+    """It used to spend its whole budget on connection errors (117 of 117 calls) and exit 0 with a report."""
+    from tests.support.redisserver import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    env = {"PATH": "/usr/bin:/bin", "LLM_BASE_URL": url, "LLM_MODEL": "fake", "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "optimizer", "optimize", "--gold", str(write_gold(tmp_path)), "--out", "out"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0] and "LLM_BASE_URL" in lines[0] and "llm_server.sh" in lines[0]
+    assert elapsed < 30 and not (tmp_path / "out").exists()
+
+
+def test_optimize_against_an_endpoint_refusing_the_key_stops_after_the_first_call(endpoints, tmp_path, capsys):
+    lab, _ = endpoints
+    lab.responder = lambda body: Reply(status=401, error="invalid api key")
+    status = cli.main(["optimize", "--gold", str(write_gold(tmp_path)), "--out", str(tmp_path / "out"), "--quiet"])
+    assert status == 3
+    err = capsys.readouterr().err
+    assert "authentication failed (401)" in err and lab.base_url in err
+    assert len(lab.requests) <= 8 and not (tmp_path / "out").exists()  # the first concurrent calls, not the budget
+
+
+def test_evaluate_with_no_llm_listening_fails_loudly(tmp_path, capsys, monkeypatch):
+    from tests.support.redisserver import free_port
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLM_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    assert cli.main(["evaluate", "--gold", str(write_gold(tmp_path)), "--prompt", "x"]) == 3
+    assert "cannot use the LLM at" in capsys.readouterr().err

@@ -115,13 +115,21 @@ def test_openapi_describes_every_route(backend, document):
     assert {"/predict", "/setup", "/webhook", "/train", "/projects/{ref}/rollback"} <= set(document["paths"])
 
 
-def test_a_refused_large_body_leaves_the_connection_usable(http):
-    """gunicorn drops a connection whose unread body exceeds 64 KiB; the 413 handler reads the rest first."""
+def test_a_refused_body_leaves_the_connection_usable(http, backend):
+    """gunicorn drops a connection whose unread body exceeds 64 KiB, so a request refused before its body was read
+    (too large, unauthenticated, an unknown project) would break the caller's next request on that connection."""
+    json_type = {"Content-Type": "application/json"}
     too_big = b'{"tasks": [], "x": "' + b"a" * (3 * 1024 * 1024) + b'"}'
-    for _ in range(3):
-        answer = http.post("/predict", content=too_big, headers={"Content-Type": "application/json"})
-        assert answer.status_code == 413 and answer.json()["field"] == "body"
-        assert http.get("/health").status_code == 200  # same keep-alive connection
+    big = b'{"version": "pv-1", "x": "' + b"a" * (200 * 1024) + b'"}'
+    for path, body, status in (("/predict", too_big, 413), ("/projects/99999/rollback", big, 404)):
+        for _ in range(2):
+            answer = http.post(path, content=body, headers=json_type)
+            assert answer.status_code == status and answer.json()["field"] in ("body", "project")
+            assert http.get("/health").status_code == 200  # same keep-alive connection
+    with httpx.Client(base_url=backend.url, timeout=30) as anonymous:
+        for _ in range(2):
+            assert anonymous.post("/predict", content=big, headers=json_type).status_code == 401
+            assert anonymous.get("/health").status_code == 200
 
 
 def test_fuzzed_requests_never_get_a_server_error(http, backend, document, known):

@@ -146,3 +146,27 @@ def test_demos_are_chosen_once_per_item_and_score_the_answer(fake_llm, monkeypat
     assert "refund my invoice" in json.dumps(fake_llm.requests[-1]["messages"])
     # format quality 1.0 (strict JSON) x demo agreement (1 + 1) / (1 + 1): the retrieved demo agrees on billing.
     assert prediction.control_scores["topics"] == 1.0
+
+
+def test_a_dead_endpoint_stops_a_batch_run_but_not_the_web_service():
+    from optimizer.serving.llm import LLMConnectionError, LLMUnavailable
+    from tests.support.redisserver import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    batch = LLMClient(LLMConfig(base_url=url, model="m", max_retries=0, fail_fast_after=2), sleep=lambda s: None)
+    with pytest.raises(LLMUnavailable, match="cannot use the LLM at"):
+        batch.probe()
+    with pytest.raises(LLMConnectionError):
+        batch.complete(MESSAGES)
+    with pytest.raises(LLMUnavailable, match="2 call"):
+        batch.complete(MESSAGES)
+    web = LLMClient(LLMConfig(base_url=url, model="m", max_retries=0), sleep=lambda s: None)
+    for _ in range(4):  # /predict keeps answering with empty predictions, each counted
+        with pytest.raises(LLMConnectionError):
+            web.complete(MESSAGES)
+
+
+def test_probe_accepts_a_server_without_a_models_route(fake_llm):
+    client, _ = client_for(fake_llm)
+    client.probe()  # the scripted server has no GET /models: it answers, so something is listening
+    assert client.complete(MESSAGES).text

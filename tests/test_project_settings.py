@@ -62,6 +62,8 @@ def models(fake: FakeLLM) -> set[str]:
         ({"model": "gpt 4; rm -rf"}, "extra_params.model", "should match pattern"),
         ({"verifiers": {"sentiment": "fuzzy"}}, "extra_params.verifiers", "unknown verifier"),
         ({"verifiers": {"nope": "exact"}}, "extra_params.verifiers.nope", "has no control 'nope'"),
+        ({"verifiers": {"sentiment": "regex:(unclosed"}}, "extra_params.verifiers", "not a valid regular expression"),
+        ({"verifiers": {"sentiment": "numeric:abc"}}, "extra_params.verifiers", "could not convert"),
     ],
 )
 def test_every_key_is_checked_and_named(profiled, extra, field, words):
@@ -129,6 +131,9 @@ def test_each_project_reaches_its_own_endpoint_and_the_api_shows_it(profiled, fa
     assert rows["2.200"]["profile"] == "strong" and rows["1.100"]["profile"] == "default"
     page = client.get("/dashboard").get_data(as_text=True)
     assert "strong-model" in page and SECRET not in page
+    project_page = client.get("/dashboard/projects/2.200").get_data(as_text=True)
+    assert "profile <strong>strong</strong>" in project_page and "retrain every 3" in project_page
+    assert SECRET not in project_page
 
     # Emptying Extra params in Label Studio (it then sends null) returns the project to the defaults.
     assert setup(client, "2.200", None).status_code == 200

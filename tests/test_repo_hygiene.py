@@ -27,5 +27,7 @@ def test_no_absolute_machine_paths_in_tracked_files():
 
 
 def test_the_pattern_catches_a_machine_path():
-    assert MACHINE_PATH.search('default="/work/shared/data"') and MACHINE_PATH.search("see /home/alice/x")
+    # Built from parts, so this file does not name a machine path itself.
+    workspace, home = "/" + "work/shared/data", "/" + "home/alice/x"
+    assert MACHINE_PATH.search(f'default="{workspace}"') and MACHINE_PATH.search(f"see {home}")
     assert not MACHINE_PATH.search("../shared/data") and not MACHINE_PATH.search("https://example.org/work/x")

@@ -276,3 +276,56 @@ def test_predict_returns_exact_spans_and_sends_the_constrained_schema(client, fa
     assert app_failures(client, "nothing_found") == before + 1
     sent = response_schema(fake_llm.requests[0])["properties"]["ner"]
     assert sent["items"]["properties"]["label"]["enum"] == ["PER", "ORG", "LOC"]
+
+
+# --- the training job on span annotations ---------------------------------------------------------------------------
+
+PEOPLE = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Linus Torvalds", "Joan Clarke", "Edsger Dijkstra"]
+PLACES = ["Paris", "Lagos", "Lima", "Oslo", "Quito", "Hanoi"]
+
+
+def ner_tasks(n: int) -> list[dict]:
+    tasks = []
+    for i in range(n):
+        person, place = PEOPLE[i % 6], PLACES[i % 6]
+        text = f"On day {i}, {person} flew from {place} to meet Acme."
+        spans = [(person, "PER"), (place, "LOC"), ("Acme", "ORG")]
+        result = [
+            {"from_name": "ner", "to_name": "text", "type": "labels",
+             "value": {"start": text.index(t), "end": text.index(t) + len(t), "text": t, "labels": [label]}}
+            for t, label in spans
+        ]  # fmt: skip
+        tasks.append({"id": i + 1, "data": {"text": text}, "annotations": [{"id": 100 + i, "result": result}]})
+    return tasks
+
+
+def test_a_training_job_learns_from_span_annotations(make_settings):
+    """Gold read from Labels annotations, scored by span F1, fed back as missed mentions, promoted on a real gain."""
+    from optimizer.runtime.services import Services
+    from optimizer.training.run import train_project
+    from tests.support.fakellm import FakeLLM, Reply
+    from tests.support.fakels import FakeLabelStudio
+    from tests.support.lspayloads import uid
+
+    gazetteer = {**dict.fromkeys(PEOPLE, "PER"), **dict.fromkeys(PLACES, "LOC"), "Acme": "ORG"}
+    right, sloppy = tag_responder(gazetteer), tag_responder({"Acme": "ORG"})
+    proposer_asked: list[str] = []
+
+    def respond(body: dict) -> Reply:
+        if response_schema(body) is None:  # the proposer asks in plain text
+            proposer_asked.append(json.dumps(body["messages"]))
+            return Reply("Mark every person, place and organisation. NAME-ALL.")
+        return right(body) if "NAME-ALL" in body["messages"][0]["content"] else sloppy(body)
+
+    with FakeLLM(respond) as llm, FakeLabelStudio(NER_CONFIG, ner_tasks(30)) as ls:
+        settings = make_settings(llm_base_url=llm.base_url, label_studio_url=ls.url, label_studio_api_key=ls.token,
+                                 default_prompt="Find the entities.")  # fmt: skip
+        services = Services(settings)
+        project = uid(1)
+        services.projects.seen(project, NER_CONFIG)
+        summary = train_project(services, project, "train-ner", lambda **f: None)
+    assert summary["gold"] == {"annotated_tasks": 30, "used": 30, "skipped": {}}
+    assert summary["promoted"], summary.get("reason")
+    assert "NAME-ALL" in services.store.current(project).instruction
+    # The proposer was told which mentions were missed, by label, not only a score.
+    assert any("LOC: " in asked and "PER: " in asked for asked in proposer_asked)

@@ -155,3 +155,27 @@ def test_a_run_that_lost_its_lease_does_not_promote(run):
     summary = train(lease_lost=lambda: True)
     assert summary["accepted"] and summary["promoted"] is False and summary["status"] == "lease lost"
     assert services.store.current(PROJECT).version == before
+
+
+def test_no_llm_listening_fails_the_run_in_seconds_before_reading_label_studio(run):
+    """A training job used to spend its whole budget on connection errors; now it fails with the reason."""
+    import time
+
+    from tests.support.redisserver import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    services, train, _, events = run(llm_base_url=url)
+    live = services.store.current(PROJECT).version
+    started = time.monotonic()
+    with pytest.raises(TrainingError, match=r"cannot use the LLM at .*LLM_BASE_URL") as failed:
+        train()
+    assert url in str(failed.value) and time.monotonic() - started < 10
+    assert not any(e.get("phase") == "fetching annotations" for e in events)
+    assert services.store.current(PROJECT).version == live
+
+
+def test_an_endpoint_refusing_the_key_fails_the_run_after_the_first_calls(run):
+    _, train, llm, _ = run(responder=lambda body: Reply(status=401, error="bad key"))
+    with pytest.raises(TrainingError, match=r"authentication failed \(401\)"):
+        train()
+    assert len(llm.requests) <= 8  # the first concurrent calls, not the budget

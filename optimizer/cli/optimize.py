@@ -31,7 +31,7 @@ from optimizer.learning.optimize import LoopConfig, optimize
 from optimizer.learning.rewards import Reward, scoring_for
 from optimizer.learning.splits import split
 from optimizer.logconfig import public_url
-from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm import LLMClient, LLMUnavailable
 from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.settings import load_settings
@@ -70,11 +70,28 @@ def register(subparsers) -> None:
     ev.set_defaults(func=run_evaluate)
 
 
+# A batch run stops once this many calls failed on connection or auth with none answered (see LLMUnavailable).
+FAIL_FAST_AFTER = 3
+EXIT_UNAVAILABLE = 3
+
+
 def scoring_client(settings, logprobs: bool = False) -> LLMClient:
     """The labeller as configured, minus logprobs unless soft rewards need them: hard verifiers need labels, not
     confidences, and llama.cpp's logprobs make a call about three times slower. The labels themselves do not change
     (same prompt, same decoding)."""
-    return LLMClient(replace(settings.labeller(), logprobs=logprobs and settings.llm_logprobs))
+    config = settings.labeller()
+    return LLMClient(replace(config, logprobs=logprobs and settings.llm_logprobs, fail_fast_after=FAIL_FAST_AFTER))
+
+
+def probe_all(*clients: LLMClient) -> None:
+    """Probe each distinct endpoint once, before any budget is spent; raises :class:`LLMUnavailable`."""
+    for base_url in dict.fromkeys(c.config.base_url for c in clients):
+        next(c for c in clients if c.config.base_url == base_url).probe()
+
+
+def _unavailable(exc: LLMUnavailable) -> int:
+    print("error: " + str(exc), file=sys.stderr)
+    return EXIT_UNAVAILABLE
 
 
 def _fail(message: str) -> int:
@@ -104,7 +121,12 @@ def run_optimize(args) -> int:
         return _fail(str(exc))
     settings = load_settings()
     soft = args.reward == Reward.SOFT
-    labeller, proposer = scoring_client(settings, logprobs=soft), LLMClient(settings.proposer())
+    labeller = scoring_client(settings, logprobs=soft)
+    proposer = LLMClient(replace(settings.proposer(), fail_fast_after=FAIL_FAST_AFTER))
+    try:
+        probe_all(labeller, proposer)
+    except LLMUnavailable as exc:
+        return _unavailable(exc)
     bar = None if args.quiet else ProgressBar()
     try:
         result = optimize(
@@ -120,6 +142,8 @@ def run_optimize(args) -> int:
             config=config,
             scoring=scoring_for(gold.schema, args.reward),
         )
+    except LLMUnavailable as exc:  # the endpoint died during the run: no report, as nothing was measured
+        return _unavailable(exc)
     finally:
         if bar:
             bar.close()
@@ -153,8 +177,12 @@ def run_evaluate(args) -> int:
         return _fail(f"the {args.split} split is empty")
     labeller = scoring_client(load_settings())
     budget = Budget(calls=10**9)
-    with budget.attach(labeller):
-        evaluation = Evaluator(Predictor(labeller, cache={}), gold.schema, budget).evaluate(policy, items)
+    try:
+        probe_all(labeller)
+        with budget.attach(labeller):
+            evaluation = Evaluator(Predictor(labeller, cache={}), gold.schema, budget).evaluate(policy, items)
+    except LLMUnavailable as exc:
+        return _unavailable(exc)
     result = {
         "policy": policy.version,
         "split": args.split,

@@ -4,6 +4,10 @@ A score alone tells the proposer nothing. This collects, per control: labels mos
 added wrongly, the top confusion pairs (gold label → predicted label), per-label F1 of the labels involved in
 errors, answers with no valid label (parse failures) and LLM errors, plus the few worst items with what was
 expected and what came back. :func:`render` turns it into plain text by concatenation only.
+
+Tag controls report the same shape from their verifiers' feedback: spans and taxonomy paths missed and added
+wrongly (``PER: Ada``, ``Animal > Cat``), the span F1 per label averaged over the items, and for one-value tags
+(number, rating, pairwise) the most common (expected → got) pairs as confusions.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
             "confusions": confusions(pairs),
             "label_f1": {label: round(table[label]["f1"], 3) for label in involved[:12]},
         }
+    for tag in schema.tags:
+        controls[tag.name] = _tag_summary(tag.name, evaluation)
     ranked = sorted(
         zip(evaluation.items, evaluation.predictions, evaluation.scores, strict=True),
         key=lambda t: (t[2].reward, t[0].id),
@@ -60,6 +66,28 @@ def aggregate(schema: Schema, evaluation: Evaluation, worst: int = 3) -> dict:
         "llm_errors": sum(1 for s in evaluation.scores if s.error and s.error.kind is ScoreErrorKind.LLM),
         "controls": controls,
         "worst": worst_items,
+    }
+
+
+def _tag_summary(name: str, evaluation: Evaluation) -> dict:
+    missing, spurious, pairs = Counter(), Counter(), Counter()
+    f1s: dict[str, list[float]] = {}
+    for item, score in zip(evaluation.items, evaluation.scores, strict=True):
+        verdict = score.verdicts.get(name) if name in item.answer else None
+        if verdict is None:
+            continue
+        feedback = verdict.feedback
+        missing.update(feedback.get("missing") or [])
+        spurious.update(feedback.get("spurious") or [])
+        if "expected" in feedback and not isinstance(feedback.get("expected"), list):
+            pairs[(str(feedback["expected"]), str(feedback.get("got")))] += 1
+        for label, f1 in (feedback.get("label_f1") or {}).items():
+            f1s.setdefault(label, []).append(float(f1))
+    return {
+        "missing": missing.most_common(5),
+        "spurious": spurious.most_common(5),
+        "confusions": [(want, got, n) for (want, got), n in pairs.most_common(5)],
+        "label_f1": {label: round(sum(v) / len(v), 3) for label, v in sorted(f1s.items())[:12]},
     }
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
@@ -75,6 +76,30 @@ class LLMAuthError(LLMRequestError):
     pass
 
 
+class LLMUnavailable(Exception):  # deliberately not an LLMError: per-task handlers must not absorb it
+    """The endpoint cannot serve any call: nothing listens there, or it refuses our credentials.
+
+    Per-task failures (``LLMError``) become empty predictions; this one stops the whole run instead, because every
+    further call would fail the same way and burn the budget (117 of 117 calls, before this existed).
+    """
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        self.base_url = _without_credentials(base_url)
+        self.reason = reason
+        super().__init__(
+            f"cannot use the LLM at {self.base_url}: {reason}; start the embedded model (`make run`, or "
+            "`scripts/llm_server.sh 8081` for the model alone) or set LLM_BASE_URL to a running OpenAI-compatible "
+            "server"
+        )
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
 class LLMDeadline(LLMError):
     """The caller's deadline passed before an answer: the request was closed (or never sent), not retried."""
 
@@ -109,6 +134,9 @@ class LLMConfig:
     logprobs: bool = True
     backoff: float = 0.5
     max_retry_after: float = 20.0
+    # Batch runs (CLI, training jobs): after this many calls failed on connection or auth with none ever answered,
+    # raise LLMUnavailable instead of spending the budget. 0 (the web service): every failure stays per task.
+    fail_fast_after: int = 0
 
 
 @dataclass
@@ -214,6 +242,8 @@ class LLMClient:
         self._logprobs = config.logprobs
         self._logprobs_confirmed = not config.logprobs
         self._mode_lock = threading.Lock()
+        self._answered = False  # any call ever answered (for fail_fast_after)
+        self._dead_calls = 0
 
     @property
     def response_format(self) -> str:
@@ -256,6 +286,7 @@ class LLMClient:
                 if _past(deadline):
                     raise LLMDeadline(f"deadline passed while calling the LLM ({error})") from None
                 if not error.retryable or attempt >= self.config.max_retries:
+                    self._give_up(error)
                     raise error from None
                 attempt += 1
                 self.usage.add("retries")
@@ -277,6 +308,30 @@ class LLMClient:
         if token is None:
             raise LLMDeadline("deadline passed while waiting for a free LLM slot")
         return token
+
+    def _give_up(self, error: LLMError) -> None:
+        """With ``fail_fast_after``: a dead endpoint (nothing answered yet, only refusals) stops the run."""
+        limit = self.config.fail_fast_after
+        if not limit or self._answered or not isinstance(error, LLMConnectionError | LLMAuthError):
+            return
+        with self._mode_lock:
+            self._dead_calls += 1
+            dead = self._dead_calls
+        if isinstance(error, LLMAuthError) or dead >= limit:
+            raise LLMUnavailable(self.config.base_url, f"{dead} call(s) failed and none answered: {error}") from None
+
+    def probe(self, timeout: float = 5.0) -> None:
+        """Ask the endpoint for its models, once, quickly: raise :class:`LLMUnavailable` when nothing listens or our
+        credentials are refused. Any other answer (a 404 from a server without ``/models``, a 500) means a server is
+        there, and the calls themselves will tell more."""
+        try:
+            self._client.with_options(timeout=timeout, max_retries=0).get("/models", cast_to=bytes)
+        except Exception as exc:  # classified below
+            error = classify(exc)
+            if isinstance(error, LLMConnectionError | LLMAuthError):
+                raise LLMUnavailable(self.config.base_url, str(error)) from None
+            if isinstance(error, LLMTimeout):
+                log.warning("LLM did not list its models within %.0f s; trying anyway", timeout)
 
     def _delay(self, error: LLMError, attempt: int) -> float:
         if isinstance(error, LLMRateLimited) and error.retry_after is not None:
@@ -346,6 +401,7 @@ class LLMClient:
         # Profiled with py-spy in bench/ (see bench/README.md).
         options = {"timeout": timeout} if timeout is not None else {}
         raw = self._client.post("/chat/completions", body=kwargs, cast_to=bytes, options=options)
+        self._answered = True
         if schema is not None:
             self._format_confirmed = True
         if "logprobs" in kwargs:

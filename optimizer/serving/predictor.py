@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
-from optimizer.serving.llm import LLMClient, LLMDeadline, LLMError, Priority
+from optimizer.serving.llm import LLMClient, LLMDeadline, LLMError, LLMUnavailable, Priority
 from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Demo, Policy
@@ -283,6 +283,10 @@ class Predictor:
             done, not_done = wait(pending, timeout=timeout)
             for future in done:
                 error = future.exception()
+                if isinstance(error, LLMUnavailable):  # the endpoint is dead: stop the batch, not one task
+                    for other in not_done:
+                        other.cancel()
+                    raise error
                 results[pending[future]] = (
                     Prediction.failed(FailureReason.INTERNAL, f"internal error: {error.__class__.__name__}")
                     if error

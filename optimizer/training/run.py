@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from enum import StrEnum
 
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
@@ -22,7 +23,9 @@ from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_la
 from optimizer.learning.gold import GoldItem, items_from_tasks
 from optimizer.learning.rewards import scoring_for
 from optimizer.project_settings import Effective, ProfileGone
+from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
+from optimizer.serving.llm import LLMClient, LLMUnavailable
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
 from optimizer.state.store import PromoteStatus
@@ -132,8 +135,8 @@ def starting_policy(
 def judge_summary(schema: Schema, report: dict) -> dict:
     """A judge project's balanced accuracy and kappa, before and after training, on validation and held-out test.
 
-    With a fixed split the test figures are per control; with small gold (folds) only the mean reward over the
-    held-out folds exists, which under the balanced verifier is the hard balanced accuracy itself.
+    With a fixed split the test figures are the test split's; with small gold they are means over the held-out
+    folds of the nested cross-validation.
     """
     shape = judge_shape(schema)
     if shape is None:
@@ -148,9 +151,20 @@ def judge_summary(schema: Schema, report: dict) -> dict:
         if name in (held.get("controls") or {}):
             entry["test"] = {k: held["controls"][name].get(k) for k in keys}
         elif "reward" in held:
-            entry["test"] = {"balanced_accuracy": held.get("hard_reward", held["reward"]), "folds": held.get("folds")}
+            entry["test"] = _fold_means(report.get("folds") or [], name, when)
         out[when] = entry
     return {"judge": out}
+
+
+def _fold_means(folds: list[dict], name: str, when: str) -> dict:
+    """Balanced accuracy and kappa on each held-out fold (small gold), averaged: each fold's search never saw it."""
+    key = "initial_test" if when == "initial" else "champion_test"
+    per = [((f.get(key) or {}).get("controls") or {}).get(name) for f in folds]
+    per = [m for m in per if m]
+    if not per:
+        return {"folds": 0}
+    mean = {k: round(sum(m[k] for m in per) / len(per), 6) for k in ("balanced_accuracy", "kappa", "accuracy")}
+    return {**mean, "n": sum(m["n"] for m in per), "folds": len(per)}
 
 
 def project_choices(services: Services, project: str) -> Effective:
@@ -159,6 +173,24 @@ def project_choices(services: Services, project: str) -> Effective:
         return services.project_settings(project)
     except ProfileGone as exc:
         raise TrainingError(str(exc)) from None
+
+
+# A run stops once this many calls failed on connection or auth with none answered (see LLMUnavailable).
+FAIL_FAST_AFTER = 3
+
+
+def llm_clients(services: Services, chosen: Effective) -> tuple[LLMClient, LLMClient]:
+    """The labeller and proposer of one run, probed: a dead endpoint fails the job in seconds with its reason,
+    instead of spending the budget on connection errors. Their own clients, so the web's never stop early."""
+    labeller = services.labeller_for(replace(chosen.labeller, fail_fast_after=FAIL_FAST_AFTER))
+    proposer = LLMClient(replace(services.settings.proposer(), fail_fast_after=FAIL_FAST_AFTER))
+    telemetry.instrument_llm(proposer, "proposer", services.redis, services.settings.redis_namespace)
+    try:
+        for base_url in dict.fromkeys((labeller.config.base_url, proposer.config.base_url)):
+            (labeller if labeller.config.base_url == base_url else proposer).probe()
+    except LLMUnavailable as exc:
+        raise TrainingError(str(exc)) from None
+    return labeller, proposer
 
 
 def train_project(
@@ -187,28 +219,32 @@ def train_project(
     if store.degraded:
         raise TrainingError("Redis is unavailable; not training against a policy that may be stale")
 
+    chosen = project_choices(services, project)
+    labeller, proposer = llm_clients(services, chosen)
     progress(phase="fetching annotations")
     schema, gold, stats = fetch_gold(services, project, number, ls or label_studio(services))
     progress(phase="gold ready", gold=stats)
     initial, seeded_from = starting_policy(services, live, gold, schema)
     progress(phase="optimizing", start=initial.version, seeded_from=seeded_from)
     scoring = scoring_for(schema, settings.train_reward)
-    chosen = project_choices(services, project)
     started = time.monotonic()
-    result = (optimize or _optimize())(
-        initial,
-        schema,
-        gold,
-        services.labeller_for(chosen.labeller),
-        services.proposer,
-        budget_calls=chosen.budget,
-        verifiers=chosen.verifiers() or None,
-        seed=settings.train_seed,
-        # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
-        max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
-        progress=lambda event: progress(phase="optimizing", optimizer=event),
-        scoring=scoring,
-    )
+    try:
+        result = (optimize or _optimize())(
+            initial,
+            schema,
+            gold,
+            labeller,
+            proposer,
+            budget_calls=chosen.budget,
+            verifiers=chosen.verifiers() or None,
+            seed=settings.train_seed,
+            # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
+            max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
+            progress=lambda event: progress(phase="optimizing", optimizer=event),
+            scoring=scoring,
+        )
+    except LLMUnavailable as exc:  # the endpoint died mid-run: fail with its reason; nothing was promoted
+        raise TrainingError(str(exc)) from None
     best = result.best
     summary = {
         "project": project,
