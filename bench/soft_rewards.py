@@ -19,8 +19,9 @@ chosen grade's probability over-confidently (``sigmoid(1.5 · logit)``), as smal
 real but imperfect information. ``--embedded`` adds question 1 with SmolLM2-135M on fewer items (slow: the one-
 at-a-time server with logprobs runs about 1 call/s here).
 
-    python -m bench.soft_rewards                 # scripted judge, 3 seeds (about 2-4 minutes on 2 cores)
-    python -m bench.soft_rewards --embedded      # also the embedded model (adds ~10-15 minutes)
+    python -m bench.soft_rewards                 # scripted judge, 3 seeds (about 1 minute on 2 cores)
+    python -m bench.soft_rewards --embedded      # also the embedded model (tens of minutes on a busy machine)
+    python -m bench.soft_rewards --embedded-only --embedded-parts optimise --embedded-held 60 --embedded-budget 80
 """
 
 from __future__ import annotations
@@ -160,7 +161,13 @@ def held_out_evaluator(labeller: LLMClient) -> Evaluator:
 def held_out(judge: Evaluator, policy: Policy, held: list[GoldItem]) -> dict:
     scored = judge.evaluate(policy, held)
     metrics = scored.metrics(SCHEMA)["controls"]["reward"]
-    return {"balanced_accuracy": round(scored.mean, 4), "kappa": round(metrics["kappa"], 4)}
+    out = {"balanced_accuracy": round(scored.mean, 4), "kappa": round(metrics["kappa"], 4)}
+    return {**out, "failed": scored.metrics(SCHEMA)["failed"], "said_good": said_good(scored)}
+
+
+def said_good(scored) -> float:
+    """Share of items the judge graded "1": how close it is to the always-Good judge."""
+    return round(sum(p.choices.get("reward") == ["1"] for p in scored.predictions) / len(scored.predictions), 3)
 
 
 def optimise(labeller, proposer, judge: Evaluator, gold, held, reward: Reward, seed: int, budget: int, demos=False):
@@ -192,14 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=60, help="(parent, candidate) pairs per seed")
     parser.add_argument("--policies", type=int, default=24, help="random judge instructions per seed")
     parser.add_argument("--budget", type=int, default=400, help="LLM calls per optimisation run")
-    parser.add_argument("--embedded", action="store_true", help="also measure gate agreement with SmolLM2-135M")
+    parser.add_argument("--embedded", action="store_true", help="also measure with SmolLM2-135M")
+    parser.add_argument("--embedded-only", action="store_true", help="skip the scripted judge")
+    parser.add_argument("--embedded-parts", default="gate,optimise", help="gate, optimise or both (comma-separated)")
+    parser.add_argument("--embedded-held", type=int, default=100, help="held-out items for the embedded model")
+    parser.add_argument("--embedded-budget", type=int, default=EMBEDDED_BUDGET, help="calls per embedded run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soft_rewards.json")
     args = parser.parse_args(argv)
     source = load("train")
     nearest = confusable(source)
     started = time.monotonic()
     results: dict = {"gate": {}, "optimise": {}, "sizes": {"minibatch": MINIBATCH, "held_out": HELD_OUT, "gold": GOLD}}
-    for seed in SEEDS:
+    for seed in () if args.embedded_only else SEEDS:
         gold_rows = build(source, GOLD, seed=seed, nearest=nearest)
         held_rows = build(load("test"), HELD_OUT, seed=100 + seed, nearest=nearest)
         gold, held = items(gold_rows, "g"), items(held_rows, "h")
@@ -224,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"seed {seed} {reward.value}: {runs[reward.value]}", flush=True)
             results["optimise"][seed] = runs
-    if args.embedded:
-        results["embedded"] = embedded_gate(source, nearest)
+    if args.embedded or args.embedded_only:
+        parts = set(args.embedded_parts.split(","))
+        results["embedded"] = embedded(source, nearest, parts, args.embedded_held, args.embedded_budget)
     results["seconds"] = round(time.monotonic() - started, 1)
     summarise(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(results: dict) -> None:
+    if results["gate"]:
+        scripted_table(results)
+    if "embedded" in results:
+        print("embedded SmolLM2-135M:", json.dumps(results["embedded"]))
+    print(f"{results['seconds']} s")
+
+
+def scripted_table(results: dict) -> None:
     print("\n| reward | gate agreement 20 vs 200 (median of seeds) | held-out balanced accuracy (median) | kappa |")
     print("| --- | --- | --- | --- |")
     for reward in Reward:
@@ -246,14 +266,11 @@ def summarise(results: dict) -> None:
             f"| {statistics.median(ba):.3f} ({', '.join(f'{b:.3f}' for b in ba)}) "
             f"| {statistics.median(kappa):.3f} |"
         )
-    if "embedded" in results:
-        print("embedded SmolLM2-135M gate agreement:", results["embedded"])
     initial = [results["gate"][s]["initial"] for s in results["gate"]]
     print(f"judge default (start of every run), held-out balanced accuracy: {', '.join(f'{i:.3f}' for i in initial)}")
-    print(f"{results['seconds']} s")
 
 
-def embedded_gate(source: list[dict], nearest: dict) -> dict:
+def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, budget: int) -> dict:
     """Both questions with the real embedded model, smaller: 4 hand-written judge instructions for the gate
     (20-item gates against 100 held-out items), and one seed of soft and hard optimisation (40 gold, demos on)."""
     from tests.support.embedded import EmbeddedLLM, find_server_python
@@ -262,7 +279,6 @@ def embedded_gate(source: list[dict], nearest: dict) -> dict:
     if python is None:
         print("embedded model not built (make llm); skipping", file=sys.stderr)
         return {"skipped": "no .venv-llm"}
-    held_n = 100
     rows = build(source, 40, seed=7, nearest=nearest)
     held_rows = build(load("test"), held_n, seed=107, nearest=nearest)
     gold, held = items(rows, "eg"), items(held_rows, "eh")
@@ -277,17 +293,22 @@ def embedded_gate(source: list[dict], nearest: dict) -> dict:
     try:
 
         def model(logprobs: bool = True) -> LLMClient:
-            config = LLMConfig(base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=2)
-            return LLMClient(replace(config, logprobs=logprobs))
+            # One request at a time with a long timeout: the server computes one at a time and keeps computing a
+            # request its client gave up on, so timeouts and retries on a busy machine only pile work up.
+            config = LLMConfig(
+                base_url=server.base_url, api_key="x", model="smollm2-135m", concurrency=1, timeout=180, max_retries=0
+            )
+            return LLMClient(replace(config, logprobs=logprobs, max_tokens=24 if logprobs else 256))
 
         labeller = model()
-        policies = [Policy(text) for text in instructions]
-        agreement, ties, counted, initial = gate_agreement(labeller, gold, held, policies, pairs=12, seed=7)
-        out.update(agreement=agreement, ties=ties, pairs=counted, judge_default_ba=initial)
-        print(f"embedded gate agreement (20 vs {held_n}): {agreement} ties {ties} pairs {counted}", flush=True)
+        if "gate" in parts:
+            policies = [Policy(text) for text in instructions]
+            agreement, ties, counted, initial = gate_agreement(labeller, gold, held, policies, pairs=12, seed=7)
+            out.update(agreement=agreement, ties=ties, pairs=counted, judge_default_ba=initial)
+            print(f"embedded gate agreement (20 vs {held_n}): {agreement} ties {ties} pairs {counted}", flush=True)
         judge = held_out_evaluator(labeller)
-        for reward in Reward:
-            run = optimise(model(), model(False), judge, gold, held, reward, 0, EMBEDDED_BUDGET, demos=True)
+        for reward in Reward if "optimise" in parts else ():
+            run = optimise(model(), model(False), judge, gold, held, reward, 0, budget, demos=True)
             out[reward.value] = run
             print(f"embedded {reward.value}: {run}", flush=True)
     finally:

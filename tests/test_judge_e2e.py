@@ -103,7 +103,8 @@ def test_reward_scoring_project_judge_training_and_rlvr_export(
     before, after = result["judge"]["initial"], result["judge"]["best"]
     # The untrained judge says "Good" to everything: balanced accuracy 0.5 and kappa 0, whatever the imbalance.
     assert before["validation"]["balanced_accuracy"] == 0.5 and before["validation"]["kappa"] == 0.0
-    assert before["test"]["balanced_accuracy"] == pytest.approx(0.5)
+    assert before["test"]["balanced_accuracy"] == pytest.approx(0.5) and before["test"]["kappa"] == 0.0
+    assert before["test"]["folds"] == 3 and before["test"]["n"] == N_HUMAN
     assert after["validation"]["balanced_accuracy"] >= before["validation"]["balanced_accuracy"]
     print("judge before/after:", json.dumps(result["judge"]), "promoted:", result["promoted"])
 

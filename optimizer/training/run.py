@@ -135,8 +135,8 @@ def starting_policy(
 def judge_summary(schema: Schema, report: dict) -> dict:
     """A judge project's balanced accuracy and kappa, before and after training, on validation and held-out test.
 
-    With a fixed split the test figures are per control; with small gold (folds) only the mean reward over the
-    held-out folds exists, which under the balanced verifier is the hard balanced accuracy itself.
+    With a fixed split the test figures are the test split's; with small gold they are means over the held-out
+    folds of the nested cross-validation.
     """
     shape = judge_shape(schema)
     if shape is None:
@@ -151,9 +151,20 @@ def judge_summary(schema: Schema, report: dict) -> dict:
         if name in (held.get("controls") or {}):
             entry["test"] = {k: held["controls"][name].get(k) for k in keys}
         elif "reward" in held:
-            entry["test"] = {"balanced_accuracy": held.get("hard_reward", held["reward"]), "folds": held.get("folds")}
+            entry["test"] = _fold_means(report.get("folds") or [], name, when)
         out[when] = entry
     return {"judge": out}
+
+
+def _fold_means(folds: list[dict], name: str, when: str) -> dict:
+    """Balanced accuracy and kappa on each held-out fold (small gold), averaged: each fold's search never saw it."""
+    key = "initial_test" if when == "initial" else "champion_test"
+    per = [((f.get(key) or {}).get("controls") or {}).get(name) for f in folds]
+    per = [m for m in per if m]
+    if not per:
+        return {"folds": 0}
+    mean = {k: round(sum(m[k] for m in per) / len(per), 6) for k in ("balanced_accuracy", "kappa", "accuracy")}
+    return {**mean, "n": sum(m["n"] for m in per), "folds": len(per)}
 
 
 def project_choices(services: Services, project: str) -> Effective:
