@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         max_body_bytes=settings.max_body_bytes,
         name="prompt-policy-backend",
         domain_errors=DOMAIN_ERRORS,
+        allow_anonymous_writes=settings.allow_anonymous_writes,
     )
     app.extensions["services"] = services
     app.register_blueprint(policy_api)

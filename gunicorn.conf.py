@@ -19,7 +19,7 @@ import tempfile
 from gunicorn.glogging import Logger
 
 from optimizer.logconfig import make_handler
-from optimizer.settings import load_settings
+from optimizer.settings import exposure_warning, load_settings
 
 _settings = load_settings()
 
@@ -65,9 +65,15 @@ logger_class = JsonLogger
 
 
 def on_starting(server):
-    """Counters left by a previous run would be summed into this one's: start from an empty directory."""
+    """Counters left by a previous run would be summed into this one's: start from an empty directory. Say once, in
+    the master, when the service is open to the network without auth (``make run`` and the containers)."""
     for path in glob.glob(os.path.join(_metrics_dir, "*.db")):
         os.remove(path)
+    for address in server.cfg.bind:
+        warning = exposure_warning(_settings, address.rsplit(":", 1)[0])
+        if warning:
+            server.log.warning(warning)
+            break
 
 
 def child_exit(server, worker):

@@ -37,6 +37,9 @@ log = logging.getLogger("ls_protocol")
 ModelFactory = Callable[..., LabelStudioMLBase]
 PUBLIC_PATHS = frozenset({"/health"})
 WEBHOOK_PATHS = frozenset({"/webhook"})
+# Writes Label Studio itself makes; without basic auth they stay open (its default connection has no credentials).
+PROTOCOL_WRITES = frozenset({"/setup", "/predict", "/webhook", "/train"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def project_uid(project: WebhookProject) -> str | None:
@@ -118,6 +121,7 @@ def create_app(
     max_body_bytes: int = 32 * 1024 * 1024,
     name: str = "ls_protocol",
     domain_errors: ErrorMap | None = None,
+    allow_anonymous_writes: bool = False,
 ) -> Flask:
     """The protocol app. ``domain_errors`` maps the model's own error types to statuses (see :func:`map_errors`)."""
     app = Flask(name, static_folder=None)
@@ -128,11 +132,13 @@ def create_app(
     def _identify_and_authorize():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
         g.started = time.perf_counter()
-        if auth is None or request.path in PUBLIC_PATHS:
-            return None
-        if auth.check(request.headers.get("Authorization")):
+        if request.path in PUBLIC_PATHS:
             return None
         if request.path in WEBHOOK_PATHS and secret_matches(request.headers.get("X-Webhook-Secret"), webhook_secret):
+            return None
+        if auth is None:
+            return _anonymous()
+        if auth.check(request.headers.get("Authorization")):
             return None
         response = error_response(
             401, "authentication required: send HTTP basic auth in the Authorization header", "Authorization"
@@ -146,6 +152,23 @@ def create_app(
         # A request refused before its body was read (413, 401, an unknown project...) leaves the body unread.
         _drain(request.environ.get("wsgi.input"), max(DRAIN_AT_LEAST, 2 * max_body_bytes))
         return response
+
+    def _anonymous() -> Response | None:
+        """No basic auth configured: the Label Studio routes stay open (Label Studio connects without auth by
+        default), but a set ``webhook_secret`` still guards ``/webhook``, and every other write (rollback, pin,
+        train...) needs ``allow_anonymous_writes``: reading is harmless, changing what is served is not."""
+        if request.path in WEBHOOK_PATHS and webhook_secret:
+            return error_response(
+                401, "webhook secret required: send it in the X-Webhook-Secret header", "X-Webhook-Secret"
+            )
+        if request.method in READ_METHODS or request.path in PROTOCOL_WRITES or allow_anonymous_writes:
+            return None
+        return error_response(
+            403,
+            "this write needs authentication: set BASIC_AUTH_USER and BASIC_AUTH_PASS (and send them in the "
+            "Authorization header), or ALLOW_ANONYMOUS_WRITES=1 to let anyone change policies",
+            "Authorization",
+        )
 
     install_error_handlers(app, max_body_bytes)
     map_errors(app, domain_errors or {})

@@ -9,6 +9,7 @@ drift. Secrets (API keys, the Basic-auth password, the webhook secret) are ``Sec
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import sys
@@ -97,6 +98,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = Field(
         SecretStr(""),
         description="Shared secret Label Studio sends as the X-Webhook-Secret header on /webhook (see README).",
+    )
+    allow_anonymous_writes: bool = Field(
+        False,
+        description="Without basic auth, let anyone roll back, pin, unpin and train (off: those routes answer 403).",
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
     predict_deadline: float = Field(
@@ -376,3 +381,34 @@ def load_settings(**overrides) -> Settings:
         for error in exc.errors():
             print(describe_error(error), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def exposure_warning(settings: Settings, host: str) -> str | None:
+    """The one line to print when the service listens beyond this machine with no basic auth, else None.
+
+    Without auth anyone who reaches the port can read every prompt and score and make the backend call the LLM;
+    rollbacks, pins and training still need ``ALLOW_ANONYMOUS_WRITES=1``, which this line also calls out.
+    """
+    if settings.basic_auth_user or _loopback(host):
+        return None
+    writes = (
+        "and anyone may roll back, pin and train (ALLOW_ANONYMOUS_WRITES=1)"
+        if settings.allow_anonymous_writes
+        else "(writes such as rollback and pin stay refused)"
+    )
+    webhook = "" if settings.webhook_secret.get_secret_value() else "; /webhook is open too (set WEBHOOK_SECRET)"
+    return (
+        f"WARNING: serving without authentication on {host}: set BASIC_AUTH_USER and BASIC_AUTH_PASS; "
+        f"until then anyone who reaches this port can read policies, scores and /metrics and run predictions "
+        f"{writes}{webhook}"
+    )
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -173,7 +173,7 @@ def grade_result(value: str) -> list[dict]:
 
 def test_the_judge_default_is_recorded_live_and_can_be_overridden_like_any_policy(make_settings, fake_llm):
     fake_llm.responder = lambda body: Reply(json.dumps({"reward": "0"}))
-    app = create_app(make_settings())
+    app = create_app(make_settings(allow_anonymous_writes=True))
     client, services = app.test_client(), app.extensions["services"]
     setup = client.post("/setup", json={"project": "43.1", "schema": REWARD_CONFIG}).get_json()
     judge, default = services.judge_policy, services.default_policy

@@ -190,3 +190,50 @@ def test_health_never_shows_credentials_in_the_llm_url(make_settings, fake_llm):
     url = fake_llm.base_url.replace("http://", "http://user:hunter2-secret@")
     body = create_app(make_settings(llm_base_url=url)).test_client().get("/health").get_json()
     assert "hunter2" not in str(body) and body["llm_base_url"] == fake_llm.base_url
+
+
+class TestSafeDefaultsWithoutBasicAuth:
+    """No BASIC_AUTH_USER: Label Studio's own routes stay open, but nothing that changes what is served is."""
+
+    def test_writes_are_refused_unless_allowed_in_so_many_words(self, make_settings):
+        closed = create_app(make_settings()).test_client()
+        closed.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG})
+        for path in (f"/projects/{PROJECT}/rollback", f"/projects/{PROJECT}/pin", f"/projects/{PROJECT}/train"):
+            answer = closed.post(path, json={"version": "pv-000000000000"})
+            body = answer.get_json()
+            assert answer.status_code == 403 and "ALLOW_ANONYMOUS_WRITES=1" in body["error"], path
+            assert body["field"] == "Authorization"
+        assert closed.get(f"/projects/{PROJECT}/policies").status_code == 200  # reading stays open
+        assert closed.post("/predict", json={"tasks": [], "label_config": SUPPORT_CONFIG}).status_code == 200
+        opened = create_app(make_settings(allow_anonymous_writes=True)).test_client()
+        assert opened.post(f"/projects/{PROJECT}/pin", json={}).status_code == 200
+
+    def test_a_webhook_secret_alone_protects_the_webhook(self, make_settings):
+        client = create_app(make_settings(webhook_secret="hook-secret")).test_client()
+        event = {"action": "ANNOTATION_CREATED", "project": {"id": 1}}
+        refused = client.post("/webhook", json=event)
+        assert refused.status_code == 401 and refused.get_json()["field"] == "X-Webhook-Secret"
+        assert client.post("/webhook", json=event, headers={"X-Webhook-Secret": "nope"}).status_code == 401
+        assert client.post("/webhook", json=event, headers={"X-Webhook-Secret": "hook-secret"}).status_code == 201
+        assert client.post("/setup", json={"schema": SUPPORT_CONFIG}).status_code == 200  # LS's own calls stay open
+
+
+@pytest.mark.parametrize(
+    "overrides, host, warned",
+    [
+        ({}, "0.0.0.0", True),
+        ({}, "127.0.0.1", False),
+        ({}, "[::1]", False),
+        ({}, "localhost", False),
+        ({"basic_auth_user": "u", "basic_auth_pass": "p"}, "0.0.0.0", False),
+        ({"allow_anonymous_writes": True}, "10.0.0.5", True),
+    ],
+)
+def test_one_warning_line_when_serving_the_network_without_auth(make_settings, overrides, host, warned):
+    from optimizer.settings import exposure_warning
+
+    line = exposure_warning(make_settings(**overrides), host)
+    assert (line is not None) == warned
+    if line:
+        assert "\n" not in line and "BASIC_AUTH_USER" in line and host in line
+        assert ("anyone may roll back" in line) == bool(overrides.get("allow_anonymous_writes"))
