@@ -24,6 +24,7 @@ from datetime import datetime
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 from .auth import BasicAuth, secret_matches
 from .base import LabelStudioMLBase
@@ -80,8 +81,23 @@ def _drain(stream, limit: int) -> None:
             if not chunk:
                 return
             left -= len(chunk)
-    except (OSError, ValueError):
+    except (OSError, ValueError, HTTPException):
+        # A client that went away mid-body (werkzeug's ClientDisconnected): nothing is left to keep usable.
         return
+
+
+def _unread_body():
+    """What is left of this request's body, as a stream that ends where the body ends."""
+    try:
+        return request.stream
+    except RequestEntityTooLarge:
+        # Over MAX_CONTENT_LENGTH, Flask refuses to hand out the stream, and the route read nothing of it.
+        raw, length = request.environ.get("wsgi.input"), request.content_length
+        if raw is None:
+            return None
+        if request.environ.get("wsgi.input_terminated"):
+            return raw
+        return LimitedStream(raw, length) if length else None
 
 
 def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
@@ -150,7 +166,9 @@ def create_app(
     def _tag(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         # A request refused before its body was read (413, 401, an unknown project...) leaves the body unread.
-        _drain(request.environ.get("wsgi.input"), max(DRAIN_AT_LEAST, 2 * max_body_bytes))
+        # ``request.stream`` is bounded by Content-Length (or the server's own end of body) and knows what the route
+        # already read; the raw ``wsgi.input`` of a server that keeps the socket open would block here forever.
+        _drain(_unread_body(), max(DRAIN_AT_LEAST, 2 * max_body_bytes))
         return response
 
     def _anonymous() -> Response | None:
