@@ -69,8 +69,8 @@ def _env(settings) -> dict[str, str]:
     names = settings_env_names()
     env = {k: v for k, v in os.environ.items() if k not in names}
     for name, value in settings.model_dump().items():
-        if value is None:
-            continue
+        if value is None or value == "":
+            continue  # unset: an empty PROMETHEUS_MULTIPROC_DIR would mean "the working directory" to prometheus
         value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
         env[name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     env["PYTHONPATH"] = str(ROOT)

@@ -92,6 +92,54 @@ def test_services_commands_and_wiring(config):
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
+LOOPBACK = re.compile(r"//(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0)[:/]")
+
+
+def test_no_container_is_given_an_address_that_points_at_itself(config):
+    """Inside a container localhost is the container: every URL the app containers get must name a service or the
+    host gateway. .env holds the host's addresses (for ``make run``); .env.compose replaces them."""
+    for name in ("web", "worker"):
+        environment = config["services"][name]["environment"]
+        pointing_home = {key: value for key, value in environment.items() if value and LOOPBACK.search(value)}
+        assert pointing_home == {}, f"{name} would talk to itself: {pointing_home}"
+        assert environment["LABEL_STUDIO_URL"] == "http://host.docker.internal:8080"
+        assert environment["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_the_loopback_check_sees_a_host_address():
+    assert LOOPBACK.search("http://localhost:8080") and LOOPBACK.search("redis://127.0.0.1:6379/0")
+    assert not LOOPBACK.search("http://host.docker.internal:8080") and not LOOPBACK.search("http://llm:8081/v1")
+
+
+def copy_of_the_stack(tmp_path: Path) -> Path:
+    for name in ("docker-compose.yml", ".env", ".env.compose"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def rendered_env(cwd: Path) -> dict:
+    proc = compose("config", "--format", "json", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["services"]["worker"]["environment"]
+
+
+def test_env_local_wins_over_the_compose_defaults(tmp_path):
+    stack = copy_of_the_stack(tmp_path)
+    (stack / ".env.local").write_text(
+        "LABEL_STUDIO_URL=https://ls.example.org\nLLM_BASE_URL=https://api.example.org/v1\nREDIS_URL=redis://r:6379/2\n"
+    )
+    environment = rendered_env(stack)
+    assert environment["LABEL_STUDIO_URL"] == "https://ls.example.org"
+    assert environment["LLM_BASE_URL"] == "https://api.example.org/v1"
+    assert environment["REDIS_URL"] == "redis://r:6379/2"
+
+
+def test_without_env_local_the_compose_defaults_apply(tmp_path):
+    environment = rendered_env(copy_of_the_stack(tmp_path))
+    assert environment["LLM_BASE_URL"] == "http://llm:8081/v1"
+    assert environment["LABEL_STUDIO_URL"] == "http://host.docker.internal:8080"
+
+
 def test_worker_can_scale(config):
     worker = config["services"]["worker"]
     assert "container_name" not in worker and not worker.get("ports")

@@ -31,3 +31,20 @@ def test_the_pattern_catches_a_machine_path():
     workspace, home = "/" + "work/shared/data", "/" + "home/alice/x"
     assert MACHINE_PATH.search(f'default="{workspace}"') and MACHINE_PATH.search(f"see {home}")
     assert not MACHINE_PATH.search("../shared/data") and not MACHINE_PATH.search("https://example.org/work/x")
+
+
+def test_no_run_artefacts_are_tracked():
+    """prometheus multiprocess files once got committed: a bench had started workers with an empty metrics dir."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert [name for name in files if name.endswith(".db")] == []
+
+
+def test_an_empty_metrics_dir_does_not_write_into_the_working_directory(tmp_path):
+    import os
+    import sys
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, "-c", "import optimizer.runtime.telemetry"], cwd=tmp_path, env=env, check=True, timeout=60
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,12 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 
+# prometheus-client switches to multiprocess mode when the variable merely exists, and an empty value then means "the
+# working directory": a process started with PROMETHEUS_MULTIPROC_DIR="" littered the repository with histogram_*.db.
+# Empty means unset here, as it does in Settings; this must run before prometheus_client is imported.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR", None) == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
 import prometheus_client
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
