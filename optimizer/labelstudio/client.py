@@ -101,7 +101,13 @@ class LabelStudioClient:
         return [t for t in self.tasks(project) if t.get("annotations")]
 
     def import_predictions(self, project: int, predictions: list[dict]) -> int:
-        """Post predictions (``{task, result, score, model_version}``) in one request; returns how many LS took."""
+        """Post predictions (``{task, result, score, model_version}``) in one request; returns how many LS took.
+
+        Sent exactly once: the SDK retries a 5xx or a dropped connection by posting again, and an import is not
+        idempotent. When the error came after Label Studio committed (a proxy's 502, a connection cut before the
+        answer) that retry stores every prediction twice. The caller re-reads what Label Studio holds instead
+        (:func:`optimizer.training.bulk.post_once`).
+        """
         from label_studio_sdk import PredictionRequest
 
         request = [PredictionRequest(**p) for p in predictions]
@@ -110,6 +116,7 @@ class LabelStudioClient:
             self.sdk.projects.import_predictions,
             id=project,
             request=request,
+            request_options={"max_retries": 0},
         )
         created = getattr(answer, "created", None)
         return int(created) if created is not None else len(request)
@@ -123,6 +130,8 @@ def _describe(exc: Exception) -> str:
         hint = {401: " (check LABEL_STUDIO_API_KEY)", 403: " (the key's user lacks access)", 404: " (wrong id?)"}
         return f"HTTP {status}{hint.get(status, '')}: {str(detail)[:200]}"
     name = exc.__class__.__name__
-    if "Connect" in name or "Timeout" in name:
+    import httpx
+
+    if isinstance(exc, httpx.TransportError) or "Connect" in name or "Timeout" in name:  # refused, reset, cut
         return f"{name} (is LABEL_STUDIO_URL right and Label Studio running?)"
     return f"{name}: {str(exc)[:200]}"

@@ -109,6 +109,45 @@ def plan_run(
     return {"status": "planned", "version": request.version, "total": len(todo), "chunks": len(chunks)}
 
 
+POST_ATTEMPTS = 3
+POST_PAUSE = 0.5  # seconds before the first retry, doubled each time
+
+
+def post_once(
+    ls: LabelStudioClient, number: int, version: str, payload: list[dict], *, attempts: int = POST_ATTEMPTS
+) -> tuple[list[int], int]:
+    """Post ``payload`` so that each task ends up with one prediction of ``version``, whatever fails on the way.
+
+    An import that errors may still have been committed, so a retry first reads the tasks back and sends only those
+    still lacking the version. Returns the task ids Label Studio now holds from this payload and the retries it
+    took; raises :class:`TrainingError` naming the last error when Label Studio stays unavailable (the chunk's
+    claims are then released, and the next run re-reads before it posts).
+    """
+    pending = {int(p["task"]): p for p in payload}
+    held: list[int] = []
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(POST_PAUSE * 2 ** (attempt - 1))
+            try:
+                landed = [int(t["id"]) for t in ls.tasks(number, ids=list(pending)) if has_version(t, version)]
+            except LabelStudioError as exc:
+                error = exc
+                continue
+            held += landed
+            for task in landed:
+                pending.pop(task)
+            if not pending:
+                return held, attempt
+            log.warning("re-posting %d of %d predictions after: %s", len(pending), len(payload), error)
+        try:
+            ls.import_predictions(number, list(pending.values()))
+        except LabelStudioError as exc:
+            error = exc
+            continue
+        return held + list(pending), attempt
+    raise TrainingError(f"{error} (while posting {len(payload)} predictions, {attempts} attempts)")
+
+
 class _ClaimBeat(threading.Thread):
     """Renews this chunk's claims every third of their TTL while it predicts, so a slow LLM never loses them."""
 
@@ -210,11 +249,8 @@ def _predict_and_post(
         ]
         outcome["lost_claim"] = sum(1 for t, a in zip(todo, answers, strict=True) if a and int(t["id"]) not in held)
         if payload:
-            try:
-                ls.import_predictions(number, payload)
-            except LabelStudioError as exc:
-                raise TrainingError(f"{exc} (while posting {len(payload)} predictions)") from None
-            posted = [p["task"] for p in payload]
+            posted, retries = post_once(ls, number, version, payload)
+            outcome["post_retries"] = retries
         outcome["posted"] = len(posted)
     finally:
         beat.stop()

@@ -6,7 +6,8 @@ negotiation are exercised end to end. Behaviour is set per server:
 - ``responder(body) -> Reply``: decides each answer (default: :func:`keyword_responder`);
 - ``delay``: seconds to wait before answering every request (the 200 ms LLM of the benchmarks);
 - ``reject_json_schema``: answer OpenAI's ``json_schema`` form with a 500, as llama.cpp's server does;
-- ``faults``: a queue of replies served before the responder (a 429, a 503, a hang...).
+- ``faults``: a queue of replies served before the responder (a 429, a 503, a hang...);
+- ``Reply.body``: a 200 whose body is not a chat completion (HTML, no ``choices``, null content).
 
 Every request body is recorded in ``requests``; ``max_active`` is the most requests seen in flight at once, and
 ``abandoned`` counts answers whose client had already closed the connection.
@@ -33,6 +34,9 @@ class Reply:
     logprob: float | None = -0.05  # per token; None: no logprobs in the answer
     error: str = ""
     finish_reason: str = "stop"  # "length": the answer was cut at max_tokens
+    # Sent as the whole 200 body instead of a chat completion: a broken provider (an HTML error page, an empty
+    # ``choices`` list, a completion whose content is null).
+    body: bytes | dict | None = None
 
 
 def response_schema(body: dict) -> dict | None:
@@ -163,6 +167,15 @@ class FakeLLM:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send_raw(self, body: bytes | dict, headers: dict) -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                kind = "application/json" if isinstance(body, dict) else headers.get("Content-Type", "text/html")
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -184,6 +197,9 @@ class FakeLLM:
                     if reply.status != 200:
                         message = reply.error or f"fake error {reply.status}"
                         self._send(reply.status, {"error": {"message": message, "type": "fake"}}, reply.headers)
+                        return
+                    if reply.body is not None:
+                        self._send_raw(reply.body, reply.headers)
                         return
                     self._send(200, completion(body, reply), reply.headers)
                 except (BrokenPipeError, ConnectionResetError):

@@ -10,15 +10,30 @@ in ``test_training_e2e.py`` runs the same worker code against the real thing. It
 
 Control knobs: ``token`` (``Authorization: Token <token>`` required, else 401), ``hold`` (an Event the task listing
 waits on, to keep a job inside its run), ``fail_tasks`` (answer the listing with this HTTP status), ``requests``
-(every path served, for assertions), ``listings`` (how many times a task listing started at page 1).
+(every path served, for assertions), ``listings`` (how many times a task listing started at page 1),
+``post_faults`` (a queue of :class:`PostFault`, one consumed per prediction import) and ``go_down()`` /
+``come_back()`` (stop listening on the port, so connections are refused, then listen on the same port again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections import deque
+from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+
+class PostFault(Enum):
+    """How one prediction import goes wrong. The last two are the dangerous ones: Label Studio committed the
+    predictions, then the client saw an error (a proxy's 502 after the commit, a connection cut before the answer),
+    so a blind retry would store every prediction twice."""
+
+    REJECT = "reject"  # 500, nothing stored
+    STORE_THEN_500 = "store_then_500"  # stored, then 500
+    STORE_THEN_DROP = "store_then_drop"  # stored, then the connection closes with no answer
 
 
 class FakeLabelStudio:
@@ -29,17 +44,26 @@ class FakeLabelStudio:
         self.tasks = [{"predictions": [], "annotations": [], **t} for t in tasks]
         self.hold: threading.Event | None = None
         self.fail_tasks: int | None = None
+        self.fail_from_page: int | None = None  # listing pages from this one on answer 500 (a fault mid-listing)
+        self.max_page_size = 100  # Label Studio's own cap; smaller makes a short project span several pages
         self.requests: list[str] = []
         self.listings = 0
+        self.post_faults: deque[PostFault] = deque()
+        self.imports = 0  # prediction import requests received, failed ones included
+        self._open: set = set()  # client connections being served (keep-alive ones outlive a listener's close)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._listen(0)
+        host, port = self._server.server_address[:2]
+        self._url = f"http://{host}:{port}"  # kept while down: the address clients are refused at
+
+    def _listen(self, port: int) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._url
 
     def __enter__(self) -> FakeLabelStudio:
         self._thread.start()
@@ -48,8 +72,24 @@ class FakeLabelStudio:
     def __exit__(self, *exc) -> None:
         if self.hold is not None:
             self.hold.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def go_down(self) -> None:
+        """Label Studio unreachable: nothing listens on the port any more (connection refused), and connections
+        kept alive from before are cut, as when the process dies."""
         self._server.shutdown()
         self._server.server_close()
+        self._server = None
+        with self._lock:
+            for conn in list(self._open):
+                with contextlib.suppress(OSError):  # already closed by the client
+                    conn.shutdown(2)
+
+    def come_back(self) -> None:
+        self._listen(int(self._url.rsplit(":", 1)[1]))
+        self._thread.start()
 
     def predictions(self) -> list[dict]:
         with self._lock:
@@ -63,6 +103,16 @@ class FakeLabelStudio:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with fake._lock:
+                    fake._open.add(self.connection)
+
+            def finish(self):
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
 
             def _send(self, status: int, payload) -> None:
                 data = json.dumps(payload).encode()
@@ -92,14 +142,14 @@ class FakeLabelStudio:
 
             def _tasks(self, query: dict) -> None:
                 page = int(query.get("page", ["1"])[0])
-                size = int(query.get("page_size", ["100"])[0])
+                size = min(int(query.get("page_size", ["100"])[0]), fake.max_page_size)
                 if page == 1:  # one listing = one run reading the project
                     with fake._lock:
                         fake.listings += 1
                     if fake.hold is not None:
                         fake.hold.wait(60)
-                if fake.fail_tasks:
-                    self._send(fake.fail_tasks, {"detail": "scripted failure"})
+                if fake.fail_tasks or (fake.fail_from_page and page >= fake.fail_from_page):
+                    self._send(fake.fail_tasks or 500, {"detail": "scripted failure"})
                     return
                 selected = json.loads(query.get("query", ["{}"])[0]).get("selectedItems") or {}
                 with fake._lock:
@@ -123,9 +173,20 @@ class FakeLabelStudio:
                     self._send(404, {"detail": "Not found."})
                     return
                 with fake._lock:
+                    fake.imports += 1
+                    fault = fake.post_faults.popleft() if fake.post_faults else None
+                    if fault is PostFault.REJECT:
+                        self._send(500, {"detail": "scripted failure"})
+                        return
                     by_id = {t["id"]: t for t in fake.tasks}
                     for prediction in body:
                         by_id[prediction["task"]]["predictions"].append(prediction)
-                self._send(201, {"created": len(body)})
+                if fault is PostFault.STORE_THEN_500:
+                    self._send(500, {"detail": "scripted failure after the commit"})
+                elif fault is PostFault.STORE_THEN_DROP:
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # no status line: the client sees the connection end
+                else:
+                    self._send(201, {"created": len(body)})
 
         return Handler

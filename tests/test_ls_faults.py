@@ -1,0 +1,173 @@
+"""Label Studio failing in the middle of a bulk pre-annotation run and of a training job.
+
+What Label Studio ends up holding is the test: after the fault and the retry (or the re-run), every task holds
+exactly one prediction of the live version, and the live policy is either the old one or the promoted one, never a
+mix. The dangerous faults are the ones after Label Studio committed an import (a 500 from a proxy after the commit,
+a connection cut before the answer): a blind retry stores every prediction twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from optimizer.runtime.services import Services
+from optimizer.training.bulk import run_chunk
+from optimizer.training.run import TrainingError, train_project
+from tests.support.constants import SUPPORT_CONFIG
+from tests.support.fakellm import FakeLLM
+from tests.support.fakels import FakeLabelStudio, PostFault
+from tests.support.lspayloads import uid
+from tests.support.processes import wait_for
+from tests.support.training_stack import gold_tasks, magic_responder
+
+PROJECT = uid(1)
+UNLABELLED = [{k: v for k, v in t.items() if k != "annotations"} for t in gold_tasks(0, 8)]
+
+
+def per_task(ls: FakeLabelStudio, version: str) -> Counter:
+    return Counter(p["task"] for p in ls.predictions() if p["model_version"] == version and p["result"])
+
+
+@pytest.fixture
+def chunk(make_settings):
+    """``chunk() -> (services, ls, run)``: a scripted Label Studio and an in-process bulk chunk over its tasks."""
+    opened = []
+
+    def build(**overrides):
+        llm = FakeLLM(magic_responder).start()
+        ls = FakeLabelStudio(SUPPORT_CONFIG, UNLABELLED).__enter__()
+        opened.append((llm, ls))
+        settings = make_settings(llm_base_url=llm.base_url, label_studio_url=ls.url,
+                                 label_studio_api_key=ls.token, **overrides)  # fmt: skip
+        services = Services(settings)
+        version = services.store.current(PROJECT).version
+        ids = [t["id"] for t in UNLABELLED]
+
+        def run(holder="h1"):
+            return run_chunk(services, "run-1", PROJECT, version, ids, holder)
+
+        return services, ls, version, run
+
+    yield build
+    for llm, ls in opened:
+        ls.__exit__()
+        llm.stop()
+
+
+@pytest.mark.parametrize("fault", [PostFault.STORE_THEN_500, PostFault.STORE_THEN_DROP])
+def test_an_import_that_failed_after_the_commit_is_not_posted_again(chunk, fault):
+    _, ls, version, run = chunk()
+    ls.post_faults.append(fault)
+    outcome = run()
+    assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED}), "every task exactly once"
+    assert outcome["posted"] == len(UNLABELLED)
+    assert ls.imports == 1, "Label Studio already held them: nothing was sent again"
+
+
+def test_a_rejected_import_is_retried_and_lands_once(chunk):
+    _, ls, version, run = chunk()
+    ls.post_faults.extend([PostFault.REJECT, PostFault.REJECT])
+    outcome = run()
+    assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED})
+    assert outcome["posted"] == len(UNLABELLED) and ls.imports == 3
+
+
+def test_label_studio_failing_on_every_import_fails_the_chunk_readably_and_a_rerun_posts_once(chunk):
+    _, ls, version, run = chunk()
+    ls.post_faults.extend([PostFault.REJECT] * 10)
+    with pytest.raises(TrainingError) as failed:
+        run()
+    message = str(failed.value)
+    assert "importing" in message and "HTTP 500" in message and f"{len(UNLABELLED)} predictions" in message
+    assert per_task(ls, version) == Counter()
+    ls.post_faults.clear()
+    outcome = run("h2")  # the claims were released with the failure: the next run takes the tasks at once
+    assert outcome["posted"] == len(UNLABELLED)
+    assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED})
+
+
+def test_label_studio_going_away_mid_chunk_fails_it_and_a_rerun_finishes_without_duplicates(chunk):
+    services, ls, version, run = chunk()
+    gate, predicting = threading.Event(), threading.Event()
+    real = services.predictor_for
+
+    def slow_predictor(labeller):
+        predictor = real(labeller)
+        predict_many = predictor.predict_many
+
+        def wait_then_predict(*args, **kwargs):
+            predicting.set()
+            gate.wait(10)  # Label Studio goes down after the chunk read its tasks, before it posts
+            return predict_many(*args, **kwargs)
+
+        predictor.predict_many = wait_then_predict
+        return predictor
+
+    services.predictor_for = slow_predictor
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(_failure(run)))
+    thread.start()
+    assert predicting.wait(30), "the chunk never got to predicting"
+    ls.go_down()
+    gate.set()
+    thread.join(60)
+    assert errors and errors[0] is not None, "the chunk must fail, not report success"
+    assert "is LABEL_STUDIO_URL right and Label Studio running?" in errors[0]
+    ls.come_back()
+    services.predictor_for = real
+    outcome = run("h2")
+    assert outcome["posted"] == len(UNLABELLED)
+    assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED})
+
+
+def _failure(fn) -> str | None:
+    try:
+        fn()
+    except TrainingError as exc:
+        return str(exc)
+    return None
+
+
+def test_label_studio_failing_in_the_middle_of_a_training_listing_fails_the_run_and_promotes_nothing(make_settings):
+    llm = FakeLLM(magic_responder).start()
+    with FakeLabelStudio(SUPPORT_CONFIG, gold_tasks()) as ls:
+        ls.max_page_size, ls.fail_from_page = 5, 2  # page 1 of 3 reads fine, then Label Studio answers 500
+        settings = make_settings(llm_base_url=llm.base_url, label_studio_url=ls.url, label_studio_api_key=ls.token)
+        services = Services(settings)
+        before = services.store.current(PROJECT).version
+        with pytest.raises(TrainingError) as failed:
+            train_project(services, PROJECT, "train-ls-500", lambda **_: None)
+        assert "listing tasks of project 1 failed: HTTP 500" in str(failed.value)
+        assert llm.requests == [], "no LLM budget is spent on a half-read project"
+        assert services.store.current(PROJECT).version == before
+        assert services.history.promotions(PROJECT) == []
+    llm.stop()
+
+
+@pytest.mark.slow
+def test_label_studio_refusing_imports_after_a_promotion_keeps_the_promotion_whole_and_a_rerun_posts_once(stack):
+    """The promotion is Redis's alone, so it lands whole; the re-prediction it queues fails readably while Label
+    Studio refuses imports, and the next run posts each task exactly once."""
+    s = stack(repredict_after_promote=True, bulk_chunk=2)
+    v1 = s.setup_version()
+    s.ls.post_faults.extend([PostFault.REJECT] * 20)
+    s.start_worker()
+    view = s.wait_job(s.webhook("START_TRAINING")["job"])
+    assert view["status"] == "finished" and view["result"]["promoted"], view
+    v2 = view["result"]["live_after"]
+    assert v2 != v1 and s.setup_version() == v2
+    assert s.services.history.promotions(s.project)[-1]["version"] == v2
+    repredict = s.wait_job(view["result"]["repredict_job"])
+    chunks = [s.wait_job(c) for c in s.services.bulk.run(repredict["id"])["chunks"]]
+    assert {c["status"] for c in chunks} == {"failed"}
+    assert all("HTTP 500" in c["error"] and "while posting" in c["error"] for c in chunks), chunks
+    assert s.ls.predictions() == []
+    s.ls.post_faults.clear()
+    rerun = s.session.post(s.url + "/projects/1/predict", json={}, timeout=10)
+    assert rerun.status_code == 202, rerun.text
+    s.wait_job(rerun.json()["job"])  # an API run covers every task lacking the version, annotated ones too
+    wait_for(lambda: len(s.ls.predictions()) == 15, 60, what="every task to be posted")
+    assert per_task(s.ls, v2) == Counter(range(1, 16))
