@@ -53,9 +53,14 @@ ACTIVE_STATES = ("started", "queued", "deferred", "scheduled")
 LISTED = (*ACTIVE_STATES, "finished", "failed")
 
 
-def repredict_job_id(project: str, version: str) -> str:
-    """One after-promotion bulk run per (project, version): enqueueing it twice is a no-op."""
-    return _job_id(f"repredict-{project}-{version}")
+def repredict_job_id(namespace: str, project: str, version: str) -> str:
+    """One after-promotion bulk run per (project, version): enqueueing it twice is a no-op.
+
+    RQ's job keys (``rq:job:<id>``) are not under ``REDIS_NAMESPACE``, so the namespace is part of the id: two
+    backends sharing one Redis with the same project and version would otherwise see each other's run as theirs
+    (found when two test namespaces promoted the same version and the second read the first's job).
+    """
+    return _job_id(f"repredict-{namespace}-{project}-{version}")
 
 
 class TrainingQueue:
@@ -141,7 +146,7 @@ class TrainingQueue:
 
     def enqueue_repredict(self, project: str, version: str) -> str:
         """After a promotion: the same bulk run, for the project's unlabelled tasks."""
-        job_id = repredict_job_id(project, version)
+        job_id = repredict_job_id(self.settings.redis_namespace, project, version)
         return self.enqueue_bulk(project, version, skip_annotated=True, reason="promotion", job_id=job_id)
 
     def enqueue_bulk_chunk(self, run_id: str, chunk_id: str, project: str, version: str, tasks: list[int]) -> str:
