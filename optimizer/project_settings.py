@@ -86,9 +86,18 @@ class ProjectChoices(BaseModel):
         return cls.model_validate_json(text)
 
 
+def _member(part) -> str:
+    """One step of the path a 400 names: ``.budget``, or ``[""]`` / ``["a b"]`` for a key no one could type as a
+    dotted name (the fuzz suite sent an empty key, and ``extra_params.`` named nothing)."""
+    if isinstance(part, int):
+        return f"[{part}]"
+    text = str(part)
+    return f".{text}" if text.isidentifier() else f"[{json.dumps(text, ensure_ascii=False)}]"
+
+
 def _first_error(exc: ValidationError) -> ProjectSettingsError:
     error = exc.errors()[0]
-    loc = ".".join(str(p) for p in error["loc"])
+    loc = "".join(_member(p) for p in error["loc"])
     key = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
         if _SECRET_KEY.search(key):
@@ -100,8 +109,11 @@ def _first_error(exc: ValidationError) -> ProjectSettingsError:
             allowed = ", ".join(ProjectChoices.model_fields)
             message = f'"{key}" is not a setting a project can choose; use {allowed}'
     else:
-        message = f'"{loc}": ' + str(error["msg"]).removeprefix("Value error, ")
-    return ProjectSettingsError(f"extra_params.{loc or key}", message)
+        message = f'"{loc.lstrip(".")}": ' + str(error["msg"]).removeprefix("Value error, ")
+    field = f"extra_params{loc or _member(key)}"
+    if not key.isidentifier():
+        message = f"{field}: {message}"  # a path like extra_params[""] is only findable if the message shows it
+    return ProjectSettingsError(field, message)
 
 
 def parse_choices(raw, settings: Settings, schema: Schema | None) -> ProjectChoices | None:

@@ -64,6 +64,9 @@ def models(fake: FakeLLM) -> set[str]:
         ({"verifiers": {"nope": "exact"}}, "extra_params.verifiers.nope", "has no control 'nope'"),
         ({"verifiers": {"sentiment": "regex:(unclosed"}}, "extra_params.verifiers", "not a valid regular expression"),
         ({"verifiers": {"sentiment": "numeric:abc"}}, "extra_params.verifiers", "could not convert"),
+        # Keys no one can write as a dotted name (the fuzz suite's empty key): the path quotes them, the message too.
+        ({"": 1}, 'extra_params[""]', 'extra_params[""]: "" is not a setting'),
+        ({"a b": 1}, 'extra_params["a b"]', 'extra_params["a b"]: "a b" is not a setting'),
     ],
 )
 def test_every_key_is_checked_and_named(profiled, extra, field, words):
