@@ -67,3 +67,41 @@ def test_lua_scripts_take_their_keys_and_arguments_by_name(redis_client, namespa
         echo(target=key, value="x", valu="y")
     with pytest.raises(ValueError):
         Script(redis_client, ("same",), ("same",), "return 1")
+
+
+def test_a_slow_read_of_an_older_version_never_replaces_the_newer_one_kept_for_outages(namespace):
+    """Two requests read the live version at once; the one that started first finishes last with the version from
+    before a promotion. What the store keeps for an outage must still be the newer one."""
+    import threading
+
+    import redis
+
+    from tests.support.redisserver import RedisServer
+
+    server = RedisServer().start()
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=0.2)
+        store = PolicyStore(client, DEFAULT, namespace=namespace, retry_interval=60)
+        parent = store.current_version("p1")
+        newer = Policy("Promoted while a read was in flight.")
+        read, held, release = store._read_current, threading.Event(), threading.Event()
+
+        def slow_read(project):
+            policy = read(project)  # reads the version from before the promotion...
+            held.set()
+            release.wait(10)  # ...and finishes only after a newer read has finished
+            return policy
+
+        store._read_current = slow_read
+        slow = threading.Thread(target=store.current, args=("p1",))
+        slow.start()
+        assert held.wait(10)
+        store._read_current = read
+        assert store.promote("p1", newer, parent=parent).ok
+        assert store.current("p1") == newer
+        release.set()
+        slow.join(10)
+        server.stop()  # an outage: the store serves what it kept
+        assert store.current("p1") == newer
+    finally:
+        server.cleanup()

@@ -87,6 +87,9 @@ class PolicyStore:
         self._bodies: OrderedDict[str, Policy] = OrderedDict({default.version: default})
         self._cache_size = cache_size
         self._last: dict[str, Policy] = {}
+        # When the read behind each _last entry started: a slow read that began before a newer one finished must
+        # not replace the newer policy it never saw (else an outage right after serves the older version).
+        self._last_read: dict[str, float] = {}
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._retry_at = 0.0
@@ -168,10 +171,13 @@ class PolicyStore:
     def current(self, project: str) -> Policy:
         """The project's live policy. Never raises for Redis faults: degrades to the last known policy."""
         if self._available():
+            started = time.monotonic()
             try:
                 policy = self._read_current(project)
                 self._recovered()
-                self._last[project] = policy
+                with self._lock:
+                    if started >= self._last_read.get(project, float("-inf")):
+                        self._last[project], self._last_read[project] = policy, started
                 return policy
             except redis.RedisError as exc:
                 self._failed(exc)
