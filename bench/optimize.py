@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hide-demos", action="store_true",
                         help="with --narrow-probe: narrow from the pool but show no demos (measurement only; use "
                              "its own --out, the versions are the same)")  # fmt: skip
+    parser.add_argument("--labels-first", action="store_true",
+                        help="put the label list and answer format before the instruction (measurement only; "
+                             "use its own --out: the policy versions are the same)")  # fmt: skip
     parser.add_argument("--table", help="comma-separated result files: merge them into --out, print the table")
     args = parser.parse_args(argv)
     if args.table:
@@ -350,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.probe:
             probe(args.base_url, args.data, args.max_tokens, args.datasets)
             return 0
+        if args.labels_first:
+            predictor_module.build_messages = labels_first
         bench = Bench(args)
         if args.narrow_probe:
             if args.hide_demos:
@@ -363,6 +368,17 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def labels_first(policy, schema, text, demos=None, narrowed=None) -> list[dict]:
+    """The product's messages with the system message's two parts swapped: what every policy of a project shares
+    (label list and answer format) first, so a policy switch recomputes only the instruction onward
+    (``bench/prefix.py`` measures the speed; this measures what it does to held-out scores)."""
+    from optimizer.serving import prompting
+
+    messages = prompting.build_messages(policy, schema, text, demos, narrowed)
+    messages[0] = {"role": "system", "content": prompting.format_spec(schema) + "\n\n" + policy.instruction.strip()}
+    return messages
 
 
 if __name__ == "__main__":
