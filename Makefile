@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: setup llm labelstudio run test fuzz lint bench bench-optimize clean
 
 setup: $(VENV)/.done
-$(VENV)/.done: requirements.txt requirements-dev.txt
+$(VENV)/.done: requirements.txt requirements-dev.txt bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
