@@ -17,7 +17,8 @@ from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.evaluation import score_prediction
 from optimizer.learning.feedback import answer_text
 from optimizer.learning.gold import GoldItem
-from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm_errors import LLMError
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Predictor
 

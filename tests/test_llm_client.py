@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from optimizer.serving.llm import LLMAuthError, LLMClient, LLMConfig, LLMRequestError, LLMServerError, LLMTimeout
+from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.llm_errors import LLMAuthError, LLMRequestError, LLMServerError, LLMTimeout
 from tests.support.fakellm import FakeLLM, Reply
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "hello"}]
@@ -149,7 +150,7 @@ def test_demos_are_chosen_once_per_item_and_score_the_answer(fake_llm, monkeypat
 
 
 def test_a_dead_endpoint_stops_a_batch_run_but_not_the_web_service():
-    from optimizer.serving.llm import LLMConnectionError, LLMUnavailable
+    from optimizer.serving.llm_errors import LLMConnectionError, LLMUnavailable
     from tests.support.redisserver import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"

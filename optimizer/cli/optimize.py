@@ -31,7 +31,8 @@ from optimizer.learning.optimize import LoopConfig, optimize
 from optimizer.learning.rewards import Reward, scoring_for
 from optimizer.learning.splits import split
 from optimizer.logconfig import public_url
-from optimizer.serving.llm import LLMClient, LLMUnavailable
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm_errors import LLMUnavailable
 from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.settings import load_settings

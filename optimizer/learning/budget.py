@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm_errors import LLMError
 
 
 class BudgetExhausted(LLMError):

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.verifiers import label_set
-from optimizer.serving.llm import LLMClient, LLMError
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm_errors import LLMError
 from optimizer.serving.retrieval import tokenize
 
 NGRAM = 6

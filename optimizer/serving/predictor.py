@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
-from optimizer.serving.llm import LLMClient, LLMDeadline, LLMError, LLMUnavailable, Priority
+from optimizer.serving.llm import LLMClient, Priority
+from optimizer.serving.llm_errors import LLMDeadline, LLMError, LLMUnavailable
 from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Demo, Policy

@@ -25,7 +25,8 @@ from optimizer.learning.rewards import scoring_for
 from optimizer.project_settings import Effective, ProfileGone
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
-from optimizer.serving.llm import LLMClient, LLMUnavailable
+from optimizer.serving.llm import LLMClient
+from optimizer.serving.llm_errors import LLMUnavailable
 from optimizer.serving.policy import Policy
 from optimizer.state.projects import numeric_id
 from optimizer.state.store import PromoteStatus
