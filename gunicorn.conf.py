@@ -18,8 +18,9 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
+from optimizer.exposure import exposure_warning
 from optimizer.logconfig import make_handler
-from optimizer.settings import exposure_warning, load_settings
+from optimizer.settings import load_settings
 
 _settings = load_settings()
 

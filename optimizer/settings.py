@@ -9,7 +9,6 @@ drift. Secrets (API keys, the Basic-auth password, the webhook secret) are ``Sec
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import re
 import sys
@@ -381,34 +380,3 @@ def load_settings(**overrides) -> Settings:
         for error in exc.errors():
             print(describe_error(error), file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def exposure_warning(settings: Settings, host: str) -> str | None:
-    """The one line to print when the service listens beyond this machine with no basic auth, else None.
-
-    Without auth anyone who reaches the port can read every prompt and score and make the backend call the LLM;
-    rollbacks, pins and training still need ``ALLOW_ANONYMOUS_WRITES=1``, which this line also calls out.
-    """
-    if settings.basic_auth_user or _loopback(host):
-        return None
-    writes = (
-        "and anyone may roll back, pin and train (ALLOW_ANONYMOUS_WRITES=1)"
-        if settings.allow_anonymous_writes
-        else "(writes such as rollback and pin stay refused)"
-    )
-    webhook = "" if settings.webhook_secret.get_secret_value() else "; /webhook is open too (set WEBHOOK_SECRET)"
-    return (
-        f"WARNING: serving without authentication on {host}: set BASIC_AUTH_USER and BASIC_AUTH_PASS; "
-        f"until then anyone who reaches this port can read policies, scores and /metrics and run predictions "
-        f"{writes}{webhook}"
-    )
-
-
-def _loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("labelstudio", ("optimizer.labelstudio",)),
     ("serving", ("optimizer.serving",)),
     ("learning", ("optimizer.learning",)),
-    ("config", ("optimizer.settings", "optimizer.logconfig", "optimizer.project_settings")),
+    ("config", ("optimizer.settings", "optimizer.logconfig", "optimizer.project_settings", "optimizer.exposure")),
     ("state", ("optimizer.state",)),
     ("runtime", ("optimizer.runtime",)),
     ("training", ("optimizer.training",)),

@@ -230,7 +230,7 @@ class TestSafeDefaultsWithoutBasicAuth:
     ],
 )
 def test_one_warning_line_when_serving_the_network_without_auth(make_settings, overrides, host, warned):
-    from optimizer.settings import exposure_warning
+    from optimizer.exposure import exposure_warning
 
     line = exposure_warning(make_settings(**overrides), host)
     assert (line is not None) == warned
