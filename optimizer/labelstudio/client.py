@@ -16,6 +16,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import httpx
+
 log = logging.getLogger("optimizer.labelstudio.client")
 
 
@@ -130,8 +132,6 @@ def _describe(exc: Exception) -> str:
         hint = {401: " (check LABEL_STUDIO_API_KEY)", 403: " (the key's user lacks access)", 404: " (wrong id?)"}
         return f"HTTP {status}{hint.get(status, '')}: {str(detail)[:200]}"
     name = exc.__class__.__name__
-    import httpx
-
     if isinstance(exc, httpx.TransportError) or "Connect" in name or "Timeout" in name:  # refused, reset, cut
         return f"{name} (is LABEL_STUDIO_URL right and Label Studio running?)"
     return f"{name}: {str(exc)[:200]}"
