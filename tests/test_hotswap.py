@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 import requests
 
 from optimizer.serving.policy import Policy
-from tests.support.constants import SUPPORT_CONFIG
 from tests.support.lspayloads import uid
+from tests.support.workers import sweep as support_sweep
 
 pytestmark = pytest.mark.slow
 
 PROJECT = uid(11)
 AUTH = ("admin", "s3cret-pass")
-TASK = {"id": 1, "data": {"dialogue": [{"author": "Customer", "text": "Billing question about my invoice"}]}}
 
 
 @pytest.fixture
@@ -32,33 +29,9 @@ def web(make_settings, namespace, start_backend, fake_llm):
     return settings, backend.url
 
 
-def call(url: str, route: str) -> tuple[str, str, list[str]]:
-    """(worker pid, version, per-result versions) from a fresh connection, so requests spread over workers."""
-    if route == "setup":
-        answer = requests.post(
-            url + "/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG}, auth=AUTH, timeout=10
-        )
-        answer.raise_for_status()
-        return answer.headers["X-Worker-Pid"], answer.json()["model_version"], []
-    body = {"project": PROJECT, "label_config": SUPPORT_CONFIG, "tasks": [TASK]}
-    answer = requests.post(url + "/predict", json=body, auth=AUTH, timeout=30)
-    answer.raise_for_status()
-    data = answer.json()
-    return answer.headers["X-Worker-Pid"], data["model_version"], [r["model_version"] for r in data["results"]]
-
-
-def sweep(url: str, expected: str, rounds: int = 12) -> set[str]:
+def sweep(url: str, expected: str) -> set[str]:
     """Hit /setup and /predict until all 4 workers answered; every answer must carry ``expected``."""
-    pids: set[str] = set()
-    with ThreadPoolExecutor(16) as pool:
-        for _ in range(rounds):
-            answers = list(pool.map(lambda i: call(url, "setup" if i % 2 else "predict"), range(32)))
-            for pid, version, results in answers:
-                assert version == expected and all(v == expected for v in results), (pid, version, results)
-                pids.add(pid)
-            if len(pids) == 4:
-                break
-    return pids
+    return support_sweep(url, expected, PROJECT, AUTH, 4, rounds=12, batch=32)
 
 
 def test_every_worker_serves_each_promoted_version(web, redis_server):

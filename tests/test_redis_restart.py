@@ -15,8 +15,6 @@ import itertools
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,44 +23,18 @@ import requests
 
 from optimizer.serving.policy import Policy
 from optimizer.state.store import PromoteStatus, StoreUnavailable
-from tests.support.constants import SUPPORT_CONFIG
 from tests.support.lspayloads import uid
 from tests.support.processes import wait_for
 from tests.support.redisserver import RedisServer
+from tests.support.workers import Answer, call, serves
+from tests.support.workers import sweep as support_sweep
 
 pytestmark = pytest.mark.slow
 
 PROJECT = uid(12)
 AUTH = ("admin", "s3cret-pass")
-TASK = {"id": 1, "data": {"dialogue": [{"author": "Customer", "text": "Billing question about my invoice"}]}}
 WORKERS = 3
 CONVERGE = 20.0  # seconds a worker may take to follow Redis: its store retries at most once a second
-
-
-@dataclass(frozen=True)
-class Answer:
-    started: float
-    ended: float
-    route: str
-    status: int
-    pid: str
-    version: str
-    results: tuple[str, ...]
-
-
-def call(url: str, route: str) -> Answer:
-    """One request on a fresh connection (so requests spread over the workers), as the answer it got."""
-    started = time.monotonic()
-    if route == "setup":
-        body = {"project": PROJECT, "schema": SUPPORT_CONFIG}
-    else:
-        body = {"project": PROJECT, "label_config": SUPPORT_CONFIG, "tasks": [TASK]}
-    response = requests.post(f"{url}/{route}", json=body, auth=AUTH, timeout=15)
-    ended = time.monotonic()
-    data = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
-    results = tuple(r.get("model_version", "") for r in data.get("results", []) if isinstance(r, dict))
-    pid = response.headers.get("X-Worker-Pid", "")
-    return Answer(started, ended, route, response.status_code, pid, str(data.get("model_version", "")), results)
 
 
 class Traffic:
@@ -93,7 +65,7 @@ class Traffic:
         routes = itertools.cycle(["predict", "setup", "predict"] if index % 2 else ["predict"])
         while not self._stop.is_set():
             try:
-                self.answers.append(call(self.url, next(routes)))
+                self.answers.append(call(self.url, next(routes), PROJECT, AUTH))
             except (requests.RequestException, ValueError) as exc:
                 self.failures.append(f"{exc.__class__.__name__}: {exc}")
 
@@ -105,28 +77,16 @@ class Traffic:
         return {a.pid for a in self.since(after) if a.status == 200 and serves(a, version)}
 
 
-def serves(answer: Answer, version: str) -> bool:
-    return answer.version == version and all(v == version for v in answer.results)
-
-
 def worker_pids(master: int) -> set[str]:
     """The gunicorn master's children, i.e. its workers (gunicorn forks nothing else)."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     return set(children)
 
 
-def sweep(url: str, expected: str, workers: set[str], rounds: int = 15) -> None:
+def sweep(url: str, expected: str, workers: set[str]) -> None:
     """Quiet traffic until every worker answered: each answer, from every worker, must carry ``expected``."""
-    seen: set[str] = set()
-    with ThreadPoolExecutor(8) as pool:
-        for _ in range(rounds):
-            answers = list(pool.map(lambda i: call(url, "setup" if i % 2 else "predict"), range(16)))
-            for a in answers:
-                assert a.status == 200 and serves(a, expected), (a, expected)
-                seen.add(a.pid)
-            if seen >= workers:
-                return
-    raise AssertionError(f"workers {sorted(workers - seen)} never answered the sweep")
+    seen = support_sweep(url, expected, PROJECT, AUTH, workers)
+    assert seen >= workers, f"workers {sorted(workers - seen)} never answered the sweep"
 
 
 def assert_follows_redis(traffic: Traffic, version: str, after: float, workers: set[str]) -> None:
