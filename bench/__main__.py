@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.embedded import find_server_python
+from testkit.embedded import find_server_python
 
 from .harness import redis_server
 

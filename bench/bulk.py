@@ -14,7 +14,7 @@
   until ``LLM_TIMEOUT``). "Before" is the same code with the deadline withheld from the LLM calls.
 
 Every part is a real process on loopback (redis-server, the fake LLM, llama.cpp, RQ workers) except the scripted
-Label Studio, an in-process HTTP server (``tests/support/fakels.py``) that stores what the workers post.
+Label Studio, an in-process HTTP server (``testkit/fakels.py``) that stores what the workers post.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.support.backendprocess import ROOT
-from tests.support.constants import THREE_CONTROLS_CONFIG
-from tests.support.fakels import FakeLabelStudio
+from optimizer.jobs.queue import JobQueue
+from testkit.backendprocess import ROOT
+from testkit.constants import THREE_CONTROLS_CONFIG
+from testkit.fakels import FakeLabelStudio
 
 from .harness import DirectLLM, fake_llm, llama_server, llm_bodies, median, redis_server
 
@@ -64,7 +65,7 @@ def _settings(redis_url: str, llm_url: str, ls: FakeLabelStudio, namespace: str,
 
 
 def _env(settings) -> dict[str, str]:
-    from tests.support.backendprocess import settings_env_names
+    from testkit.backendprocess import settings_env_names
 
     names = settings_env_names()
     env = {k: v for k, v in os.environ.items() if k not in names}
@@ -99,18 +100,18 @@ def _bulk_run(redis_url: str, llm_url: str, tasks: list[dict], workers: int, nam
         from rq import Worker
 
         deadline = time.monotonic() + 60
-        while Worker.count(connection=services.rq_redis, queue=services.jobs.queue) < workers:
+        while Worker.count(connection=services.rq_redis, queue=JobQueue(services).queue) < workers:
             if time.monotonic() > deadline:
                 raise RuntimeError("RQ workers did not start")
             time.sleep(0.1)
         version = services.store.current(PROJECT).version
         started = time.perf_counter()
-        job = services.jobs.enqueue_bulk(PROJECT, version, reason="bench")
+        job = JobQueue(services).enqueue_bulk(PROJECT, version, reason="bench")
         while True:
             posted = {p["task"] for p in ls.predictions() if p["model_version"] == version}
             if len(posted) >= len(tasks):
                 break
-            view = services.jobs.view(job) or {}
+            view = JobQueue(services).view(job) or {}
             if view.get("status") in ("failed", "finished"):  # every chunk is done; some tasks may have failed
                 break
             if time.perf_counter() - started > 3600:
@@ -122,7 +123,7 @@ def _bulk_run(redis_url: str, llm_url: str, tasks: list[dict], workers: int, nam
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         duplicates = len([p for p in ls.predictions() if p["model_version"] == version]) - len(posted)
-        outcomes = (services.jobs.view(job) or {}).get("progress", {}).get("tasks")
+        outcomes = (JobQueue(services).view(job) or {}).get("progress", {}).get("tasks")
         return {"workers": workers, "tasks": len(tasks), "posted": len(posted), "wall_s": elapsed,
                 "duplicates": duplicates, "outcomes": outcomes}  # fmt: skip
 

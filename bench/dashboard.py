@@ -2,7 +2,7 @@
 
     python -m bench.dashboard [--projects 20] [--versions 10] [--runs 200] [--repeat 11]
 
-One real training run (the scripted LLM of ``tests.support.staged``, a fake Label Studio, the real job function in
+One real training run (the scripted LLM of ``testkit.staged``, a fake Label Studio, the real job function in
 an in-process RQ worker) gives a real run summary, optimiser report included. It is then replayed as ``--runs``
 finished training jobs spread over ``--projects`` projects, each with ``--versions`` promoted policy versions, in a
 real redis-server. Each page is requested ``--repeat`` times through Flask's test client (no network, so the
@@ -23,14 +23,15 @@ import pytest
 from rq import SimpleWorker
 
 from bench.harness import median, redis_server
+from optimizer.jobs.queue import JobQueue
 from optimizer.serving.policy import Policy
 from optimizer.settings import Settings
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.dashboard_seed import PROJECT, run_in_process, seed_tasks
-from tests.support.fakellm import FakeLLM
-from tests.support.fakels import FakeLabelStudio
-from tests.support.lspayloads import uid
-from tests.support.staged import StagedResponder
+from testkit.constants import SUPPORT_CONFIG
+from testkit.dashboard_seed import PROJECT, run_in_process, seed_tasks
+from testkit.fakellm import FakeLLM
+from testkit.fakels import FakeLabelStudio
+from testkit.lspayloads import uid
+from testkit.staged import StagedResponder
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"bench:bench-pass").decode()}
 
@@ -79,7 +80,7 @@ def d1(projects: int, versions: int, runs: int, repeat: int) -> dict:
         names = [PROJECT] + [uid(n) for n in range(2, projects + 1)]
         for name in names:
             client.post("/setup", json={"project": name, "schema": SUPPORT_CONFIG}, headers=AUTH)
-        real = services.jobs.view(run_in_process(services, env))
+        real = JobQueue(services).view(run_in_process(services, env))
         summary = real["result"]
         SUMMARY.update(summary)
         for name in names:
@@ -90,12 +91,12 @@ def d1(projects: int, versions: int, runs: int, repeat: int) -> dict:
                 live = policy
         for i in range(runs - 1):
             name = names[i % len(names)]
-            services.jobs.queue.enqueue_call(
+            JobQueue(services).queue.enqueue_call(
                 "bench.dashboard.replay", args=(name,), result_ttl=3600,
                 meta={"project": name, "kind": "train", "phase": "done"},
             )  # fmt: skip
         SimpleWorker([settings.rq_queue], connection=services.rq_redis).work(burst=True)
-        listed = services.jobs.jobs(limit=10_000)
+        listed = JobQueue(services).jobs(limit=10_000)
         assert len(listed) == runs, len(listed)
 
         def page(path: str):
@@ -121,8 +122,8 @@ def d1(projects: int, versions: int, runs: int, repeat: int) -> dict:
             "pages_ms": _interleaved_ms(pages, repeat),
             "list_jobs_ms": _interleaved_ms(
                 {
-                    "with results": lambda: services.jobs.jobs(limit=10_000, results=True),
-                    "without results": lambda: services.jobs.jobs(limit=10_000),
+                    "with results": lambda: JobQueue(services).jobs(limit=10_000, results=True),
+                    "without results": lambda: JobQueue(services).jobs(limit=10_000),
                 },
                 repeat,
             ),

@@ -1,4 +1,4 @@
-"""The scripted fake LLM (tests/support/fakellm.py) as its own process, so benchmarks do not share a GIL with it.
+"""The scripted fake LLM (testkit/fakellm.py) as its own process, so benchmarks do not share a GIL with it.
 
 ``python -m bench.fakellm_proc --delay 0.2`` prints its base URL on the first line of stdout, then serves until
 its stdin closes or it is terminated.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.support.fakellm import FakeLLM
+from testkit.fakellm import FakeLLM
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ intents. Each row pairs a customer query (the *prompt*) with a short answer nami
 A share of queries (``pair_share``) gets both a good and a bad response, so prompts with several graded responses
 exist (the RLVR export z-scores within such groups and builds preference pairs from them).
 
-    python -m bench.graded --split train --n 60 --seed 0 --out tests/data/graded_banking77.jsonl
+    python -m bench.graded --split train --n 60 --seed 0 --out testkit/data/graded_banking77.jsonl
 
 Every row is ``{"id", "prompt", "response", "reward": "1"|"0", "intent", "gold_intent"}``; the reward is the stored
-value of the config's ``Choice`` (``tests.support.constants.REWARD_CONFIG``).
+value of the config's ``Choice`` (``testkit.constants.REWARD_CONFIG``).
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.support.backendprocess import ROOT, BackendProcess
-from tests.support.embedded import EmbeddedLLM, find_server_python
-from tests.support.redisserver import RedisServer
+from testkit.backendprocess import ROOT, BackendProcess
+from testkit.embedded import EmbeddedLLM, find_server_python
+from testkit.redisserver import RedisServer
 
 
 @contextlib.contextmanager
@@ -80,7 +80,7 @@ def backend_env(redis_url: str, llm_url: str, **extra) -> dict[str, str]:
 
 
 class Backend:
-    """gunicorn with the project's gunicorn.conf.py (tests/support/backendprocess.py), and its worker processes' ids."""
+    """gunicorn with the project's gunicorn.conf.py (testkit/backendprocess.py), and its worker processes' ids."""
 
     def __init__(self, process: BackendProcess) -> None:
         self.process = process

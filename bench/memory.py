@@ -14,7 +14,7 @@ import time
 import redis
 from rq import Queue
 
-from tests.support.backendprocess import ROOT
+from testkit.backendprocess import ROOT
 
 from .harness import Client, backend, backend_env, fake_llm, rss_mb
 from .workload import predict_body

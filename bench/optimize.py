@@ -4,7 +4,7 @@ For each dataset and seed: a gold set of ``--gold`` stratified training items (s
 sample of ``--test`` test items (the same for every seed). Four policies, each scored on the test sample:
 - (a) ``initial``: the default prompt (``prompts/default.txt``), no demos;
 - (b) ``naive``: the seed's loop (``bench/naive.py``): 3 epochs over all gold, every rewrite accepted;
-- (c) ``ours``: ``optimizer.learning.optimize.optimize`` on the gold (75 % train / 25 % validation, no internal test);
+- (c) ``ours``: ``optimizer.learning.procedure.optimize`` on the gold (75 % train / 25 % validation, no internal test);
 - (d) ``ours-nodemo``: the same without demo or narrowing candidates (instruction changes only);
 - (e) ``knn``: no LLM, the labels of the nearest gold items (``bench/knn.py``, k chosen on validation);
 - (f) ``gepa``: the ``gepa`` package searching instructions over our labeller and verifiers (``bench/gepa_run.py``,
@@ -43,7 +43,7 @@ from bench.naive import EPOCHS, naive_loop
 from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem, load_gold
-from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.learning.procedure import LoopConfig, optimize
 from optimizer.learning.splits import split
 from optimizer.learning.verifiers import label_set
 from optimizer.serving import predictor as predictor_module
@@ -52,7 +52,7 @@ from optimizer.serving.narrowing import rank_labels
 from optimizer.serving.policy import Demo, Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.serving.retrieval import BM25
-from tests.support.embedded import EmbeddedLLM, find_server_python
+from testkit.embedded import EmbeddedLLM, find_server_python
 
 ROOT = Path(__file__).resolve().parent.parent
 # The shared data sets sit beside the repository (../shared/data); BENCH_DATA points elsewhere.

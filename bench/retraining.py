@@ -4,7 +4,7 @@
     python -m bench.retraining --swaps 20 --rounds 5
 
 Everything is a real process on loopback: redis-server and gunicorn (4 gthread workers, the production app with
-each answer tagged by its worker's pid, ``tests.support.pidapp``). No LLM is called:
+each answer tagged by its worker's pid, ``testkit.pidapp``). No LLM is called:
 ``/setup`` and ``/webhook`` never call one.
 
 **Hot swap.** The bench promotes a new policy (the store's compare-and-set, as a training job does) while 8 client
@@ -39,9 +39,9 @@ from bench.harness import percentile, redis_server  # noqa: E402
 from optimizer.runtime.services import Services  # noqa: E402
 from optimizer.serving.policy import Policy  # noqa: E402
 from optimizer.settings import Settings  # noqa: E402
-from tests.support.backendprocess import BackendProcess  # noqa: E402
-from tests.support.constants import SUPPORT_CONFIG  # noqa: E402
-from tests.support.lspayloads import uid, webhook  # noqa: E402
+from testkit.backendprocess import BackendProcess  # noqa: E402
+from testkit.constants import SUPPORT_CONFIG  # noqa: E402
+from testkit.lspayloads import uid, webhook  # noqa: E402
 
 PROJECT_ID = 42
 UNUSED_LLM = "http://127.0.0.1:9/v1"  # /setup and /webhook never call the LLM
@@ -74,7 +74,7 @@ def _backend(settings: Settings) -> BackendProcess:
         namespace=settings.redis_namespace,
         workers=4,
         threads=4,
-        app="tests.support.pidapp:app",
+        app="testkit.pidapp:app",
         env=env,
     )
 

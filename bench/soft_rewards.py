@@ -43,14 +43,14 @@ from optimizer.labelstudio.render import render_input
 from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem
-from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.learning.procedure import LoopConfig, optimize
 from optimizer.learning.rewards import Reward, Scoring
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Predictor
-from tests.support.constants import REWARD_CONFIG
-from tests.support.fakellm import FakeLLM, Reply, labels_from_system, last_user
-from tests.support.scripted import instruction_of, varied_proposer
+from testkit.constants import REWARD_CONFIG
+from testkit.fakellm import FakeLLM, Reply, labels_from_system, last_user
+from testkit.scripted import instruction_of, varied_proposer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = parse_label_config(REWARD_CONFIG)
@@ -274,7 +274,7 @@ def scripted_table(results: dict) -> None:
 def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, budget: int) -> dict:
     """Both questions with the real embedded model, smaller: 4 hand-written judge instructions for the gate
     (20-item gates against 100 held-out items), and one seed of soft and hard optimisation (40 gold, demos on)."""
-    from tests.support.embedded import EmbeddedLLM, find_server_python
+    from testkit.embedded import EmbeddedLLM, find_server_python
 
     python = find_server_python()
     if python is None:

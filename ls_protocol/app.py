@@ -16,7 +16,6 @@ Nothing happens at import time: tests build as many apps as they like.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +30,15 @@ from .base import LabelStudioMLBase
 from .body import read_object
 from .errors import ErrorMap, InvalidInput, InvalidLabelConfig, ProtocolError, error_response, json_response, map_errors
 from .openapi import PROTOCOL_MODELS, PROTOCOL_PATHS, describe, document
-from .requests import PredictRequest, SetupRequest, TrainRequest, WebhookProject, WebhookRequest, validate
+from .requests import (
+    PredictRequest,
+    SetupRequest,
+    TrainRequest,
+    WebhookProject,
+    WebhookRequest,
+    is_project_ref,
+    validate,
+)
 
 log = logging.getLogger("ls_protocol")
 
@@ -249,7 +256,7 @@ def create_app(
     @app.get("/versions")
     def versions():
         project = request.args.get("project") or None
-        if project is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", project):
+        if project is not None and not is_project_ref(project):
             raise InvalidInput('"project" must be a Label Studio project id or uid', "project")
         model = model_factory(project_id=project, label_config=None)
         return json_response({"versions": model.versions(), "model_version": model.model_version})

@@ -19,8 +19,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .errors import InvalidInput
 
-# No ":" in a project name: it separates the parts of Redis keys (``ns:train:<p>:lease``).
-_REF = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# How a project may be named anywhere in the protocol (``/setup``, ``/predict``, ``/versions``, webhooks). No ":":
+# it separates the parts of a backend's storage keys. ``web.refs`` holds the same rule for the product's own routes
+# (the protocol layer imports nothing of the product); a test keeps the two equal.
+PROJECT_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+_REF = re.compile(PROJECT_PATTERN)
+
+
+def is_project_ref(text: str) -> bool:
+    return bool(_REF.match(text))
 
 
 def _project_ref(value: Any) -> Any:

@@ -7,8 +7,9 @@ The layers, lowest first (each imports only the ones before it; ``tests/test_lay
 - :mod:`optimizer.learning`: gold, splits, verifiers, the gated search (no Redis, no RQ);
 - :mod:`optimizer.settings`, :mod:`optimizer.logconfig`: configuration and logs;
 - :mod:`optimizer.state`: everything kept in Redis, with its one key map;
-- :mod:`optimizer.runtime`: the services a process builds, telemetry, start-up;
-- :mod:`optimizer.training`: webhooks, RQ jobs, the training run, the worker;
+- :mod:`optimizer.runtime`: the services a process builds, the annotator behind ``/predict``, telemetry, start-up;
+- :mod:`optimizer.jobs`: the job queue and its typed kinds, webhooks, the training run, bulk pre-annotation, the
+  worker;
 - :mod:`optimizer.cli`: ``python -m optimizer``.
 
 The names below are the public face. They load on first use, so ``import optimizer.learning`` pulls in neither Redis
@@ -31,7 +32,7 @@ _PUBLIC = {
     "GoldItem": "optimizer.learning.gold",
     "load_gold": "optimizer.learning.gold",
     "LoopConfig": "optimizer.learning.search",
-    "optimize": "optimizer.learning.optimize",
+    "optimize": "optimizer.learning.procedure",
     "Settings": "optimizer.settings",
     "load_settings": "optimizer.settings",
     "Services": "optimizer.runtime.services",

@@ -164,11 +164,11 @@ def parse_choices(raw, settings: Settings, schema: Schema | None) -> ProjectChoi
 
 
 @dataclass(frozen=True)
-class Effective:
+class ProjectConfig:
     """A project's settings after defaults: what /predict, training and webhooks use, and what the API shows."""
 
     profile: str
-    labeller: LLMConfig
+    labeller_config: LLMConfig
     budget: int
     retrain_every: int
     verifier_specs: dict[str, str] = field(default_factory=dict)
@@ -179,7 +179,7 @@ class Effective:
 
     def public(self) -> dict:
         """Everything but secrets: the profile, its endpoint without credentials, the knobs in force."""
-        llm = self.labeller
+        llm = self.labeller_config
         return {
             "profile": self.profile,
             "customised": self.customised,
@@ -200,7 +200,7 @@ class ProfileGone(LookupError):
     """Stored settings name a profile the operator has since removed from ``LLM_PROFILES``."""
 
 
-def effective(settings: Settings, choices: ProjectChoices | None) -> Effective:
+def effective(settings: Settings, choices: ProjectChoices | None) -> ProjectConfig:
     """Defaults from the environment, overridden by the project's choices. Raises :class:`ProfileGone`."""
     choices = choices or ProjectChoices()
     profile = choices.profile or DEFAULT_PROFILE
@@ -213,9 +213,9 @@ def effective(settings: Settings, choices: ProjectChoices | None) -> Effective:
         ) from None
     overrides = {"model": choices.model, "temperature": choices.temperature, "max_tokens": choices.max_tokens}
     llm = replace(llm, **{k: v for k, v in overrides.items() if v is not None})
-    return Effective(
+    return ProjectConfig(
         profile=profile,
-        labeller=llm,
+        labeller_config=llm,
         budget=choices.budget if choices.budget is not None else settings.optimize_budget,
         retrain_every=choices.retrain_every if choices.retrain_every is not None else settings.retrain_every_n,
         verifier_specs=dict(choices.verifiers),

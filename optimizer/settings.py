@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from optimizer.learning.cost import Price
-from optimizer.serving.llm import LLMConfig
+from optimizer.serving.llm import LLMConfig, ResponseFormat
 
 Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
 
@@ -50,12 +50,12 @@ def prompt_path(value: str) -> Path | None:
 
 # What each provider accepts for structured output; "auto" discovers it on the first call.
 PROVIDER_FORMATS = {
-    "auto": "auto",
-    "openai": "json_schema",
-    "azure": "json_schema",
-    "vllm": "json_schema",
-    "ollama": "json_schema",
-    "llamacpp": "llama_schema",
+    "auto": ResponseFormat.AUTO,
+    "openai": ResponseFormat.JSON_SCHEMA,
+    "azure": ResponseFormat.JSON_SCHEMA,
+    "vllm": ResponseFormat.JSON_SCHEMA,
+    "ollama": ResponseFormat.JSON_SCHEMA,
+    "llamacpp": ResponseFormat.LLAMA_SCHEMA,
 }
 
 
@@ -290,7 +290,8 @@ class Settings(BaseSettings):
             values.append(base64.b64encode(pair.encode()).decode())
         return [v for v in values if v and v not in PLACEHOLDER_SECRETS]
 
-    def labeller(self) -> LLMConfig:
+    def labeller_config(self) -> LLMConfig:
+        """The labelling endpoint's config (the ``LLM_*`` settings); ``Services.labeller`` is its client."""
         return LLMConfig(
             base_url=self.llm_base_url,
             model=self.llm_model,
@@ -307,10 +308,10 @@ class Settings(BaseSettings):
     def profile(self, name: str) -> LLMConfig:
         """The labelling config of a named profile (``default``: the ``LLM_*`` settings). KeyError if unknown."""
         if name == DEFAULT_PROFILE:
-            return self.labeller()
+            return self.labeller_config()
         profile = self.llm_profiles[name]
         return replace(
-            self.labeller(),
+            self.labeller_config(),
             base_url=profile.base_url,
             model=profile.model,
             api_key=profile.api_key.get_secret_value(),
@@ -327,7 +328,8 @@ class Settings(BaseSettings):
         )
         return {"labeller": labeller, "proposer": proposer}
 
-    def proposer(self) -> LLMConfig:
+    def proposer_config(self) -> LLMConfig:
+        """The optimiser's endpoint (``OPTIMIZER_*``, else the labeller's); ``Services.proposer`` is its client."""
         same_endpoint = not self.optimizer_base_url
         key = self.optimizer_api_key.get_secret_value() or (
             self.llm_api_key.get_secret_value() if same_endpoint else "not-needed"
@@ -341,7 +343,7 @@ class Settings(BaseSettings):
             concurrency=4,
             temperature=self.optimizer_temperature,
             max_tokens=1024,
-            response_format="text",
+            response_format=ResponseFormat.TEXT,
             logprobs=False,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -14,11 +15,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from optimizer.settings import Settings  # noqa: E402
-from tests.support.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG  # noqa: E402, F401
-from tests.support.fakellm import FakeLLM  # noqa: E402
+from testkit.backendprocess import BackendProcess  # noqa: E402
+from testkit.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG  # noqa: E402, F401
+from testkit.fakellm import FakeLLM  # noqa: E402
+from testkit.labelstudio import LabelStudioServer, ls_venv  # noqa: E402
+from testkit.redisserver import RedisServer  # noqa: E402
 from tests.support.gating import need, require_all  # noqa: E402, F401
-from tests.support.labelstudio import labelstudio, start_backend  # noqa: E402, F401  (LS + gunicorn fixtures)
-from tests.support.redisserver import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +86,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def embedded_llm():
     """The real SmolLM2-135M behind llama.cpp's OpenAI-compatible server, started once per session."""
-    from tests.support.embedded import EmbeddedLLM, find_server_python
+    from testkit.embedded import EmbeddedLLM, find_server_python
 
     python = find_server_python()
     need(python is not None, "the embedded LLM venv (.venv-llm) is not built; run `make llm`")
@@ -97,9 +99,9 @@ def embedded_llm():
 def stack(make_settings, namespace):
     """``stack(tasks=None, web_workers=1, **settings) -> Stack``: backend, scripted LLM and LS, RQ workers on demand."""
     from optimizer.runtime.services import Services
-    from tests.support.backendprocess import BackendProcess
-    from tests.support.fakels import FakeLabelStudio
-    from tests.support.training_stack import AUTH, Stack, gold_tasks, magic_responder, shared_env
+    from testkit.backendprocess import BackendProcess
+    from testkit.fakels import FakeLabelStudio
+    from testkit.training_stack import AUTH, Stack, gold_tasks, magic_responder, shared_env
 
     stacks = []
 
@@ -135,3 +137,44 @@ def stack(make_settings, namespace):
         s.close()
         ls.__exit__()
         fake_llm.stop()
+
+
+# --- a real Label Studio per session, and real gunicorn backends to connect to it ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def labelstudio():
+    if os.environ.get("E2E_LABEL_STUDIO_URL"):  # a server kept running between runs (python -m testkit.labelstudio)
+        server = LabelStudioServer(os.environ["E2E_LABEL_STUDIO_URL"], os.environ["E2E_LABEL_STUDIO_TOKEN"])
+        need(server.healthy(), f"E2E_LABEL_STUDIO_URL={server.url} is not answering /health")
+    else:
+        venv = ls_venv()
+        need(venv is not None, "Label Studio is not installed: run scripts/install_labelstudio.sh or set LS_VENV")
+        try:
+            server = LabelStudioServer.launch(venv)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        print(f"\nLabel Studio ready on {server.url} after {server.started_in:.1f} s")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_backend(redis_server):
+    """``start_backend(llm_base_url, **options) -> BackendProcess``, healthy; everything stops after the test.
+
+    Options: ``basic_auth=(user, pass)``, ``webhook_secret``, ``workers`` (2), ``threads`` (4), ``env`` (extra
+    variables, e.g. ``LABEL_STUDIO_URL``), ``namespace`` (default: unique per backend), ``redis_url``, ``app``.
+    """
+    started: list[BackendProcess] = []
+
+    def start(llm_base_url: str, **options) -> BackendProcess:
+        options.setdefault("redis_url", redis_server.url)
+        options.setdefault("namespace", "e2e" + uuid.uuid4().hex[:10])
+        backend = BackendProcess(llm_base_url=llm_base_url, **options)
+        started.append(backend)
+        return backend.start()
+
+    yield start
+    for backend in started:
+        backend.cleanup()

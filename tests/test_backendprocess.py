@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.support.backendprocess import basic_auth_header
+from testkit.backendprocess import basic_auth_header
 
 
 def test_backend_runs_under_gunicorn_with_only_the_given_settings(start_backend, fake_llm):

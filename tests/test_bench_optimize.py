@@ -11,7 +11,7 @@ import json
 import pytest
 
 from bench import optimize as bench
-from tests.support.fakellm import FakeLLM, Reply, response_schema
+from testkit.fakellm import FakeLLM, Reply, response_schema
 from tests.support.gating import need
 
 

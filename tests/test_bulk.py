@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from tests.support.processes import kill_tree, wait_for
-from tests.support.training_stack import gold_tasks
+from testkit.processes import kill_tree, wait_for
+from testkit.training_stack import gold_tasks
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from tests.support.constants import THREE_CONTROLS_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.processes import wait_for
+from testkit.constants import THREE_CONTROLS_CONFIG
+from testkit.fakellm import FakeLLM
+from testkit.processes import wait_for
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from optimizer.cli import main as cli
-from tests.support.constants import ROOT
-from tests.support.fakellm import FakeLLM, Reply
-from tests.support.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold
+from testkit.constants import ROOT
+from testkit.fakellm import FakeLLM, Reply
+from testkit.scripted import Labeller, fixed_proposer, gold_jsonl, make_gold
 
 GOLD = make_gold(40)
 
@@ -118,8 +118,8 @@ def test_module_entry_point_lists_the_commands():
 
 def test_optimize_runs_on_ner_gold_scored_by_span_f1(tmp_path, monkeypatch, capsys):
     """The whole loop on a Labels config: JSONL gold with span answers, the scripted model misses every LOC."""
-    from tests.support.constants import NER_CONFIG
-    from tests.support.tagllm import tag_responder
+    from testkit.constants import NER_CONFIG
+    from testkit.tagllm import tag_responder
 
     people = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Linus Torvalds"]
     places = ["Paris", "Lagos", "Lima", "Oslo"]
@@ -153,7 +153,7 @@ def test_optimize_runs_on_ner_gold_scored_by_span_f1(tmp_path, monkeypatch, caps
 
 def test_optimize_with_no_llm_listening_stops_at_once_with_one_line(tmp_path):
     """It used to spend its whole budget on connection errors (117 of 117 calls) and exit 0 with a report."""
-    from tests.support.redisserver import free_port
+    from testkit.redisserver import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     env = {"PATH": "/usr/bin:/bin", "LLM_BASE_URL": url, "LLM_MODEL": "fake", "PYTHONPATH": str(ROOT)}
@@ -180,7 +180,7 @@ def test_optimize_against_an_endpoint_refusing_the_key_stops_after_the_first_cal
 
 
 def test_evaluate_with_no_llm_listening_fails_loudly(tmp_path, capsys, monkeypatch):
-    from tests.support.redisserver import free_port
+    from testkit.redisserver import free_port
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LLM_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")

@@ -7,7 +7,7 @@ import sys
 
 from optimizer.settings import Settings
 from scripts.config_table import END, START, section, table
-from tests.support.backendprocess import ROOT
+from testkit.backendprocess import ROOT
 from tests.support.gating import need
 
 

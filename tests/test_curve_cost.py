@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dashboard.charts import reward_curve as draw_curve
 from optimizer.learning.cost import Price, estimate
 from optimizer.learning.curve import reward_curve
 from optimizer.settings import Settings
+from web.dashboard.charts import reward_curve as draw_curve
 
 
 def candidate(status: str, minibatch=None, val=None, reason="why") -> dict:

@@ -1,6 +1,6 @@
 """The dashboard through Flask's test client: pages, JSON twins, CSRF, escaping, against a project trained for real.
 
-The project gets two versions promoted by two real training runs (``tests.support.dashboard_seed``); the second
+The project gets two versions promoted by two real training runs (``testkit.dashboard_seed``); the second
 version's instruction carries ``<script>`` markup, which every page must show as text.
 """
 
@@ -16,13 +16,14 @@ from types import SimpleNamespace
 import pytest
 from rq import SimpleWorker
 
+from optimizer.jobs.queue import JobQueue
 from optimizer.serving.policy import Demo, Policy
 from optimizer.settings import Settings
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.dashboard_seed import PROJECT, seed, seed_tasks
-from tests.support.fakellm import FakeLLM
-from tests.support.fakels import FakeLabelStudio
-from tests.support.staged import LEVEL_TWO, StagedResponder
+from testkit.constants import SUPPORT_CONFIG
+from testkit.dashboard_seed import PROJECT, seed, seed_tasks
+from testkit.fakellm import FakeLLM
+from testkit.fakels import FakeLabelStudio
+from testkit.staged import LEVEL_TWO, StagedResponder
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret-pass").decode()}
 OTHER_AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:other-pass").decode()}
@@ -160,21 +161,21 @@ def test_run_page_has_one_curve_point_per_step_and_the_costs(dash):
 
 def test_live_page_and_twin_list_active_jobs(dash):
     services = dash.seeded.services
-    queued = services.jobs.trigger(PROJECT, reason="test").job  # no worker: it stays queued
+    queued = JobQueue(services).trigger(PROJECT, reason="test").job  # no worker: it stays queued
     try:
         twin = get(dash, "/jobs").get_json()
         assert [j["id"] for j in twin["jobs"]] == [queued] and twin["jobs"][0]["status"] == "queued"
         html = get(dash, "/dashboard/live").get_data(as_text=True)
         assert f'data-job="{queued}"' in html and 'src="/dashboard/static/live.js"' in html
     finally:
-        services.jobs.queue.empty()
+        JobQueue(services).queue.empty()
         services.redis.delete(services.store.keys.train_state(PROJECT))
 
 
 def test_live_shows_a_bulk_pre_annotation_run_as_one_row_with_its_progress(dash):
     services = dash.seeded.services
     live = services.store.current_version(PROJECT)
-    run = services.jobs.enqueue_bulk(PROJECT, live, reason="test")
+    run = JobQueue(services).enqueue_bulk(PROJECT, live, reason="test")
     worker = SimpleWorker([services.settings.rq_queue], connection=services.rq_redis)
     worker.work(burst=True, max_jobs=1)  # the plan only: its chunk jobs wait in the queue
     (row,) = get(dash, "/jobs").get_json()["jobs"]
@@ -243,7 +244,7 @@ def test_rollback_pin_unpin_and_train_buttons(dash):
         assert post_form(dash, f"/dashboard/projects/{PROJECT}/train", {"csrf_token": token}).status_code == 303
         assert services.coalescer.status(PROJECT)["queued"] is not None
     finally:
-        services.jobs.queue.empty()
+        JobQueue(services).queue.empty()
         services.redis.delete(services.store.keys.train_state(PROJECT))
         services.history.rollback(PROJECT, live)
 
@@ -270,7 +271,7 @@ def test_demos_and_labels_are_shown_as_text(dash):
 
 def test_redis_down_is_a_503_page_and_a_503_json_naming_redis(make_settings):
     from _wsgi import create_app
-    from tests.support.redisserver import free_port
+    from testkit.redisserver import free_port
 
     app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2))
     client = app.test_client()

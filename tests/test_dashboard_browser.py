@@ -1,7 +1,7 @@
 """The dashboard in a real headless browser (Debian's chromium), against the real stack.
 
 The backend runs under gunicorn with a real RQ worker process; a scripted LLM and a fake Label Studio make two
-training runs promote two versions (``tests.support.staged``). The browser then opens every page and checks what a
+training runs promote two versions (``testkit.staged``). The browser then opens every page and checks what a
 person would: the run's reward curve has one point per step, the diff shows the changed lines, clicking a rollback
 button moves the live marker (and ``/setup``, what Label Studio reads, follows), the Live page refreshes itself,
 an instruction containing ``<script>`` stays text, and no page logs a console error. Screenshots go to the test
@@ -14,15 +14,15 @@ import threading
 
 import pytest
 
+from testkit.backendprocess import BackendProcess
+from testkit.constants import SUPPORT_CONFIG
+from testkit.fakellm import FakeLLM
+from testkit.fakels import FakeLabelStudio
+from testkit.processes import wait_for
+from testkit.staged import LEVEL_TWO, StagedResponder
+from testkit.training_stack import AUTH, Stack, gold_tasks, shared_env
 from tests.support import browser as browser_support
-from tests.support.backendprocess import BackendProcess
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.fakels import FakeLabelStudio
 from tests.support.gating import need
-from tests.support.processes import wait_for
-from tests.support.staged import LEVEL_TWO, StagedResponder
-from tests.support.training_stack import AUTH, Stack, gold_tasks, shared_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

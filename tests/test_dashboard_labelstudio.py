@@ -15,10 +15,10 @@ import pytest
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
 from optimizer.settings import Settings
+from testkit.constants import SUPPORT_CONFIG
+from testkit.processes import wait_for
 from tests.support import browser as browser_support
-from tests.support.constants import SUPPORT_CONFIG
 from tests.support.gating import need
-from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.browser, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.backendprocess import ROOT
+from testkit.backendprocess import ROOT
 from tests.support.gating import need
 
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from label_studio_sdk.core.api_error import ApiError
 
-from tests.support.backendprocess import basic_auth_header
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import system_text
+from testkit.backendprocess import basic_auth_header
+from testkit.constants import SUPPORT_CONFIG
+from testkit.fakellm import system_text
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

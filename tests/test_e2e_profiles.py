@@ -15,8 +15,8 @@ import json
 import pytest
 from label_studio_sdk.core.api_error import ApiError
 
-from tests.support.constants import THREE_CONTROLS_CONFIG
-from tests.support.fakellm import FakeLLM, keyword_responder, last_user
+from testkit.constants import THREE_CONTROLS_CONFIG
+from testkit.fakellm import FakeLLM, keyword_responder, last_user
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """Every tag family against a real Label Studio 1.23.2: predictions retrieved, stored unchanged, and read as gold.
 
-One backend under gunicorn is connected to five projects, one per config of ``tests/support/constants.py``
+One backend under gunicorn is connected to five projects, one per config of ``testkit/constants.py``
 (Labels on Text, Number, Rating, Taxonomy, Pairwise). Label Studio itself calls ``/setup`` and ``/predict`` on
 Retrieve Predictions; the test reads the stored predictions back through the SDK and checks that they are exactly
 what the backend answers (Label Studio took them as they are), that every span's ``text`` is the task text at its
@@ -19,8 +19,8 @@ from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.labelstudio.results import answer_from_result
 from optimizer.learning.gold import items_from_tasks
 from optimizer.learning.verifiers import combine
-from tests.support.constants import NER_CONFIG, NUMBER_CONFIG, PAIRWISE_CONFIG, RATING_CONFIG, TAXONOMY_CONFIG
-from tests.support.tagllm import tag_responder
+from testkit.constants import NER_CONFIG, NUMBER_CONFIG, PAIRWISE_CONFIG, RATING_CONFIG, TAXONOMY_CONFIG
+from testkit.tagllm import tag_responder
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

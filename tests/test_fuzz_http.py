@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from optimizer.serving.policy import Policy
-from tests.support.constants import SUPPORT_CONFIG
+from testkit.constants import SUPPORT_CONFIG
+from testkit.lspayloads import uid
 from tests.support.fuzzing import Case, Known, cases, names_the_field
-from tests.support.lspayloads import uid
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 AUTH = ("fuzz", "fuzz-secret-pass")
@@ -32,7 +32,7 @@ CREATED = "2026-11-21T22:36:30.369002Z"
 
 @pytest.fixture(scope="module")
 def fuzz_llm():
-    from tests.support.fakellm import FakeLLM
+    from testkit.fakellm import FakeLLM
 
     with FakeLLM() as fake:
         yield fake
@@ -41,7 +41,7 @@ def fuzz_llm():
 @pytest.fixture(scope="module")
 def fuzz_ls():
     """Label Studio's API for the routes that read it (export): project 15 with the recorded config."""
-    from tests.support.fakels import FakeLabelStudio
+    from testkit.fakels import FakeLabelStudio
 
     fake = FakeLabelStudio(SUPPORT_CONFIG, [{"id": 1, "data": {"dialogue": []}}], project_id=PROJECT)
     with fake:
@@ -50,7 +50,7 @@ def fuzz_ls():
 
 @pytest.fixture(scope="module")
 def backend(redis_server, fuzz_llm, fuzz_ls):
-    from tests.support.backendprocess import BackendProcess
+    from testkit.backendprocess import BackendProcess
 
     server = BackendProcess(
         redis_url=redis_server.url,

@@ -10,7 +10,7 @@ import pytest
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.gold import GoldError, GoldItem, choose_annotation, items_from_tasks, load_gold
 from optimizer.learning.splits import folds, split
-from tests.support.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 
 def write_jsonl(path, rows):

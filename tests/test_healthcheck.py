@@ -10,8 +10,8 @@ import time
 import redis
 from rq import Worker
 
-from tests.support.backendprocess import ROOT, BackendProcess
-from tests.support.redisserver import RedisServer, free_port
+from testkit.backendprocess import ROOT, BackendProcess
+from testkit.redisserver import RedisServer, free_port
 
 SCRIPT = str(ROOT / "scripts" / "healthcheck.py")
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from optimizer.serving.policy import Policy
-from tests.support.lspayloads import uid
+from testkit.lspayloads import uid
 from tests.support.workers import sweep as support_sweep
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def web(make_settings, namespace, start_backend, fake_llm):
         namespace=namespace,
         basic_auth=AUTH,
         workers=4,
-        app="tests.support.pidapp:app",
+        app="testkit.pidapp:app",
         env={"DEFAULT_PROMPT": settings.default_prompt},
     )
     return settings, backend.url

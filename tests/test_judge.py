@@ -19,8 +19,8 @@ from optimizer.learning.verifiers import Verdict
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Predictor
-from tests.support.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
-from tests.support.fakellm import Reply, last_user
+from testkit.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.fakellm import Reply, last_user
 
 GOOD_BAD = (
     '<View><Text name="question" value="$q"/><Text name="answer" value="$a"/>'
@@ -119,7 +119,7 @@ def test_evaluator_with_balanced_soft_scoring_reports_both_rewards(make_settings
     schema = parse_label_config(REWARD_CONFIG)
     items = [GoldItem(f"i{k}", f"[input]\nq{k}\n\n[output]\nr{k}", {"reward": [g]}) for k, g in enumerate(GOLD)]
     fake_llm.responder = lambda body: Reply(json.dumps({"reward": "1"}), logprob=-0.1)
-    llm = LLMClient(make_settings().labeller())
+    llm = LLMClient(make_settings().labeller_config())
     policy = Policy("Grade it.")
     hard = Evaluator(Predictor(llm), schema, Budget(100), scoring=Scoring(balance="reward")).evaluate(policy, items)
     soft = Evaluator(Predictor(llm), schema, Budget(100), scoring=Scoring(Reward.SOFT, "reward")).evaluate(
@@ -139,11 +139,11 @@ N_ROWS = 40
 
 
 def test_training_a_judge_uses_balanced_accuracy_and_reports_kappa(make_settings):
+    from optimizer.jobs.training import train_project
     from optimizer.runtime.services import Services
-    from optimizer.training.run import train_project
-    from tests.support.fakellm import FakeLLM
-    from tests.support.fakels import FakeLabelStudio
-    from tests.support.judging import ScriptedJudge, graded_rows
+    from testkit.fakellm import FakeLLM
+    from testkit.fakels import FakeLabelStudio
+    from testkit.judging import ScriptedJudge, graded_rows
 
     rows = graded_rows()[:N_ROWS]
     tasks = [
@@ -159,7 +159,7 @@ def test_training_a_judge_uses_balanced_accuracy_and_reports_kappa(make_settings
             llm_base_url=llm.base_url, label_studio_url=ls.url, label_studio_api_key=ls.token, optimize_budget=200
         )
         services = Services(settings)
-        summary = train_project(services, "1.1", "job-judge", lambda **_: None)
+        summary = train_project(services, "1.1", "job-judge", lambda **_: None).to_dict()
     assert summary["verifier"] == "balanced_accuracy" and summary["seeded_from"] == "judge default"
     before, after = summary["judge"]["initial"], summary["judge"]["best"]
     assert before["test"]["balanced_accuracy"] == 0.5 and before["test"]["kappa"] == 0.0

@@ -1,6 +1,6 @@
 """A reward-scoring project end to end: a real Label Studio 1.23.2, the backend under gunicorn, a real RQ worker.
 
-1. A project with the RLVR scoring config and 20 graded BANKING77 tasks (``tests/data/graded_banking77.jsonl``).
+1. A project with the RLVR scoring config and 20 graded BANKING77 tasks (``testkit/data/graded_banking77.jsonl``).
 2. Retrieve predictions: the judge grades every task, with a logprob score, and Label Studio stores them.
 3. Twelve human grades through the SDK, plus one cancelled annotation that must count for nothing.
 4. Start training: the job reads the grades back, optimises the judge with the balanced verifier and reports
@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from optimizer.cli.main import main
-from tests.support.constants import REWARD_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.judging import ScriptedJudge, graded_rows
-from tests.support.processes import wait_for
+from testkit.constants import REWARD_CONFIG
+from testkit.fakellm import FakeLLM
+from testkit.judging import ScriptedJudge, graded_rows
+from testkit.processes import wait_for
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

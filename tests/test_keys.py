@@ -25,10 +25,11 @@ def test_a_project_never_shares_a_key_with_the_shared_ones(project):
 def test_two_namespaces_on_one_redis_get_their_own_repredict_run(make_settings, namespace):
     """RQ's job keys are outside REDIS_NAMESPACE: a deterministic job id must carry the namespace, or a second
     backend (or test) promoting the same version of the same project finds the first one's run and skips its own."""
+    from optimizer.jobs.queue import JobQueue
     from optimizer.runtime.services import Services
 
     def jobs(n: int):
-        return Services(make_settings(redis_namespace=f"{namespace}{n}", rq_queue=f"{namespace}{n}")).jobs
+        return JobQueue(Services(make_settings(redis_namespace=f"{namespace}{n}", rq_queue=f"{namespace}{n}")))
 
     ids = [jobs(n).enqueue_repredict("1.1795300590", "pv-0123456789ab") for n in (1, 2)]
     assert ids[0] != ids[1]

@@ -1,7 +1,7 @@
 import pytest
 
 from optimizer.labelstudio.labelconfig import LabelConfigError, parse_label_config
-from tests.support.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 
 def test_support_config_has_dialogue_prompt_answer_and_ten_intents():

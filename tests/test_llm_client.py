@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from optimizer.serving.llm import LLMClient, LLMConfig
+from optimizer.serving.llm import LLMClient, LLMConfig, ResponseFormat
 from optimizer.serving.llm_errors import LLMAuthError, LLMRequestError, LLMServerError, LLMTimeout
-from tests.support.fakellm import FakeLLM, Reply
+from testkit.fakellm import FakeLLM, Reply
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "hello"}]
 SCHEMA = {"type": "object", "properties": {"c": {"type": "string", "enum": ["a", "b"]}}}
@@ -128,7 +128,7 @@ def test_demos_are_chosen_once_per_item_and_score_the_answer(fake_llm, monkeypat
     from optimizer.labelstudio.labelconfig import parse_label_config
     from optimizer.serving import predictor as predictor_module
     from optimizer.serving.policy import Demo, Policy
-    from tests.support.constants import THREE_CONTROLS_CONFIG
+    from testkit.constants import THREE_CONTROLS_CONFIG
 
     calls = []
     real = predictor_module.select_demos
@@ -151,7 +151,7 @@ def test_demos_are_chosen_once_per_item_and_score_the_answer(fake_llm, monkeypat
 
 def test_a_dead_endpoint_stops_a_batch_run_but_not_the_web_service():
     from optimizer.serving.llm_errors import LLMConnectionError, LLMUnavailable
-    from tests.support.redisserver import free_port
+    from testkit.redisserver import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     batch = LLMClient(LLMConfig(base_url=url, model="m", max_retries=0, fail_fast_after=2), sleep=lambda s: None)
@@ -171,3 +171,12 @@ def test_probe_accepts_a_server_without_a_models_route(fake_llm):
     client, _ = client_for(fake_llm)
     client.probe()  # the scripted server has no GET /models: it answers, so something is listening
     assert client.complete(MESSAGES).text
+
+
+def test_a_misspelt_response_format_is_refused_where_it_is_set():
+    """It used to fall back to discovery silently; now the config itself says what is allowed."""
+    with pytest.raises(ValueError, match="response_format must be one of auto, json_schema, llama_schema, text"):
+        LLMConfig(base_url="http://127.0.0.1:1/v1", model="m", response_format="json-schema")
+    assert LLMConfig(base_url="http://127.0.0.1:1/v1", model="m", response_format="text").response_format is (
+        ResponseFormat.TEXT
+    )

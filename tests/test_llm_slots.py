@@ -10,8 +10,8 @@ from optimizer.serving.llm import LLMClient, LLMConfig, Priority
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Predictor
 from optimizer.state.llmslots import RedisSlots
-from tests.support.constants import THREE_CONTROLS_CONFIG
-from tests.support.fakellm import FakeLLM
+from testkit.constants import THREE_CONTROLS_CONFIG
+from testkit.fakellm import FakeLLM
 
 THREE = parse_label_config(THREE_CONTROLS_CONFIG)
 

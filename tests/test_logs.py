@@ -13,9 +13,9 @@ import pytest
 
 from _wsgi import create_app
 from optimizer.logconfig import make_handler, register_secret, request_id
-from tests.support.backendprocess import BackendProcess
-from tests.support.constants import REWARD_CONFIG
-from tests.support.fakellm import FakeLLM, Reply, keyword_responder
+from testkit.backendprocess import BackendProcess
+from testkit.constants import REWARD_CONFIG
+from testkit.fakellm import FakeLLM, Reply, keyword_responder
 
 API_KEY = "sk-live-Zq81xKm2Pw7Rt5Vb3Nc9"
 USER, PASSWORD = "annotator", "pa55-w0rd-Kx93"

@@ -12,13 +12,13 @@ from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem, synth_config
-from optimizer.learning.optimize import LoopConfig, optimize
+from optimizer.learning.procedure import LoopConfig, optimize
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Predictor
-from tests.support.constants import THREE_CONTROLS_CONFIG
-from tests.support.fakellm import FakeLLM, Reply, last_user
-from tests.support.scripted import (
+from testkit.constants import THREE_CONTROLS_CONFIG
+from testkit.fakellm import FakeLLM, Reply, last_user
+from testkit.scripted import (
     LABELS,
     DemoCopier,
     Labeller,

@@ -16,8 +16,8 @@ from optimizer.learning.proposer import GoldText, check, clean, parse_guide
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction, Predictor
-from tests.support.fakellm import FakeLLM
-from tests.support.scripted import LABELS, make_gold
+from testkit.fakellm import FakeLLM
+from testkit.scripted import LABELS, make_gold
 
 SCHEMA = parse_label_config(synth_config(LABELS, multiple=False))
 GOLD = make_gold(40)

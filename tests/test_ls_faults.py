@@ -13,15 +13,16 @@ from collections import Counter
 
 import pytest
 
+from optimizer.jobs.bulk import run_chunk
+from optimizer.jobs.errors import JobError
+from optimizer.jobs.training import train_project
 from optimizer.runtime.services import Services
-from optimizer.training.bulk import run_chunk
-from optimizer.training.run import TrainingError, train_project
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.fakels import FakeLabelStudio, PostFault
-from tests.support.lspayloads import uid
-from tests.support.processes import wait_for
-from tests.support.training_stack import gold_tasks, magic_responder
+from testkit.constants import SUPPORT_CONFIG
+from testkit.fakellm import FakeLLM
+from testkit.fakels import FakeLabelStudio, PostFault
+from testkit.lspayloads import uid
+from testkit.processes import wait_for
+from testkit.training_stack import gold_tasks, magic_responder
 
 PROJECT = uid(1)
 UNLABELLED = [{k: v for k, v in t.items() if k != "annotations"} for t in gold_tasks(0, 8)]
@@ -78,7 +79,7 @@ def test_a_rejected_import_is_retried_and_lands_once(chunk):
 def test_label_studio_failing_on_every_import_fails_the_chunk_readably_and_a_rerun_posts_once(chunk):
     _, ls, version, run = chunk()
     ls.post_faults.extend([PostFault.REJECT] * 10)
-    with pytest.raises(TrainingError) as failed:
+    with pytest.raises(JobError) as failed:
         run()
     message = str(failed.value)
     assert "importing" in message and "HTTP 500" in message and f"{len(UNLABELLED)} predictions" in message
@@ -126,7 +127,7 @@ def test_label_studio_going_away_mid_chunk_fails_it_and_a_rerun_finishes_without
 def _failure(fn) -> str | None:
     try:
         fn()
-    except TrainingError as exc:
+    except JobError as exc:
         return str(exc)
     return None
 
@@ -138,7 +139,7 @@ def test_label_studio_failing_in_the_middle_of_a_training_listing_fails_the_run_
         settings = make_settings(llm_base_url=llm.base_url, label_studio_url=ls.url, label_studio_api_key=ls.token)
         services = Services(settings)
         before = services.store.current(PROJECT).version
-        with pytest.raises(TrainingError) as failed:
+        with pytest.raises(JobError) as failed:
             train_project(services, PROJECT, "train-ls-500", lambda **_: None)
         assert "listing tasks of project 1 failed: HTTP 500" in str(failed.value)
         assert llm.requests == [], "no LLM budget is spent on a half-read project"

@@ -20,9 +20,9 @@ from optimizer.runtime import telemetry
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy
 from optimizer.state.store import PolicyStore
-from tests.support.backendprocess import ROOT, BackendProcess
-from tests.support.constants import REWARD_CONFIG
-from tests.support.fakellm import Reply
+from testkit.backendprocess import ROOT, BackendProcess
+from testkit.constants import REWARD_CONFIG
+from testkit.fakellm import Reply
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"metrics:pw-123456").decode()}
 
@@ -148,7 +148,7 @@ def test_worker_llm_usage_is_counted_in_redis(authed, fake_llm, settings):
     before = scrape(client)
     telemetry.set_component("worker")
     try:
-        proposer = LLMClient(settings.proposer())
+        proposer = LLMClient(settings.proposer_config())
         telemetry.instrument_llm(proposer, "proposer", services.redis, settings.redis_namespace)
         proposer.complete([{"role": "user", "content": "Propose a better instruction."}])
     finally:
@@ -163,7 +163,7 @@ def test_worker_llm_usage_is_counted_in_redis(authed, fake_llm, settings):
 
 
 def test_metrics_answer_when_redis_is_down(make_settings):
-    from tests.support.redisserver import free_port
+    from testkit.redisserver import free_port
 
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2)
     client = create_app(settings).test_client()

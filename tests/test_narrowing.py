@@ -11,8 +11,8 @@ from optimizer.serving.narrowing import name_overlap, narrow, rank_labels
 from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.prompting import build_messages
 from optimizer.serving.retrieval import BM25
-from tests.support.fakellm import Reply, last_user, response_schema
-from tests.support.scripted import make_gold
+from testkit.fakellm import Reply, last_user, response_schema
+from testkit.scripted import make_gold
 
 LABELS = [f"intent_{i:02d}" for i in range(20)] + ["card_arrival", "lost_card"]
 CONFIG = synth_config(LABELS, multiple=False)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.support.constants import ROOT
+from testkit.constants import ROOT
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

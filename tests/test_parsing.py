@@ -1,6 +1,6 @@
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.serving.parsing import parse_answer
-from tests.support.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.constants import REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 SUPPORT = parse_label_config(SUPPORT_CONFIG)
 THREE = parse_label_config(THREE_CONTROLS_CONFIG)

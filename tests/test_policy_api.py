@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from optimizer.serving.policy import Demo, Policy
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.lspayloads import uid
+from testkit.constants import SUPPORT_CONFIG
+from testkit.lspayloads import uid
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret-pass").decode()}
 PROJECT = uid(4)

@@ -7,9 +7,9 @@ import pytest
 
 from _wsgi import create_app
 from optimizer.serving.policy import Policy
-from tests.support.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
-from tests.support.fakellm import Reply, keyword_responder
-from tests.support.redisserver import RedisServer
+from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.fakellm import Reply, keyword_responder
+from testkit.redisserver import RedisServer
 
 
 def tasks_of(texts):

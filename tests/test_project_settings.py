@@ -12,15 +12,15 @@ import json
 import pytest
 
 from _wsgi import create_app
+from optimizer.jobs.training import train_project
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.project_settings import ProjectSettingsError, effective, parse_choices
 from optimizer.runtime.services import Services
-from optimizer.training.run import train_project
-from tests.support.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
-from tests.support.fakellm import FakeLLM, keyword_responder
-from tests.support.fakels import FakeLabelStudio
-from tests.support.lspayloads import uid
-from tests.support.training_stack import gold_tasks, magic_responder
+from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.fakellm import FakeLLM, keyword_responder
+from testkit.fakels import FakeLabelStudio
+from testkit.lspayloads import uid
+from testkit.training_stack import gold_tasks, magic_responder
 
 SECRET = "sk-profile-secret-0123456789"
 SCHEMA = parse_label_config(THREE_CONTROLS_CONFIG)
@@ -81,13 +81,17 @@ def test_a_profile_base_url_selects_that_profile_and_knobs_override_it(profiled,
     choices = parse_choices({"base_url": strong.base_url + "/", "model": "strong-mini", "temperature": 0.3,
                              "budget": 40, "verifiers": {"sentiment": "accuracy"}}, settings, SCHEMA)  # fmt: skip
     chosen = effective(settings, choices)
-    assert chosen.profile == "strong" and chosen.labeller.base_url == strong.base_url
-    assert (chosen.labeller.model, chosen.labeller.temperature, chosen.labeller.concurrency) == ("strong-mini", 0.3, 3)
-    assert chosen.labeller.api_key == SECRET and chosen.budget == 40 and set(chosen.verifiers()) == {"sentiment"}
+    assert chosen.profile == "strong" and chosen.labeller_config.base_url == strong.base_url
+    assert (chosen.labeller_config.model, chosen.labeller_config.temperature, chosen.labeller_config.concurrency) == (
+        "strong-mini",
+        0.3,
+        3,
+    )
+    assert chosen.labeller_config.api_key == SECRET and chosen.budget == 40 and set(chosen.verifiers()) == {"sentiment"}
     public = json.dumps(chosen.public())
     assert SECRET not in public and '"profile": "strong"' in public
     assert parse_choices(None, settings, SCHEMA) is None and parse_choices({}, settings, SCHEMA) is None
-    assert effective(settings, None).labeller == settings.labeller()
+    assert effective(settings, None).labeller_config == settings.labeller_config()
 
 
 def test_bad_profiles_stop_the_process_naming_the_entry(monkeypatch, capsys):
@@ -181,7 +185,7 @@ def test_training_uses_the_same_profile_budget_and_verifiers(profiled, strong):
         client = create_app(settings, services).test_client()
         extra = {"profile": "strong", "budget": 30, "verifiers": {"intent": "set_f1"}}
         assert setup(client, project, extra, SUPPORT_CONFIG).status_code == 200
-        summary = train_project(services, project, "train-settings", lambda **f: None)
+        summary = train_project(services, project, "train-settings", lambda **f: None).to_dict()
     assert summary["settings"]["profile"] == "strong" and summary["settings"]["verifiers"] == {"intent": "set_f1"}
     assert summary["calls"] <= 30
     labeller_calls = [b for b in strong.requests if '"intent"' in json.dumps(b.get("response_format") or {})]

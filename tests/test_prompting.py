@@ -3,7 +3,7 @@ import json
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.prompting import build_messages, json_schema
-from tests.support.constants import REWARD_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.constants import REWARD_CONFIG, THREE_CONTROLS_CONFIG
 
 THREE = parse_label_config(THREE_CONTROLS_CONFIG)
 

@@ -2,15 +2,15 @@
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 
 from _wsgi import create_app
 from optimizer.serving.policy import Policy
-from tests.support.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.lspayloads import SAMPLES
 
-RECORDED = Path(__file__).parent / "data" / "ls-protocol"  # copied from shared/ls-protocol (LS 1.23.2)
+RECORDED = SAMPLES  # copied from shared/ls-protocol (LS 1.23.2)
 PROJECT = "15.1795300590"
 
 

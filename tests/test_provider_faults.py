@@ -12,8 +12,8 @@ import pytest
 from _wsgi import create_app
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.serving.predictor import FailureReason
-from tests.support.constants import THREE_CONTROLS_CONFIG
-from tests.support.fakellm import Reply
+from testkit.constants import THREE_CONTROLS_CONFIG
+from testkit.fakellm import Reply
 
 GOOD = '{"topics": ["shipping"], "sentiment": "neutral", "urgency": "low"}'
 

@@ -4,7 +4,7 @@ A stop tests the degraded path (serve the last policy seen); a restart also test
 leave its in-process memory behind and serve exactly what the restarted Redis holds, whether Redis kept its data
 (AOF), lost it (no persistence) or was killed in the middle of a stream of promotions. Everything here is real: a
 ``redis-server`` of the test's own (it is killed with SIGKILL and restarted on the same port), ``gunicorn`` with
-several forked workers (``tests.support.pidapp`` tags answers with the worker's pid), basic auth, and the scripted
+several forked workers (``testkit.pidapp`` tags answers with the worker's pid), basic auth, and the scripted
 OpenAI-compatible LLM.
 """
 
@@ -23,9 +23,9 @@ import requests
 
 from optimizer.serving.policy import Policy
 from optimizer.state.store import PromoteStatus, StoreUnavailable
-from tests.support.lspayloads import uid
-from tests.support.processes import wait_for
-from tests.support.redisserver import RedisServer
+from testkit.lspayloads import uid
+from testkit.processes import wait_for
+from testkit.redisserver import RedisServer
 from tests.support.workers import Answer, call, serves
 from tests.support.workers import sweep as support_sweep
 
@@ -136,7 +136,7 @@ def restartable(make_settings, namespace, start_backend, fake_llm):
             basic_auth=AUTH,
             workers=WORKERS,
             threads=4,
-            app="tests.support.pidapp:app",
+            app="testkit.pidapp:app",
             env={"DEFAULT_PROMPT": settings.default_prompt, "REDIS_TIMEOUT": "0.2"},
         )
         wait_for(lambda: len(worker_pids(backend.web.pid)) == WORKERS, CONVERGE, what=f"{WORKERS} workers forked")

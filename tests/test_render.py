@@ -2,7 +2,7 @@ import pytest
 
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.labelstudio.render import MissingInput, html_to_text, render_input
-from tests.support.constants import REWARD_CONFIG, SUPPORT_CONFIG
+from testkit.constants import REWARD_CONFIG, SUPPORT_CONFIG
 
 
 def test_paragraphs_become_author_turns():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.support.constants import ROOT
+from testkit.constants import ROOT
 
 # A workspace or home directory of a particular machine. /tmp and /opt inside the Dockerfile are the image's own.
 MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home/\w+|Users/\w+|root)/[\w.-]")

@@ -11,8 +11,8 @@ from _wsgi import create_app
 from optimizer.cli.main import main
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.rlvr import ExportError, Format, export_lines, rlvr_lines
-from tests.support.constants import REWARD_CONFIG, THREE_CONTROLS_CONFIG
-from tests.support.fakels import FakeLabelStudio
+from testkit.constants import REWARD_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.fakels import FakeLabelStudio
 
 SCHEMA = parse_label_config(REWARD_CONFIG)
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from optimizer.settings import Settings, load_settings
-from tests.support.backendprocess import ROOT
+from testkit.backendprocess import ROOT
 
 # (kind, environment, variable the one line must name, words the message must contain)
 BAD = [

@@ -5,7 +5,7 @@ import pytest
 from _wsgi import create_app
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.serving.policy import Demo, Policy
-from tests.support.constants import NER_CONFIG, REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.constants import NER_CONFIG, REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -51,9 +51,9 @@ def test_every_label_is_in_its_control_set(make_settings, embedded_llm, config, 
 def test_server_listens_on_its_own_port_whatever_the_environment_says(monkeypatch):
     """llama_cpp.server lets bare PORT/HOST variables override its command line; `make run` exports the backend's
     PORT=9090, so the launcher must keep them away from it."""
-    from tests.support.embedded import EmbeddedLLM, find_server_python
+    from testkit.embedded import EmbeddedLLM, find_server_python
+    from testkit.redisserver import free_port
     from tests.support.gating import need
-    from tests.support.redisserver import free_port
 
     python = find_server_python()
     need(python is not None, "the embedded LLM venv (.venv-llm) is not built; run `make llm`")

@@ -76,7 +76,7 @@ def test_a_slow_read_of_an_older_version_never_replaces_the_newer_one_kept_for_o
 
     import redis
 
-    from tests.support.redisserver import RedisServer
+    from testkit.redisserver import RedisServer
 
     server = RedisServer().start()
     try:

@@ -8,7 +8,7 @@ import redis
 
 from optimizer.serving.policy import Policy
 from optimizer.state.store import PolicyStore
-from tests.support.redisserver import RedisServer
+from testkit.redisserver import RedisServer
 
 
 def pings(client: redis.Redis) -> int:

@@ -17,9 +17,9 @@ from optimizer.learning.gold import GoldError, items_from_tasks, load_gold
 from optimizer.learning.verifiers import combine, named, verifier_for
 from optimizer.serving.parsing import parse_answer
 from optimizer.serving.prompting import answer_json, format_spec, json_schema
-from tests.support.constants import NER_CONFIG, NUMBER_CONFIG, PAIRWISE_CONFIG, RATING_CONFIG, TAXONOMY_CONFIG
-from tests.support.fakellm import response_schema
-from tests.support.tagllm import tag_responder
+from testkit.constants import NER_CONFIG, NUMBER_CONFIG, PAIRWISE_CONFIG, RATING_CONFIG, TAXONOMY_CONFIG
+from testkit.fakellm import response_schema
+from testkit.tagllm import tag_responder
 
 NER = parse_label_config(NER_CONFIG)
 NUMBER = parse_label_config(NUMBER_CONFIG)
@@ -301,11 +301,11 @@ def ner_tasks(n: int) -> list[dict]:
 
 def test_a_training_job_learns_from_span_annotations(make_settings):
     """Gold read from Labels annotations, scored by span F1, fed back as missed mentions, promoted on a real gain."""
+    from optimizer.jobs.training import train_project
     from optimizer.runtime.services import Services
-    from optimizer.training.run import train_project
-    from tests.support.fakellm import FakeLLM, Reply
-    from tests.support.fakels import FakeLabelStudio
-    from tests.support.lspayloads import uid
+    from testkit.fakellm import FakeLLM, Reply
+    from testkit.fakels import FakeLabelStudio
+    from testkit.lspayloads import uid
 
     gazetteer = {**dict.fromkeys(PEOPLE, "PER"), **dict.fromkeys(PLACES, "LOC"), "Acme": "ORG"}
     right, sloppy = tag_responder(gazetteer), tag_responder({"Acme": "ORG"})
@@ -323,7 +323,7 @@ def test_a_training_job_learns_from_span_annotations(make_settings):
         services = Services(settings)
         project = uid(1)
         services.projects.seen(project, NER_CONFIG)
-        summary = train_project(services, project, "train-ner", lambda **f: None)
+        summary = train_project(services, project, "train-ner", lambda **f: None).to_dict()
     assert summary["gold"] == {"annotated_tasks": 30, "used": 30, "skipped": {}}
     assert summary["promoted"], summary.get("reason")
     assert "NAME-ALL" in services.store.current(project).instruction

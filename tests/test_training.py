@@ -10,16 +10,17 @@ import copy
 
 import pytest
 
+from optimizer.jobs.errors import JobError
+from optimizer.jobs.training import most_typed_prompt, train_project
 from optimizer.learning.gold import GoldItem
-from optimizer.learning.optimize import optimize
+from optimizer.learning.procedure import optimize
 from optimizer.runtime.services import Services
 from optimizer.serving.policy import Policy
-from optimizer.training.run import TrainingError, most_typed_prompt, train_project
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import FakeLLM, Reply
-from tests.support.fakels import FakeLabelStudio
-from tests.support.lspayloads import uid
-from tests.support.training_stack import MAGIC_WORD, gold_tasks, magic_responder
+from testkit.constants import SUPPORT_CONFIG
+from testkit.fakellm import FakeLLM, Reply
+from testkit.fakels import FakeLabelStudio
+from testkit.lspayloads import uid
+from testkit.training_stack import MAGIC_WORD, gold_tasks, magic_responder
 
 PROJECT = uid(1)
 TYPED = "Tag the customer's intent."
@@ -50,7 +51,7 @@ def run(make_settings):
         events = []
 
         def train(**kwargs):
-            return train_project(services, PROJECT, "train-test", lambda **f: events.append(f), **kwargs)
+            return train_project(services, PROJECT, "train-test", lambda **f: events.append(f), **kwargs).to_dict()
 
         return services, train, llm, events
 
@@ -138,14 +139,14 @@ def test_cancelled_and_empty_annotations_are_not_gold(run):
 
 def test_missing_label_studio_settings_fail_with_a_reason(run):
     services, train, _, _ = run(label_studio_url="")
-    with pytest.raises(TrainingError, match="LABEL_STUDIO_URL is not set"):
+    with pytest.raises(JobError, match="LABEL_STUDIO_URL is not set"):
         train()
     assert services.history.promotions(PROJECT) == []
 
 
 def test_a_project_key_that_is_not_a_label_studio_id_fails(run):
     services, _, _, _ = run()
-    with pytest.raises(TrainingError, match="not a Label Studio project id"):
+    with pytest.raises(JobError, match="not a Label Studio project id"):
         train_project(services, "default", "train-x", lambda **f: None)
 
 
@@ -161,13 +162,13 @@ def test_no_llm_listening_fails_the_run_in_seconds_before_reading_label_studio(r
     """A training job used to spend its whole budget on connection errors; now it fails with the reason."""
     import time
 
-    from tests.support.redisserver import free_port
+    from testkit.redisserver import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     services, train, _, events = run(llm_base_url=url)
     live = services.store.current(PROJECT).version
     started = time.monotonic()
-    with pytest.raises(TrainingError, match=r"cannot use the LLM at .*LLM_BASE_URL") as failed:
+    with pytest.raises(JobError, match=r"cannot use the LLM at .*LLM_BASE_URL") as failed:
         train()
     assert url in str(failed.value) and time.monotonic() - started < 10
     assert not any(e.get("phase") == "fetching annotations" for e in events)
@@ -176,6 +177,6 @@ def test_no_llm_listening_fails_the_run_in_seconds_before_reading_label_studio(r
 
 def test_an_endpoint_refusing_the_key_fails_the_run_after_the_first_calls(run):
     _, train, llm, _ = run(responder=lambda body: Reply(status=401, error="bad key"))
-    with pytest.raises(TrainingError, match=r"authentication failed \(401\)"):
+    with pytest.raises(JobError, match=r"authentication failed \(401\)"):
         train()
     assert len(llm.requests) <= 8  # the first concurrent calls, not the budget

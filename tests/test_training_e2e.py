@@ -4,7 +4,7 @@ Label Studio drives everything itself: it calls ``/setup`` and ``/predict`` on r
 webhooks (accepted through the shared-secret header users add to the webhook) and, on ``ml.train``, sends
 ``START_TRAINING`` through its ML API connector. The worker then reads the annotations back through the SDK.
 
-The scripted LLM (``tests.support.training_stack.magic_responder``) answers correctly only under an
+The scripted LLM (``testkit.training_stack.magic_responder``) answers correctly only under an
 instruction the proposer
 writes, so the optimiser's candidate is truly better on validation, and its promotion is visible in Label Studio as
 a new model version whose predictions are right where v1's were wrong.
@@ -18,10 +18,10 @@ import time
 
 import pytest
 
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.processes import wait_for
-from tests.support.training_stack import INTENTS, MAGIC_WORD, magic_responder
+from testkit.constants import SUPPORT_CONFIG
+from testkit.fakellm import FakeLLM
+from testkit.processes import wait_for
+from testkit.training_stack import INTENTS, MAGIC_WORD, magic_responder
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

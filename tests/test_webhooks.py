@@ -13,8 +13,8 @@ from rq import Queue
 from rq.job import Job
 from werkzeug.serving import make_server
 
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.lspayloads import uid, webhook
+from testkit.constants import SUPPORT_CONFIG
+from testkit.lspayloads import uid, webhook
 
 AUTH = ("admin", "s3cret-pass")
 
@@ -54,7 +54,7 @@ def test_start_training_queues_one_rq_job_and_answers_with_its_id(backend, redis
     queue = Queue(services.settings.rq_queue, connection=services.rq_redis)
     assert queue.job_ids == [body["job"]]
     job = Job.fetch(body["job"], connection=services.rq_redis)
-    assert job.func_name == "optimizer.training.jobs.train" and job.args == (uid(5),)
+    assert job.func_name == "optimizer.jobs.functions.train" and job.args == (uid(5),)
     # A second click before the worker picked it up joins the same run.
     again = post(session, url, webhook("START_TRAINING", 5, SUPPORT_CONFIG)).json()
     assert again == {"action": "START_TRAINING", "status": "coalesced", "job": body["job"]}
@@ -146,7 +146,7 @@ def test_legacy_train_route_queues_like_start_training(backend):
 
 def test_webhook_with_redis_down_is_a_503_not_a_lost_trigger_reported_as_queued(make_settings, namespace):
     from _wsgi import create_app
-    from tests.support.redisserver import RedisServer
+    from testkit.redisserver import RedisServer
 
     own = RedisServer().start()
     settings = make_settings(redis_url=own.url, rq_queue=namespace)

@@ -7,8 +7,8 @@ from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.serving.parsing import parse_answer, salvage_object
 from optimizer.serving.predictor import FailureReason
 from optimizer.serving.prompting import answer_token_cap, json_schema
-from tests.support.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
-from tests.support.fakellm import Reply
+from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
+from testkit.fakellm import Reply
 
 THREE = parse_label_config(THREE_CONTROLS_CONFIG)
 SUPPORT = parse_label_config(SUPPORT_CONFIG)

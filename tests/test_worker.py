@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support.processes import kill_tree, wait_for
-from tests.support.training_stack import MAGIC_WORD, Stack, gold_tasks
+from testkit.processes import kill_tree, wait_for
+from testkit.training_stack import MAGIC_WORD, Stack, gold_tasks
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
+from optimizer.labelstudio.client import LabelStudioError
 from optimizer.learning.rlvr import ExportError, Format, export_project, to_jsonl
+from optimizer.runtime.services import Services
 from optimizer.settings import load_settings
-from optimizer.state.projects import numeric_id
+from web.refs import ProjectRef, RefError
 
 
 def register(subparsers) -> None:
@@ -33,18 +34,13 @@ def register(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    number = numeric_id(args.project)
-    if number is None:
-        print(f"error: --project {args.project!r} is not a Label Studio project id", file=sys.stderr)
-        return 2
-    settings = load_settings()
     try:
-        ls = LabelStudioClient(
-            settings.label_studio_url,
-            settings.label_studio_api_key.get_secret_value(),
-            timeout=settings.label_studio_timeout,
-        )
-        lines = export_project(ls, number, Format(args.format), args.include_judged)
+        number = ProjectRef.parse(args.project, "--project").require_number("--project")
+    except RefError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    try:
+        lines = export_project(Services(load_settings()).label_studio, number, Format(args.format), args.include_judged)
     except (LabelStudioError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 COMMAND_MODULES: list[str] = [
-    "optimizer.cli.optimize",
+    "optimizer.cli.goldfile",
     "optimizer.cli.training",
     "optimizer.cli.export",
     "optimizer.cli.predict",

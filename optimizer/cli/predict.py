@@ -1,6 +1,6 @@
 """``python -m optimizer predict --project <id>``: queue a bulk pre-annotation run and follow it to the end.
 
-The run is the same RQ job ``POST /projects/<id>/predict`` queues (:mod:`optimizer.training.bulk`): every task
+The run is the same RQ job ``POST /projects/<id>/predict`` queues (:mod:`optimizer.jobs.bulk`): every task
 lacking a prediction of the project's current version, or the ``--tasks`` given, predicted by the RQ workers and
 posted to Label Studio. Without a worker listening nothing would ever happen, so the command refuses to queue then.
 Exit status: 0 when the run finished, 1 when it failed (or lost chunks), 2 for a usage problem.
@@ -13,8 +13,10 @@ import json
 import sys
 import time
 
+from optimizer.jobs.queue import JobQueue
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
+from web.refs import ProjectRef, RefError
 
 
 def register(subparsers) -> None:
@@ -40,34 +42,39 @@ def _predict(args: argparse.Namespace) -> int:
 
     try:
         tasks = _task_ids(args.tasks)
+        ref = ProjectRef.parse(args.project, "--project")
+    except RefError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     services = Services(start("cli"))
-    project = services.projects.resolve(args.project)
+    jobs = JobQueue(services)
+    project = services.projects.resolve(ref.text)
     if not services.projects.known(project):
         print(f"error: unknown project {args.project!r}: connect the backend to it in Label Studio first",
               file=sys.stderr)  # fmt: skip
         return 2
-    queue = services.jobs.queue
+    queue = jobs.queue
     if Worker.count(connection=services.rq_redis, queue=queue) == 0:
         print(f"error: no RQ worker listens on queue {queue.name!r}: start `python -m optimizer worker` "
               "(make run starts one)", file=sys.stderr)  # fmt: skip
         return 2
     version = services.store.current(project).version
-    job = services.jobs.enqueue_bulk(project, version, tasks, reason="cli")
+    job = jobs.enqueue_bulk(project, version, tasks, reason="cli")
     print(f"queued bulk run {job} for project {project} with {version}", file=sys.stderr)
     if args.no_wait:
         print(json.dumps({"job": job, "project": project, "version": version}))
         return 0
-    return _follow(services, job, args.timeout)
+    return _follow(jobs, job, args.timeout)
 
 
-def _follow(services: Services, job: str, timeout: float) -> int:
+def _follow(jobs: JobQueue, job: str, timeout: float) -> int:
     until = time.monotonic() + timeout
     shown = None
     while time.monotonic() < until:
-        view = services.jobs.view(job) or {"status": "unknown"}
+        view = jobs.view(job) or {"status": "unknown"}
         progress = view.get("progress") or {}
         line = f"{view['status']}: {progress.get('tasks') or {}} of {progress.get('total', '?')} tasks"
         if line != shown:

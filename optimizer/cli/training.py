@@ -21,14 +21,16 @@ import json
 import sys
 import time
 
+from optimizer.jobs.queue import JobQueue
 from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
 from optimizer.state.history import HistoryError, StaleLive
+from web.refs import JobRef, ProjectRef, RefError
 
 
 def register(subparsers) -> None:
-    worker = subparsers.add_parser("worker", help="run an RQ worker for training and re-predict jobs")
+    worker = subparsers.add_parser("worker", help="run an RQ worker for training and bulk pre-annotation jobs")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--name", help="worker name (default: RQ's)")
     worker.set_defaults(func=_worker)
@@ -63,7 +65,7 @@ def register(subparsers) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from optimizer.training.worker import run_worker
+    from optimizer.jobs.worker import run_worker
 
     run_worker(start("worker"), burst=args.burst, name=args.name)
     return 0
@@ -77,7 +79,7 @@ def _policies(args: argparse.Namespace) -> int:
     services = Services(start("cli"))
     try:
         result = _run(services, args)
-    except HistoryError as exc:
+    except (HistoryError, RefError) as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1 if isinstance(exc, StaleLive) else 2
     if args.json or not isinstance(result, dict) or "policies" not in result:
@@ -88,12 +90,13 @@ def _policies(args: argparse.Namespace) -> int:
 
 
 def _run(services: Services, args: argparse.Namespace):
+    jobs = JobQueue(services)
     if args.action == "job":
-        view = services.jobs.view(args.job_id)
+        view = jobs.view(JobRef.parse(args.job_id, "JOB_ID").text)
         if view is None:
             raise _Missing(f"no job {args.job_id!r}")
         return view
-    project = services.projects.resolve(args.project)
+    project = services.projects.resolve(ProjectRef.parse(args.project, "--project").text)
     if not services.projects.known(project):
         raise _Missing(f"unknown project {args.project!r}")
     history = services.history
@@ -115,7 +118,7 @@ def _run(services: Services, args: argparse.Namespace):
             return {"project": project, **services.project_settings(project).public()}
         except ProfileGone as exc:
             raise _Missing(str(exc)) from None
-    return services.jobs.train_now(project, reason="cli")
+    return jobs.train_now(project, reason="cli")
 
 
 def _print_table(result: dict) -> None:

@@ -1,4 +1,5 @@
-"""Process-wide wiring from :class:`Settings`: the Redis client, policy store, LLM clients and predictor.
+"""Process-wide wiring from :class:`Settings`: the Redis client, policy store, LLM clients, predictor and the Label
+Studio client. (The job queue sits one layer up, in ``optimizer.jobs``, beside the functions it queues.)
 
 Everything is created lazily on first use, so a gunicorn worker builds its own connections and thread pools after
 the fork instead of inheriting broken copies from the master. Nothing here holds shared truth: the store reads it
@@ -12,9 +13,10 @@ from functools import cached_property
 
 import redis
 
+from optimizer.labelstudio.client import LabelStudioClient
 from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import Schema
-from optimizer.project_settings import Effective, ProjectChoices, effective
+from optimizer.project_settings import ProjectChoices, ProjectConfig, effective
 from optimizer.runtime import telemetry
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy, load_prompt
@@ -23,7 +25,6 @@ from optimizer.settings import Settings, prompt_path
 from optimizer.state.bulk import BulkLedger
 from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
-from optimizer.state.jobqueue import TrainingQueue
 from optimizer.state.llmslots import RedisSlots
 from optimizer.state.projects import ProjectRegistry
 from optimizer.state.store import PolicyStore, PromoteStatus, StoreUnavailable
@@ -106,15 +107,15 @@ class Services:
 
     @cached_property
     def labeller(self) -> LLMClient:
-        client = LLMClient(self.settings.labeller(), limiter=self.llm_slots)
+        client = LLMClient(self.settings.labeller_config(), limiter=self.llm_slots)
         telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
         return client
 
     @cached_property
     def proposer(self) -> LLMClient:
         """The optimiser's LLM (``OPTIMIZER_*``, else the labeller's endpoint), counted apart in /metrics."""
-        same_endpoint = self.settings.proposer().base_url == self.settings.labeller().base_url
-        client = LLMClient(self.settings.proposer(), limiter=self.llm_slots if same_endpoint else None)
+        same_endpoint = self.settings.proposer_config().base_url == self.settings.labeller_config().base_url
+        client = LLMClient(self.settings.proposer_config(), limiter=self.llm_slots if same_endpoint else None)
         telemetry.instrument_llm(client, "proposer", self.redis, self.settings.redis_namespace)
         return client
 
@@ -122,7 +123,7 @@ class Services:
     def predictor(self) -> Predictor:
         return Predictor(self.labeller)
 
-    def project_settings(self, project: str | None) -> Effective:
+    def project_settings(self, project: str | None) -> ProjectConfig:
         """The project's effective LLM settings (its Extra params over the defaults), read from Redis.
 
         With Redis unreachable the last copy this process read is used, like the store's last policy. Raises
@@ -138,12 +139,12 @@ class Services:
         return effective(self.settings, ProjectChoices.from_json(stored) if stored else None)
 
     def _client_pair(self, config: LLMConfig) -> tuple[LLMClient, Predictor]:
-        if config == self.settings.labeller():
+        if config == self.settings.labeller_config():
             return self.labeller, self.predictor
         with self._clients_lock:
             if config not in self._clients:
                 # A profile on the default endpoint shares its stack-wide limit; another endpoint has only its own.
-                shared = config.base_url == self.settings.labeller().base_url
+                shared = config.base_url == self.settings.labeller_config().base_url
                 client = LLMClient(config, limiter=self.llm_slots if shared else None)
                 telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
                 self._clients[config] = (client, Predictor(client))
@@ -183,5 +184,13 @@ class Services:
         )
 
     @cached_property
-    def jobs(self) -> TrainingQueue:
-        return TrainingQueue(self.rq_redis, self.coalescer, self.settings, self.bulk)
+    def label_studio(self) -> LabelStudioClient:
+        """The one client to Label Studio (``LABEL_STUDIO_URL`` with the server's key): training and bulk jobs read
+        and post through it, the export reads through it. Raises ``LabelStudioNotConfigured`` when either is unset.
+        """
+        settings = self.settings
+        return LabelStudioClient(
+            settings.label_studio_url,
+            settings.label_studio_api_key.get_secret_value(),
+            timeout=settings.label_studio_timeout,
+        )

@@ -40,7 +40,18 @@ from optimizer.serving.llm_errors import (
 
 log = logging.getLogger(__name__)
 
-RESPONSE_FORMATS = ("json_schema", "llama_schema", "text")
+
+class ResponseFormat(StrEnum):
+    """How a call asks for structured output. ``AUTO`` tries the forms in :data:`DISCOVERY_ORDER` and keeps the
+    first one the server accepts; the others are fixed (a provider known to take that form, or plain text)."""
+
+    AUTO = "auto"
+    JSON_SCHEMA = "json_schema"  # OpenAI's response_format={"type": "json_schema", ...} (OpenAI, Azure, vLLM, Ollama)
+    LLAMA_SCHEMA = "llama_schema"  # llama.cpp's {"type": "json_object", "schema": ...}; it 500s on OpenAI's form
+    TEXT = "text"  # no constraint: the answer is parsed strictly from text
+
+
+DISCOVERY_ORDER = (ResponseFormat.JSON_SCHEMA, ResponseFormat.LLAMA_SCHEMA, ResponseFormat.TEXT)
 
 
 class Priority(StrEnum):
@@ -69,13 +80,21 @@ class LLMConfig:
     concurrency: int = 8
     temperature: float = 0.0
     max_tokens: int = 256
-    response_format: str = "auto"  # auto | json_schema | llama_schema | text
+    response_format: ResponseFormat = ResponseFormat.AUTO
     logprobs: bool = True
     backoff: float = 0.5
     max_retry_after: float = 20.0
     # Batch runs (CLI, training jobs): after this many calls failed on connection or auth with none ever answered,
     # raise LLMUnavailable instead of spending the budget. 0 (the web service): every failure stays per task.
     fail_fast_after: int = 0
+
+    def __post_init__(self) -> None:
+        # A misspelt format is an error where it is set, never a silent fall back to discovery.
+        try:
+            object.__setattr__(self, "response_format", ResponseFormat(self.response_format))
+        except ValueError:
+            allowed = ", ".join(f.value for f in ResponseFormat)
+            raise ValueError(f"response_format must be one of {allowed}, got {self.response_format!r}") from None
 
 
 @dataclass
@@ -130,9 +149,9 @@ class LLMClient:
             timeout=config.timeout,
             max_retries=0,
         )
-        fixed = config.response_format if config.response_format in RESPONSE_FORMATS else None
-        self._formats = [fixed] if fixed else list(RESPONSE_FORMATS)
-        self._format_confirmed = fixed is not None
+        fixed = config.response_format is not ResponseFormat.AUTO
+        self._formats = [config.response_format] if fixed else list(DISCOVERY_ORDER)
+        self._format_confirmed = fixed
         self._logprobs = config.logprobs
         self._logprobs_confirmed = not config.logprobs
         self._mode_lock = threading.Lock()
@@ -140,7 +159,7 @@ class LLMClient:
         self._dead_calls = 0
 
     @property
-    def response_format(self) -> str:
+    def response_format(self) -> ResponseFormat:
         return self._formats[0]
 
     def complete(
@@ -265,12 +284,12 @@ class LLMClient:
             "temperature": self.config.temperature,
             "max_tokens": max_tokens or self.config.max_tokens,
         }
-        if schema is not None and form == "json_schema":
+        if schema is not None and form is ResponseFormat.JSON_SCHEMA:
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": schema, "strict": False},
             }
-        elif schema is not None and form == "llama_schema":
+        elif schema is not None and form is ResponseFormat.LLAMA_SCHEMA:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         if logprobs:
             # llama.cpp's server returns no logprobs unless top_logprobs is set too; OpenAI accepts both.

@@ -22,6 +22,7 @@ import time
 
 import redis
 
+from optimizer.labelstudio.ids import numeric_id
 from optimizer.state.keys import KeyMap, Script
 from optimizer.state.replies import text
 
@@ -35,12 +36,6 @@ if a_label_config ~= '' and redis.call('GET', k_config) ~= a_label_config then
 end
 return 1
 """
-
-
-def numeric_id(project: str) -> int | None:
-    """The Label Studio project id inside a uid (``"12.1700000000"`` → 12), or None for a non-LS key."""
-    head = project.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
 
 
 class ProjectRegistry:

@@ -1,6 +1,6 @@
 """Hypothesis strategies for hostile HTTP requests, grown from the Label Studio payloads recorded in shared/.
 
-Every case starts from a real payload (``tests/data/ls-protocol``, copied from ``shared/ls-protocol``) or a real
+Every case starts from a real payload (``testkit/data/ls-protocol``, copied from ``shared/ls-protocol``) or a real
 policy-API body and mutates it at any depth: a key dropped, a value retyped, a subtree nested thousands deep, a
 huge string, a lone surrogate, ``NaN``, a broken label config, a context whose result items have every wrong type.
 Some bodies are then damaged as bytes (non-UTF-8, truncated). Path and query parameters get the same treatment.
@@ -16,14 +16,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from tests.support.constants import SUPPORT_CONFIG
+from testkit.constants import SUPPORT_CONFIG
+from testkit.lspayloads import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "ls-protocol"
 WEBHOOK_ACTIONS = (
     "ANNOTATION_CREATED",
     "ANNOTATION_UPDATED",

@@ -1,7 +1,7 @@
 """Telling gunicorn workers apart from outside: which worker answered a request, and with which policy version.
 
 The hot-swap and Redis-restart tests both need "every worker serves version V": a request on a fresh connection
-lands on any worker, ``tests.support.pidapp`` tags the answer with the worker's pid, and a sweep keeps calling
+lands on any worker, ``testkit.pidapp`` tags the answer with the worker's pid, and a sweep keeps calling
 until every worker has answered, asserting each answer on the way.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.support.constants import SUPPORT_CONFIG
+from testkit.constants import SUPPORT_CONFIG
 
 TASK = {"id": 1, "data": {"dialogue": [{"author": "Customer", "text": "Billing question about my invoice"}]}}
 

@@ -1,0 +1,32 @@
+"""Every job kind has one function, and RQ can import it by the path it stores with the job."""
+
+from __future__ import annotations
+
+from rq.utils import import_attribute
+
+from optimizer.jobs.functions import FUNCTIONS
+from optimizer.jobs.kinds import JobKind
+from optimizer.jobs.summary import Outcome, RunSummary
+
+
+def test_every_kind_has_a_function_rq_can_import():
+    assert set(FUNCTIONS) == set(JobKind)
+    for kind, function in FUNCTIONS.items():
+        path = f"{function.__module__}.{function.__qualname__}"
+        assert path.startswith("optimizer.jobs."), path
+        assert import_attribute(path) is function, kind
+
+
+def test_an_unknown_kind_reads_as_none():
+    assert JobKind.of("train") is JobKind.TRAIN and JobKind.of("nope") is None and JobKind.of(None) is None
+
+
+def test_a_run_summary_survives_its_json_round_trip_and_refuses_what_is_not_one():
+    summary = RunSummary(Outcome.PROMOTED, promoted=True, project="1.2", scores={"val_score": 0.5}, live_after="pv-a")
+    stored = summary.to_dict()
+    assert stored["status"] == "promoted" and type(stored["status"]) is str and "reason" not in stored
+    assert RunSummary.from_result(stored) == summary
+    assert RunSummary.from_result({"status": "planned", "total": 3}) is None  # a bulk plan's result
+    assert RunSummary.from_result(None) is None and RunSummary.from_result(["promoted"]) is None
+    odd = RunSummary.from_result({"status": "rejected", "scores": "junk", "gold": 3, "extra": 1})
+    assert odd is not None and odd.scores is None and odd.gold is None and odd.promoted is False

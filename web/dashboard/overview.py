@@ -1,0 +1,251 @@
+"""What the dashboard shows, assembled once for both the HTML pages and their JSON twins.
+
+Every figure comes from the modules the JSON API already reads: policy history (``state.history``), the job queue
+(``jobs.queue``, whose finished training jobs hold the optimiser's report as a ``RunSummary``), the coalescer's
+per-project run state, and the prediction counters behind ``/metrics`` (``runtime.telemetry``). Each page renders
+exactly what its twin route returns, so the two cannot disagree:
+
+- :func:`projects` → ``GET /projects`` and ``/dashboard``;
+- :func:`project` → ``/dashboard/projects/<p>`` (its JSON twin is ``GET /projects/<p>/policies``, plus ``show`` and
+  ``diff`` per version, which this function calls through the same history object);
+- :func:`run` → ``GET /runs/<job>`` and ``/dashboard/runs/<job>``;
+- :func:`live` → ``GET /jobs`` and ``/dashboard/live``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from optimizer.jobs.kinds import JobKind
+from optimizer.jobs.queue import JobQueue
+from optimizer.jobs.summary import RunSummary
+from optimizer.labelstudio.ids import numeric_id
+from optimizer.learning.cost import estimate
+from optimizer.learning.curve import reward_curve
+from optimizer.project_settings import ProfileGone
+from optimizer.runtime import telemetry
+from optimizer.runtime.services import Services
+from optimizer.state.history import UnknownPolicy
+
+
+def label_studio_link(services: Services, project: str) -> str | None:
+    """The project's Data Manager in Label Studio, when ``LABEL_STUDIO_URL`` is set."""
+    base, number = services.settings.label_studio_url.rstrip("/"), numeric_id(project)
+    return f"{base}/projects/{number}/data" if base and number is not None else None
+
+
+def _run_brief(view: dict | None) -> dict | None:
+    """A training job reduced to what a table row shows: status, outcome, scores, no report."""
+    if view is None:
+        return None
+    summary = RunSummary.from_result(view.get("result"))
+    return {
+        "id": view["id"],
+        "status": view["status"],
+        "outcome": summary.status.value if summary else None,
+        "promoted": summary.promoted if summary else None,
+        "reason": (summary.reason if summary else None) or view.get("error"),
+        "scores": (summary.scores if summary else None) or {},
+        "ended_at": view.get("ended_at"),
+        "enqueued_at": view.get("enqueued_at"),
+    }
+
+
+def _runs_by_project(jobs: JobQueue) -> dict[str, list[dict]]:
+    """Training jobs RQ still keeps, newest first per project, without their results (see :func:`_with_result`)."""
+    runs: dict[str, list[dict]] = {}
+    for view in jobs.jobs():
+        if JobKind.of(view.get("kind")) is JobKind.TRAIN and view.get("project"):
+            runs.setdefault(view["project"], []).append(view)
+    return runs
+
+
+def _with_result(jobs: JobQueue, view: dict | None) -> dict | None:
+    """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
+    if view is None or view["status"] != "finished":
+        return view
+    return jobs.view(view["id"]) or view
+
+
+def _live_scores(entries) -> dict:
+    live = next((e for e in entries if e.live), None)
+    record = live.record if live is not None else {}
+    scores = record.get("scores") if isinstance(record.get("scores"), dict) else {}
+    return {
+        "val_score": record.get("val_score", scores.get("val_score")),
+        "test_score": record.get("test_score", scores.get("test_score")),
+    }
+
+
+def settings_view(services: Services, project: str) -> dict:
+    """The project's effective LLM settings as the policy API shows them, or the reason they cannot be used."""
+    try:
+        return services.project_settings(project).public()
+    except ProfileGone as exc:
+        return {"error": str(exc)}
+
+
+def projects(services: Services) -> dict:
+    """One row per project: live version, pin, last run, live scores, predictions served and the empty share."""
+    counts = telemetry.prediction_counts()
+    jobs = JobQueue(services)
+    runs = _runs_by_project(jobs)
+    rows = []
+    for project in services.projects.all():
+        entries = services.history.entries(project)
+        served = counts.get(project, {"served": 0, "empty": 0, "reasons": {}})
+        rows.append(
+            {
+                "project": project,
+                "id": numeric_id(project),
+                "live": next((e.version for e in entries if e.live), None),
+                "versions": len(entries),
+                "pinned": services.history.pinned(project) is not None,
+                "last_run": _run_brief(_with_result(jobs, next(iter(runs.get(project, ())), None))),
+                **_live_scores(entries),
+                "predictions": served["served"],
+                "empty": served["empty"],
+                "empty_share": round(served["empty"] / served["served"], 4) if served["served"] else None,
+                "empty_reasons": served["reasons"],
+                "label_studio": label_studio_link(services, project),
+                "settings": settings_view(services, project),
+            }
+        )
+    return {"projects": rows}
+
+
+def project(services: Services, project: str) -> dict:
+    """A project's versions, newest first, each with its body and its diff against its parent; its runs; its state."""
+    history, jobs = services.history, JobQueue(services)
+    entries = history.entries(project)
+    versions = []
+    for entry in entries:
+        try:
+            body = history.policy(project, entry.version).to_dict()
+        except UnknownPolicy:
+            body = None  # recorded, but its body is gone from Redis: list it, show no text
+        item = {**entry.to_dict(), "policy": body}
+        parent = entry.record.get("parent")
+        if parent and parent != entry.version:
+            try:
+                item["diff"] = history.diff(project, parent, entry.version)
+            except UnknownPolicy:
+                item["diff"] = None  # the parent's body is gone (another project's version): nothing to compare
+        versions.append(item)
+    return {
+        "project": project,
+        "id": numeric_id(project),
+        "live": next((e.version for e in entries if e.live), None),
+        "pinned": history.pinned(project),
+        "training": services.coalescer.status(project),
+        "versions": versions,
+        "runs": [_run_brief(_with_result(jobs, v)) for v in _runs_by_project(jobs).get(project, ())],
+        "label_studio": label_studio_link(services, project),
+        "settings": settings_view(services, project),
+    }
+
+
+def run(services: Services, job_id: str) -> dict | None:
+    """A training run: its job, reward curve, initial and final scores, calls and tokens by role, estimated cost."""
+    view = JobQueue(services).view(job_id)
+    if view is None:
+        return None
+    summary = RunSummary.from_result(view.get("result"))
+    report = (summary.report if summary else None) or {}
+    costs = estimate(report.get("usage") or {}, services.settings.prices())
+    job = {k: v for k, v in view.items() if k != "result"}
+    return {
+        "diff": _run_diff(services, view.get("project"), summary.start, summary.candidate) if summary else None,
+        "job": job,
+        "project": view.get("project"),
+        "outcome": _run_brief(view),
+        "has_report": bool(report),
+        "curve": reward_curve(report).to_dict(),
+        "calls": report.get("calls"),
+        "budget_calls": report.get("budget_calls"),
+        "usage": [asdict(row) for row in costs],
+        "cost": round(sum(row.cost for row in costs), 6),
+        "priced": any(row.priced for row in costs),
+        "seconds": (report.get("timing") or {}).get("seconds"),
+        "gold": summary.gold if summary else None,
+        "initial": report.get("initial"),
+        "best": report.get("best"),
+    }
+
+
+def _run_diff(services: Services, project: str | None, start: str | None, candidate: str | None) -> dict | None:
+    """What the run did to the prompt: its starting policy against its best candidate (kept in history either way)."""
+    if not (project and start and candidate) or start == candidate:
+        return None
+    try:
+        return services.history.diff(project, start, candidate)
+    except UnknownPolicy:
+        return None  # the starting prompt was typed by annotators and never stored as a version
+
+
+def live(services: Services) -> dict:
+    """Jobs running, queued or waiting now, with their progress; follow-ups reserved but not yet in RQ included.
+
+    A bulk pre-annotation run is one row however many chunk jobs it runs as: its plan job's view, which counts the
+    whole run's tasks (``JobQueue.view``), stands in for its active chunks.
+    """
+    queue = JobQueue(services)
+    jobs, runs = [], []
+    for view in queue.active():
+        chunk = JobKind.of(view.get("kind")) is JobKind.BULK_CHUNK
+        run = (view.get("meta") or {}).get("run") if chunk else None
+        if run is None:
+            jobs.append(_progress(view))
+        elif run not in runs:
+            runs.append(run)
+    listed = {job["id"] for job in jobs}
+    for run in runs:
+        view = queue.view(run) if run not in listed else None
+        if view is not None:
+            jobs.append(_progress(view))
+            listed.add(run)
+    for name in services.projects.all():
+        followup = services.coalescer.status(name)["followup"]
+        if followup and followup not in listed:
+            view = queue.view(followup)
+            if view is not None:
+                jobs.append(_progress(view))
+    return {"jobs": jobs}
+
+
+def _progress(view: dict) -> dict:
+    """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, tasks done."""
+    meta = view.get("meta") or {}
+    event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
+    done, total = meta.get("done"), meta.get("total")
+    bulk = view.get("progress") if isinstance(view.get("progress"), dict) else None
+    outcomes = {}
+    if bulk is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
+        outcomes = dict(bulk.get("tasks") or {})
+        done, total = sum(outcomes.values()), bulk.get("total")
+        meta = {**meta, "phase": f"{bulk.get('chunks_active', 0)} of {bulk.get('chunks', 0)} chunks active"}
+    calls, budget = event.get("calls"), event.get("budget")
+    if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
+        fraction = min(1.0, calls / budget)
+    elif isinstance(done, int) and isinstance(total, int) and total > 0:
+        fraction = min(1.0, done / total)
+    else:
+        fraction = None
+    return {
+        "id": view["id"],
+        "status": view["status"],
+        "project": view.get("project"),
+        "kind": view.get("kind"),
+        "has_run_page": JobKind.of(view.get("kind")) is JobKind.TRAIN,  # a run page shows a training run's report
+        "phase": meta.get("phase"),
+        "step": event.get("step"),
+        "calls": calls,
+        "budget": budget,
+        "done": done,
+        "total": total,
+        "fraction": round(fraction, 4) if fraction is not None else None,
+        "enqueued_at": view.get("enqueued_at"),
+        "started_at": view.get("started_at"),
+        "note": view.get("note"),
+        "outcomes": outcomes,
+    }
