@@ -111,19 +111,20 @@ def _bulk_run(redis_url: str, llm_url: str, tasks: list[dict], workers: int, nam
             posted = {p["task"] for p in ls.predictions() if p["model_version"] == version}
             if len(posted) >= len(tasks):
                 break
-            view = JobQueue(services).view(job) or {}
-            if view.get("status") in ("failed", "finished"):  # every chunk is done; some tasks may have failed
+            view = JobQueue(services).view(job)
+            if view is not None and view.status in ("failed", "finished"):  # every chunk is done; some may have failed
                 break
             if time.perf_counter() - started > 3600:
                 raise RuntimeError("bulk run did not finish in an hour")
             if os.environ.get("BENCH_DEBUG"):
-                print(f"  {len(posted)}/{len(tasks)} posted; run {view.get('status')} {view.get('progress')}",
+                print(f"  {len(posted)}/{len(tasks)} posted; run {view and view.status} {view and view.progress}",
                       file=sys.stderr, flush=True)  # fmt: skip
                 time.sleep(2)
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         duplicates = len([p for p in ls.predictions() if p["model_version"] == version]) - len(posted)
-        outcomes = (JobQueue(services).view(job) or {}).get("progress", {}).get("tasks")
+        final = JobQueue(services).view(job)
+        outcomes = final.progress.tasks if final is not None and final.progress is not None else None
         return {"workers": workers, "tasks": len(tasks), "posted": len(posted), "wall_s": elapsed,
                 "duplicates": duplicates, "outcomes": outcomes}  # fmt: skip
 

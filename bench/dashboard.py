@@ -23,6 +23,7 @@ import pytest
 from rq import SimpleWorker
 
 from bench.harness import median, redis_server
+from optimizer.jobs.kinds import JobKind
 from optimizer.jobs.queue import JobQueue
 from optimizer.serving.policy import Policy
 from optimizer.settings import Settings
@@ -81,7 +82,7 @@ def d1(projects: int, versions: int, runs: int, repeat: int) -> dict:
         for name in names:
             client.post("/setup", json={"project": name, "schema": SUPPORT_CONFIG}, headers=AUTH)
         real = JobQueue(services).view(run_in_process(services, env))
-        summary = real["result"]
+        summary = real.result
         SUMMARY.update(summary)
         for name in names:
             live = services.store.current(name)
@@ -93,7 +94,7 @@ def d1(projects: int, versions: int, runs: int, repeat: int) -> dict:
             name = names[i % len(names)]
             JobQueue(services).queue.enqueue_call(
                 "bench.dashboard.replay", args=(name,), result_ttl=3600,
-                meta={"project": name, "kind": "train", "phase": "done"},
+                meta={"project": name, "kind": JobKind.TRAIN.value, "phase": "done"},
             )  # fmt: skip
         SimpleWorker([settings.rq_queue], connection=services.rq_redis).work(burst=True)
         listed = JobQueue(services).jobs(limit=10_000)
@@ -110,7 +111,7 @@ def d1(projects: int, versions: int, runs: int, repeat: int) -> dict:
             "/dashboard": page("/dashboard"),
             "/projects (JSON twin)": page("/projects"),
             "/dashboard/projects/<p>": page(f"/dashboard/projects/{PROJECT}"),
-            "/dashboard/runs/<job>": page(f"/dashboard/runs/{real['id']}"),
+            "/dashboard/runs/<job>": page(f"/dashboard/runs/{real.id}"),
             "/dashboard/live": page("/dashboard/live"),
         }
         return {

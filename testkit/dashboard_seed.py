@@ -53,7 +53,7 @@ def run_in_process(services, monkeypatch: pytest.MonkeyPatch) -> str:
     assert decision.job, decision
     SimpleWorker([services.settings.rq_queue], connection=services.rq_redis).work(burst=True)
     view = JobQueue(services).view(decision.job)
-    assert view["status"] == "finished" and view["result"]["promoted"], view
+    assert view is not None and view.status == "finished" and view.summary and view.summary.promoted, view
     return decision.job
 
 

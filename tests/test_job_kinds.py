@@ -30,3 +30,20 @@ def test_a_run_summary_survives_its_json_round_trip_and_refuses_what_is_not_one(
     assert RunSummary.from_result(None) is None and RunSummary.from_result(["promoted"]) is None
     odd = RunSummary.from_result({"status": "rejected", "scores": "junk", "gold": 3, "extra": 1})
     assert odd is not None and odd.scores is None and odd.gold is None and odd.promoted is False
+
+
+def test_a_job_view_reads_its_meta_once_and_answers_the_documented_shape():
+    from optimizer.jobs.views import BulkProgress, JobView
+
+    meta = {"kind": "train", "phase": "optimizing", "optimizer": {"step": 3, "calls": 40, "budget": "x"}, "done": 2}
+    view = JobView("j1", "started", "1.2", JobKind.TRAIN, meta)
+    assert (view.phase, view.done, view.total) == ("optimizing", 2, None)
+    assert (view.optimizer.step, view.optimizer.calls, view.optimizer.budget) == (3, 40, None)  # a str budget: unread
+    assert set(view.to_dict()) == {"id", "status", "project", "kind", "meta", "enqueued_at", "started_at", "ended_at"}
+    reserved = JobView("j2", "waiting", "1.2", JobKind.TRAIN, reserved=True, note="runs when j1 ends")
+    assert reserved.to_dict() == {"id": "j2", "status": "waiting", "project": "1.2", "kind": "train",
+                                  "note": "runs when j1 ends"}  # fmt: skip
+    bulk = JobView("b1", "finished", "1.2", JobKind.BULK, progress=BulkProgress(3, 1, 0, 0, {"posted": 3}))
+    assert bulk.to_dict()["progress"] == {"total": 3, "chunks": 1, "chunks_active": 0, "chunks_failed": 0,
+                                          "tasks": {"posted": 3}}  # fmt: skip
+    assert view.summary is None  # no result fetched

@@ -34,4 +34,4 @@ def test_two_namespaces_on_one_redis_get_their_own_repredict_run(make_settings, 
     ids = [jobs(n).enqueue_repredict("1.1795300590", "pv-0123456789ab") for n in (1, 2)]
     assert ids[0] != ids[1]
     views = [jobs(n).view(job) for n, job in zip((1, 2), ids, strict=True)]
-    assert all(v is not None and v["status"] == "queued" for v in views), views
+    assert all(v is not None and v.status == "queued" for v in views), views

@@ -166,7 +166,7 @@ def job(job_id: str):
     view = jobs().view(job_ref(job_id))
     if view is None:
         raise NotFound(f"no job {job_id!r} (unknown, or its result expired)", "job")
-    return json_response(view)
+    return json_response(view.to_dict())
 
 
 _P = path_param("ref", PROJECT_PATTERN)

@@ -14,6 +14,7 @@ import sys
 import time
 
 from optimizer.jobs.queue import JobQueue
+from optimizer.jobs.views import JobView
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
 from web.refs import ProjectRef, RefError
@@ -74,15 +75,15 @@ def _follow(jobs: JobQueue, job: str, timeout: float) -> int:
     until = time.monotonic() + timeout
     shown = None
     while time.monotonic() < until:
-        view = jobs.view(job) or {"status": "unknown"}
-        progress = view.get("progress") or {}
-        line = f"{view['status']}: {progress.get('tasks') or {}} of {progress.get('total', '?')} tasks"
+        view = jobs.view(job) or JobView(job, "unknown")
+        progress = view.progress
+        line = f"{view.status}: {progress.tasks if progress else {}} of {progress.total if progress else '?'} tasks"
         if line != shown:
             print(line, file=sys.stderr)
             shown = line
-        if view["status"] in ("finished", "failed"):
-            print(json.dumps(view, indent=2, default=str))
-            return 0 if view["status"] == "finished" else 1
+        if view.status in ("finished", "failed"):
+            print(json.dumps(view.to_dict(), indent=2, default=str))
+            return 0 if view.status == "finished" else 1
         time.sleep(1.0)
     print(f"error: bulk run {job} did not finish within {timeout:.0f} s; it keeps running", file=sys.stderr)
     return 1

@@ -95,7 +95,7 @@ def _run(services: Services, args: argparse.Namespace):
         view = jobs.view(JobRef.parse(args.job_id, "JOB_ID").text)
         if view is None:
             raise _Missing(f"no job {args.job_id!r}")
-        return view
+        return view.to_dict()
     project = services.projects.resolve(ProjectRef.parse(args.project, "--project").text)
     if not services.projects.known(project):
         raise _Missing(f"unknown project {args.project!r}")

@@ -26,6 +26,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from optimizer.jobs.kinds import JobKind
+from optimizer.jobs.views import BulkProgress, JobView
 from optimizer.runtime.services import Services
 from optimizer.state.coalesce import Trigger, TriggerStatus
 
@@ -173,18 +174,18 @@ class JobQueue:
         return queued
 
     # -- reading ------------------------------------------------------------------------------------------------
-    def view(self, job_id: str) -> dict | None:
-        """What ``GET /jobs/<id>`` answers: RQ's state and our progress meta, or the reservation if not queued yet."""
+    def view(self, job_id: str) -> JobView | None:
+        """What ``GET /jobs/<id>`` shows: RQ's state and our progress meta, or the reservation if not queued yet."""
         try:
             job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
             return self._reserved(job_id)
         out = _view(job)
-        if out["kind"] == JobKind.BULK and out["status"] == JobStatus.FINISHED.value and self.bulk is not None:
+        if out.kind is JobKind.BULK and out.status == JobStatus.FINISHED.value and self.bulk is not None:
             self._bulk_view(job.id, out)
         return out
 
-    def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200, *, results: bool = False) -> list[dict]:
+    def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200, *, results: bool = False) -> list[JobView]:
         """This queue's jobs in ``states`` (``queued`` or ``REGISTRIES`` names), newest first, at most ``limit``.
 
         Read-only like ``/metrics``: registries are read without RQ's ``cleanup()``, so looking never moves a job.
@@ -199,14 +200,14 @@ class JobQueue:
                 ids += getattr(self.queue, REGISTRIES[state]).get_job_ids(cleanup=False)
         found = Job.fetch_many(list(dict.fromkeys(ids)), connection=self.connection)
         views = [_view(job, results) for job in found if job is not None]
-        views.sort(key=lambda v: v.get("enqueued_at") or "", reverse=True)
+        views.sort(key=lambda v: v.enqueued_at or "", reverse=True)
         return views[:limit]
 
-    def active(self) -> list[dict]:
+    def active(self) -> list[JobView]:
         """Running, queued and waiting jobs with their progress: what the dashboard's Live page shows."""
         return self.jobs(ACTIVE_STATES)
 
-    def _bulk_view(self, run_id: str, out: dict) -> None:
+    def _bulk_view(self, run_id: str, out: JobView) -> None:
         """A bulk run is finished when its chunk jobs are, not when its plan is: status and counts of the whole run."""
         run = self.bulk.run(run_id)
         if run is None:
@@ -215,48 +216,47 @@ class JobQueue:
         states = [job.get_status() if job else None for job in Job.fetch_many(chunks, connection=self.connection)]
         active = sum(1 for s in states if s in ACTIVE)
         failed = sum(1 for s in states if s in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None))
-        out["plan_status"] = out["status"]
-        out["status"] = "started" if active else ("failed" if failed else "finished")
-        out["progress"] = {"total": run.get("total", 0), "chunks": len(chunks), "chunks_active": active,
-                           "chunks_failed": failed, "tasks": run["tasks"]}  # fmt: skip
+        out.plan_status = out.status
+        out.status = "started" if active else ("failed" if failed else "finished")
+        out.progress = BulkProgress(run.get("total", 0), len(chunks), active, failed, dict(run["tasks"]))
         if failed and not active:
-            out["error"] = f"{failed} of {len(chunks)} chunk jobs failed or were lost; queue the run again to finish"
+            out.error = f"{failed} of {len(chunks)} chunk jobs failed or were lost; queue the run again to finish"
 
-    def _reserved(self, job_id: str) -> dict | None:
+    def _reserved(self, job_id: str) -> JobView | None:
         project = self.coalescer.project_of(job_id)
         if project is None:
             return None
         state = self.coalescer.status(project)
+        view = JobView(job_id, "unknown", project, JobKind.TRAIN, reserved=True, note="expired or lost")
         if state["followup"] == job_id:
-            note = f"runs when the current run {state['running'] or '(ended)'} ends"
-            return {"id": job_id, "status": "waiting", "project": project, "kind": JobKind.TRAIN.value, "note": note}
-        if state["queued"] == job_id:
-            return {"id": job_id, "status": "queued", "project": project, "kind": JobKind.TRAIN.value}
-        return {"id": job_id, "status": "unknown", "project": project, "kind": JobKind.TRAIN.value,
-                "note": "expired or lost"}  # fmt: skip
+            view.status, view.note = "waiting", f"runs when the current run {state['running'] or '(ended)'} ends"
+        elif state["queued"] == job_id:
+            view.status, view.note = "queued", None
+        return view
 
 
-def _view(job: Job, result: bool = True) -> dict:
+def _view(job: Job, result: bool = True) -> JobView:
     """One job as ``GET /jobs/<id>`` shows it: RQ's state, our progress meta, and the result or failure reason.
 
     ``job`` was just fetched, so its status is read from that fetch, not asked of Redis again (one round trip per
     job saved in a listing: ``bench/dashboard``)."""
     status = job.get_status(refresh=False)
     meta = job.get_meta(refresh=False)
-    out = {
-        "id": job.id,
-        "status": str(status.value if isinstance(status, JobStatus) else status),
-        "project": meta.get("project"),
-        "kind": meta.get("kind"),
-        "meta": meta,
-        "enqueued_at": _iso(job.enqueued_at),
-        "started_at": _iso(job.started_at),
-        "ended_at": _iso(job.ended_at),
-    }
+    project = meta.get("project")
+    out = JobView(
+        id=job.id,
+        status=str(status.value if isinstance(status, JobStatus) else status),
+        project=project if isinstance(project, str) else None,
+        kind=JobKind.of(meta.get("kind")),
+        meta=meta,
+        enqueued_at=_iso(job.enqueued_at),
+        started_at=_iso(job.started_at),
+        ended_at=_iso(job.ended_at),
+    )
     if status == JobStatus.FINISHED and result:
-        out["result"] = job.return_value()
+        out.result, out.has_result = job.return_value(), True
     elif status == JobStatus.FAILED:
-        out["error"] = meta.get("error") or _last_line(job)
+        out.error = meta.get("error") or _last_line(job)
     return out
 
 

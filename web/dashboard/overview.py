@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from optimizer.jobs.kinds import JobKind
 from optimizer.jobs.queue import JobQueue
-from optimizer.jobs.summary import RunSummary
+from optimizer.jobs.views import JobView
 from optimizer.labelstudio.ids import numeric_id
 from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
@@ -34,37 +34,37 @@ def label_studio_link(services: Services, project: str) -> str | None:
     return f"{base}/projects/{number}/data" if base and number is not None else None
 
 
-def _run_brief(view: dict | None) -> dict | None:
+def _run_brief(view: JobView | None) -> dict | None:
     """A training job reduced to what a table row shows: status, outcome, scores, no report."""
     if view is None:
         return None
-    summary = RunSummary.from_result(view.get("result"))
+    summary = view.summary
     return {
-        "id": view["id"],
-        "status": view["status"],
+        "id": view.id,
+        "status": view.status,
         "outcome": summary.status.value if summary else None,
         "promoted": summary.promoted if summary else None,
-        "reason": (summary.reason if summary else None) or view.get("error"),
+        "reason": (summary.reason if summary else None) or view.error,
         "scores": (summary.scores if summary else None) or {},
-        "ended_at": view.get("ended_at"),
-        "enqueued_at": view.get("enqueued_at"),
+        "ended_at": view.ended_at,
+        "enqueued_at": view.enqueued_at,
     }
 
 
-def _runs_by_project(jobs: JobQueue) -> dict[str, list[dict]]:
+def _runs_by_project(jobs: JobQueue) -> dict[str, list[JobView]]:
     """Training jobs RQ still keeps, newest first per project, without their results (see :func:`_with_result`)."""
-    runs: dict[str, list[dict]] = {}
+    runs: dict[str, list[JobView]] = {}
     for view in jobs.jobs():
-        if JobKind.of(view.get("kind")) is JobKind.TRAIN and view.get("project"):
-            runs.setdefault(view["project"], []).append(view)
+        if view.kind is JobKind.TRAIN and view.project:
+            runs.setdefault(view.project, []).append(view)
     return runs
 
 
-def _with_result(jobs: JobQueue, view: dict | None) -> dict | None:
+def _with_result(jobs: JobQueue, view: JobView | None) -> JobView | None:
     """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
-    if view is None or view["status"] != "finished":
+    if view is None or view.status != "finished":
         return view
-    return jobs.view(view["id"]) or view
+    return jobs.view(view.id) or view
 
 
 def _live_scores(entries) -> dict:
@@ -150,14 +150,14 @@ def run(services: Services, job_id: str) -> dict | None:
     view = JobQueue(services).view(job_id)
     if view is None:
         return None
-    summary = RunSummary.from_result(view.get("result"))
+    summary = view.summary
     report = (summary.report if summary else None) or {}
     costs = estimate(report.get("usage") or {}, services.settings.prices())
-    job = {k: v for k, v in view.items() if k != "result"}
+    job = {k: v for k, v in view.to_dict().items() if k != "result"}
     return {
-        "diff": _run_diff(services, view.get("project"), summary.start, summary.candidate) if summary else None,
+        "diff": _run_diff(services, view.project, summary.start, summary.candidate) if summary else None,
         "job": job,
-        "project": view.get("project"),
+        "project": view.project,
         "outcome": _run_brief(view),
         "has_report": bool(report),
         "curve": reward_curve(report).to_dict(),
@@ -192,8 +192,7 @@ def live(services: Services) -> dict:
     queue = JobQueue(services)
     jobs, runs = [], []
     for view in queue.active():
-        chunk = JobKind.of(view.get("kind")) is JobKind.BULK_CHUNK
-        run = (view.get("meta") or {}).get("run") if chunk else None
+        run = view.run if view.kind is JobKind.BULK_CHUNK else None
         if run is None:
             jobs.append(_progress(view))
         elif run not in runs:
@@ -213,39 +212,35 @@ def live(services: Services) -> dict:
     return {"jobs": jobs}
 
 
-def _progress(view: dict) -> dict:
+def _progress(view: JobView) -> dict:
     """A job's live progress in a few fields: phase, optimiser step, calls spent of the budget, tasks done."""
-    meta = view.get("meta") or {}
-    event = meta.get("optimizer") if isinstance(meta.get("optimizer"), dict) else {}
-    done, total = meta.get("done"), meta.get("total")
-    bulk = view.get("progress") if isinstance(view.get("progress"), dict) else None
-    outcomes = {}
-    if bulk is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
-        outcomes = dict(bulk.get("tasks") or {})
-        done, total = sum(outcomes.values()), bulk.get("total")
-        meta = {**meta, "phase": f"{bulk.get('chunks_active', 0)} of {bulk.get('chunks', 0)} chunks active"}
-    calls, budget = event.get("calls"), event.get("budget")
-    if isinstance(calls, int) and isinstance(budget, int) and budget > 0:
-        fraction = min(1.0, calls / budget)
-    elif isinstance(done, int) and isinstance(total, int) and total > 0:
+    step = view.optimizer
+    phase, done, total, outcomes = view.phase, view.done, view.total, {}
+    if view.progress is not None:  # a bulk pre-annotation run: tasks handled so far, by outcome, of the run's total
+        outcomes = dict(view.progress.tasks)
+        done, total = sum(outcomes.values()), view.progress.total
+        phase = f"{view.progress.chunks_active} of {view.progress.chunks} chunks active"
+    if step.calls is not None and step.budget:
+        fraction = min(1.0, step.calls / step.budget)
+    elif done is not None and total:
         fraction = min(1.0, done / total)
     else:
         fraction = None
     return {
-        "id": view["id"],
-        "status": view["status"],
-        "project": view.get("project"),
-        "kind": view.get("kind"),
-        "has_run_page": JobKind.of(view.get("kind")) is JobKind.TRAIN,  # a run page shows a training run's report
-        "phase": meta.get("phase"),
-        "step": event.get("step"),
-        "calls": calls,
-        "budget": budget,
+        "id": view.id,
+        "status": view.status,
+        "project": view.project,
+        "kind": view.kind.value if view.kind else None,
+        "has_run_page": view.kind is JobKind.TRAIN,  # a run page shows a training run's report
+        "phase": phase,
+        "step": step.step,
+        "calls": step.calls,
+        "budget": step.budget,
         "done": done,
         "total": total,
         "fraction": round(fraction, 4) if fraction is not None else None,
-        "enqueued_at": view.get("enqueued_at"),
-        "started_at": view.get("started_at"),
-        "note": view.get("note"),
+        "enqueued_at": view.enqueued_at,
+        "started_at": view.started_at,
+        "note": view.note,
         "outcomes": outcomes,
     }
