@@ -229,7 +229,7 @@ def test_rollback_pin_unpin_and_train_buttons(dash):
     assert done.status_code == 303 and done.headers["Location"].endswith("notice=rolled-back")
     assert services.store.current_version(PROJECT) == middle
     assert dash.client.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG},
-                            headers=AUTH).get_json()["model_version"] == middle  # fmt: skip
+                            headers=AUTH).get_json()["model_version"].startswith(middle + ".")  # fmt: skip
     # A stale page (it still expects the old live version) gets a conflict, not a silent overwrite.
     stale = post_form(dash, f"/dashboard/projects/{PROJECT}/rollback",
                       {"csrf_token": token, "version": default, "expected": live})  # fmt: skip

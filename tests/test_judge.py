@@ -16,6 +16,7 @@ from optimizer.learning.gold import GoldItem
 from optimizer.learning.metrics import balanced_accuracy, cohen_kappa
 from optimizer.learning.rewards import Reward, Scoring, balance_weights, soft_reward
 from optimizer.learning.verifiers import Verdict
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import Predictor
@@ -65,7 +66,8 @@ def test_predict_on_a_reward_config_grades_with_the_judge_instruction_and_a_logp
         "/predict", json={"tasks": judge_tasks(3), "label_config": REWARD_CONFIG, "project": "41.1"}
     ).get_json()
     judge = app.extensions["services"].judge_policy
-    assert setup["model_version"] == answer["results"][0]["model_version"] == judge.version
+    assert setup["model_version"] == answer["results"][0]["model_version"]
+    assert policy_version(setup["model_version"]) == judge.version
     system = fake_llm.requests[-1]["messages"][0]["content"]
     assert system.startswith(judge.instruction) and "strict grader" in system
     assert "[input]\nWhat is" in last_user(fake_llm.requests[-1])
@@ -80,7 +82,7 @@ def test_a_classification_config_keeps_the_generic_default(make_settings, fake_l
     app = create_app(make_settings())
     body = {"tasks": [{"data": {"text": "billing"}}], "label_config": THREE_CONTROLS_CONFIG, "project": "42.1"}
     answer = app.test_client().post("/predict", json=body).get_json()
-    assert answer["model_version"] == app.extensions["services"].default_policy.version
+    assert policy_version(answer["model_version"]) == app.extensions["services"].default_policy.version
 
 
 # --- balanced accuracy, kappa, soft rewards --------------------------------------------------------------------------
@@ -177,11 +179,13 @@ def test_the_judge_default_is_recorded_live_and_can_be_overridden_like_any_polic
     client, services = app.test_client(), app.extensions["services"]
     setup = client.post("/setup", json={"project": "43.1", "schema": REWARD_CONFIG}).get_json()
     judge, default = services.judge_policy, services.default_policy
-    assert setup["model_version"] == judge.version
+    assert policy_version(setup["model_version"]) == judge.version
     listing = client.get("/projects/43.1/policies").get_json()
     assert listing["live"] == judge.version
     assert {p["version"] for p in listing["policies"]} >= {judge.version, default.version}
     # A user rolls back to the generic default: that is what the project is served from then on.
     assert client.post("/projects/43.1/rollback", json={"version": default.version}).status_code == 200
     body = {"tasks": judge_tasks(1), "label_config": REWARD_CONFIG, "project": "43.1"}
-    assert client.post("/predict", json=body).get_json()["results"][0]["model_version"] == default.version
+    assert (
+        policy_version(client.post("/predict", json=body).get_json()["results"][0]["model_version"]) == default.version
+    )

@@ -17,6 +17,7 @@ from rq import Queue
 
 from _wsgi import create_app
 from optimizer.runtime import telemetry
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy
 from optimizer.state.store import PolicyStore
@@ -82,7 +83,7 @@ def test_counters_move_after_a_prediction(authed, namespace):
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("lsml_predictions_total", project=project, policy_version=version) == 3
+    assert delta("lsml_predictions_total", project=project, policy_version=policy_version(version)) == 3
     assert delta("lsml_llm_calls_total", role="labeller", source="web") == 3
     assert delta("lsml_llm_tokens_total", role="labeller", kind="completion", source="web") > 0
     assert delta("lsml_predict_duration_seconds_count") == 1

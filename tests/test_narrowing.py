@@ -7,6 +7,7 @@ from _wsgi import create_app
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.candidates import demo_pool, demo_variants
 from optimizer.learning.gold import GoldItem, synth_config
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.narrowing import name_overlap, narrow, rank_labels
 from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.prompting import build_messages
@@ -97,11 +98,11 @@ def test_predict_sends_the_narrowed_enum_that_training_scores(make_settings, fak
     default = client.post("/predict", json={**body, "project": "3.1"}).get_json()["model_version"]
     assert len(response_schema(fake_llm.requests[-1])["properties"]["label"]["enum"]) == len(LABELS)
     policy = Policy("Label it.", POOL, demo_k=2, narrow_k=5)
-    assert store.promote("3.1", policy, parent=default).ok
+    assert store.promote("3.1", policy, parent=policy_version(default)).ok
     result = client.post("/predict", json={**body, "project": "3.1"}).get_json()["results"][0]
     sent = fake_llm.requests[-1]
     expected = narrow(policy, SCHEMA, "code05a code05c help")["label"]
     assert response_schema(sent)["properties"]["label"]["enum"] == list(expected)
     assert last_user(sent).endswith('Candidate labels for "label": ' + ", ".join(expected))
-    assert result["model_version"] == policy.version
+    assert policy_version(result["model_version"]) == policy.version
     assert result["result"][0]["value"]["choices"] == ["intent_05"]

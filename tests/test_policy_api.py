@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.policy import Demo, Policy
 from testkit.constants import SUPPORT_CONFIG
 from testkit.lspayloads import uid
@@ -58,7 +59,7 @@ def test_list_by_numeric_id_or_uid(api):
     assert [p["version"] for p in by_id["policies"]] == [api.v3.version, api.v2.version, api.default.version]
     assert by_id["policies"][0]["job"] == "train-b" and by_id["policies"][0]["val_score"] == 0.8
     versions = get(api.client, "/versions?project=4").get_json()
-    assert versions["versions"] == [api.v3.version, api.v2.version, api.default.version]
+    assert [policy_version(v) for v in versions["versions"]] == [api.v3.version, api.v2.version, api.default.version]
 
 
 def test_show_and_diff(api):
@@ -76,7 +77,7 @@ def test_rollback_then_setup_serves_the_old_version(api):
     answer = post(api.client, "/projects/4/rollback", {"version": api.v2.version})
     assert answer.status_code == 200 and answer.get_json()["live"] == api.v2.version
     setup = api.client.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG}, headers=AUTH)
-    assert setup.get_json()["model_version"] == api.v2.version
+    assert policy_version(setup.get_json()["model_version"]) == api.v2.version
     listing = get(api.client, "/projects/4/policies").get_json()
     assert listing["live"] == api.v2.version
     entry = next(p for p in listing["policies"] if p["version"] == api.v2.version)

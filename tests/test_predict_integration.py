@@ -6,6 +6,7 @@ import time
 import pytest
 
 from _wsgi import create_app
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.policy import Policy
 from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 from testkit.fakellm import Reply, keyword_responder
@@ -89,7 +90,7 @@ def test_redis_going_away_mid_traffic_keeps_serving_the_last_policy(make_setting
         store = app.extensions["services"].store
         store.retry_interval = 0.2
         body = {"tasks": tasks_of(["billing"]), "label_config": THREE_CONTROLS_CONFIG, "project": "7.1"}
-        default = client.post("/predict", json=body).get_json()["model_version"]
+        default = policy_version(client.post("/predict", json=body).get_json()["model_version"])
         promoted = Policy("Promoted prompt.")
         assert store.promote("7.1", promoted, parent=default).ok
 
@@ -111,14 +112,14 @@ def test_redis_going_away_mid_traffic_keeps_serving_the_last_policy(make_setting
         health = client.get("/health").get_json()
         assert health["status"] == "UP" and health["redis"] == "unreachable"
         setup = client.post("/setup", json={"project": "7.1", "schema": THREE_CONTROLS_CONFIG})
-        assert setup.status_code == 200 and setup.get_json()["model_version"] == promoted.version
+        assert setup.status_code == 200 and policy_version(setup.get_json()["model_version"]) == promoted.version
         server.start()
         time.sleep(0.6)
         stop.set()
         for t in threads:
             t.join()
         assert set(statuses) == {200}
-        assert set(versions) == {promoted.version}
+        assert {policy_version(v) for v in versions} == {promoted.version}
         assert client.get("/health").get_json()["redis"] == "ok"
     finally:
         server.cleanup()
@@ -130,4 +131,4 @@ def test_unknown_project_without_redis_serves_the_default(make_settings, redis_s
     body = {"tasks": tasks_of(["billing"]), "label_config": THREE_CONTROLS_CONFIG, "project": "9.9"}
     response = client.post("/predict", json=body)
     assert response.status_code == 200
-    assert response.get_json()["model_version"] == app.extensions["services"].default_policy.version
+    assert policy_version(response.get_json()["model_version"]) == app.extensions["services"].default_policy.version

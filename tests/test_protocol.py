@@ -6,6 +6,7 @@ import json
 import pytest
 
 from _wsgi import create_app
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.policy import Policy
 from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 from testkit.lspayloads import SAMPLES
@@ -59,7 +60,7 @@ def test_version_changes_exactly_when_the_policy_changes(client, app):
     assert first == again
     task = {"tasks": [{"data": {"dialogue": []}}], "label_config": SUPPORT_CONFIG, "project": PROJECT}
     assert client.post("/predict", json=task).get_json()["results"][0]["model_version"] == first
-    assert store.promote(PROJECT, Policy("A better prompt."), parent=first).ok
+    assert store.promote(PROJECT, Policy("A better prompt."), parent=policy_version(first)).ok
     second = client.post("/setup", json={"project": PROJECT, "schema": SUPPORT_CONFIG}).get_json()["model_version"]
     assert second != first
     assert client.post("/predict", json=task).get_json()["results"][0]["model_version"] == second

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from optimizer.runtime.versions import policy_version
 from testkit.processes import kill_tree, wait_for
 from testkit.training_stack import MAGIC_WORD, Stack, gold_tasks
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def test_start_training_promotes_a_better_policy_and_every_route_serves_it(stack):
     s = stack()
-    v1 = s.setup_version()
+    v1 = policy_version(s.setup_version())
     s.start_worker()
     answer = s.webhook("START_TRAINING")
     view = s.wait_job(answer["job"])
@@ -27,7 +28,7 @@ def test_start_training_promotes_a_better_policy_and_every_route_serves_it(stack
     result = view["result"]
     assert result["promoted"] is True and result["live_before"] == v1, result
     v2 = result["live_after"]
-    assert v2 != v1 and s.setup_version() == v2
+    assert v2 != v1 and policy_version(s.setup_version()) == v2
     assert MAGIC_WORD in s.services.store.current(s.project).instruction
     assert view["meta"]["phase"] == "done" and view["meta"]["gold"]["used"] == 12
     listing = s.session.get(s.url + "/projects/1/policies").json()
@@ -127,7 +128,7 @@ def test_sigkilled_worker_leaves_no_half_promotion_and_the_next_trigger_runs(sta
     assert nxt["job"] == follow  # the trigger that waited on the dead run is served, not lost or duplicated
     view = s.wait_job(follow)
     assert view["status"] == "finished" and view["result"]["promoted"], view
-    assert s.setup_version() == view["result"]["live_after"] != v1
+    assert policy_version(s.setup_version()) == view["result"]["live_after"] != policy_version(v1)
 
 
 def test_repredict_after_promotion_is_a_bulk_run_posting_in_chunks(stack):
@@ -137,12 +138,14 @@ def test_repredict_after_promotion_is_a_bulk_run_posting_in_chunks(stack):
     view = s.wait_job(s.webhook("START_TRAINING")["job"])
     assert view["status"] == "finished" and view["result"]["promoted"], view
     v2 = view["result"]["live_after"]
+    served = s.setup_version()  # what Label Studio asks for: the new policy with this config and model
+    assert policy_version(served) == v2
     repredict = s.wait_job(view["result"]["repredict_job"])
     assert repredict["status"] == "finished" and repredict["kind"] == "bulk", repredict
-    assert repredict["result"] == {"status": "planned", "version": v2, "total": 3, "chunks": 2}
+    assert repredict["result"] == {"status": "planned", "version": v2, "served": served, "total": 3, "chunks": 2}
     assert repredict["progress"]["tasks"] == {"posted": 3, "skipped": 12}  # the 12 annotated tasks are left alone
     posted = s.ls.predictions()
-    assert len(posted) == 3 and {p["model_version"] for p in posted} == {v2}
+    assert len(posted) == 3 and {p["model_version"] for p in posted} == {served}
     assert {p["task"] for p in posted} == {13, 14, 15}  # only the unlabelled tasks
     assert all(p["result"][0]["value"]["choices"] for p in posted)
 

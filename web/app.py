@@ -17,6 +17,7 @@ from optimizer.jobs.queue import JobQueue
 from optimizer.jobs.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
 from optimizer.labelstudio.client import LabelStudioError, LabelStudioNotConfigured, LabelStudioNotFound
 from optimizer.labelstudio.labelconfig import warm_up
+from optimizer.learning.publishing import PublishRefused
 from optimizer.project_settings import ProfileGone, ProjectSettingsError
 from optimizer.runtime.annotator import Annotator
 from optimizer.runtime.services import Services
@@ -29,6 +30,7 @@ from web.refs import RefError
 
 DOMAIN_ERRORS = {
     RefError: 400,
+    PublishRefused: 400,
     ProjectSettingsError: 400,
     HistoryError: 400,
     UnknownPolicy: 404,

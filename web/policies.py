@@ -7,9 +7,12 @@ history's own errors are mapped to statuses by ``DOMAIN_ERRORS`` in ``web/app.py
 is the full uid Label Studio uses (``12.1700000000``) or the bare numeric id (``12``), resolved through the alias
 index; every reference is parsed by ``web.refs``.
 
-- ``GET  /projects/<p>/policies``              every version, newest first, live and pinned marked; training state
-- ``GET  /projects/<p>/policies/<version>``    one version: text, demos, scores, parent, job, promotions
+- ``GET  /projects/<p>/policies``              every version, newest first, live and pinned marked, each with the
+                                               ``model_version`` strings Label Studio saw it served as; training state
+- ``GET  /projects/<p>/policies/<version>``    one version (or the one a served ``model_version`` names): text,
+                                               demos, scores, parent, job, promotions
 - ``GET  /projects/<p>/diff?from=&to=``        unified diff of instructions + demos added/removed
+- ``POST /projects/<p>/policies {"instruction", "demos"?, "live"?, "expected"?}``  publish a hand-written policy
 - ``POST /projects/<p>/rollback {"version", "expected"?, "pin"?}``   compare-and-set back to a version (409 if raced)
 - ``POST /projects/<p>/pin {"version"?}`` / ``POST /projects/<p>/unpin``
 - ``POST /projects/<p>/train``                 queue a run (coalesced like START_TRAINING)
@@ -22,12 +25,14 @@ index; every reference is parsed by ``web.refs``.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from flask import Blueprint, request
 from pydantic import Field
 
 from ls_protocol import (
+    Conflict,
     InvalidInput,
     NotFound,
     Payload,
@@ -39,12 +44,34 @@ from ls_protocol import (
     read_object,
     validate,
 )
-from web.context import jobs, services
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.publishing import MAX_DEMO_CHARS, MAX_DEMOS, check_published
+from optimizer.learning.search import LoopConfig
+from optimizer.runtime.versions import policy_version
+from optimizer.serving.policy import Policy
+from web.context import caller, jobs, services
 from web.refs import JOB_PATTERN, PROJECT_PATTERN, VERSION_PATTERN, JobRef, ProjectRef, VersionRef
 
 bp = Blueprint("policies", __name__)
+log = logging.getLogger("web.policies")
 
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
+
+
+class DemoBody(Payload):
+    input: Annotated[str, Field(min_length=1, max_length=MAX_DEMO_CHARS)]
+    output: dict[str, str | list[str] | int | float | list[dict] | dict]
+
+
+class PublishRequest(Payload):
+    """A policy a person wrote: made a version in the history (source ``manual``), live if ``live``."""
+
+    instruction: Annotated[str, Field(min_length=1, max_length=100_000)]
+    demos: Annotated[list[DemoBody], Field(max_length=MAX_DEMOS, default_factory=list)]
+    demo_k: Annotated[int, Field(ge=0, le=64)] = 0
+    narrow_k: Annotated[int, Field(ge=0, le=1000)] = 0
+    live: bool = False
+    expected: Version | None = None
 
 
 class RollbackRequest(Payload):
@@ -86,15 +113,43 @@ def list_policies(ref: str):
     here = services()
     project = project_ref(ref)
     entries = here.history.entries(project)
+    served = here.projects.served(project)
+    by_policy: dict[str, list[str]] = {}
+    for version, made_of in sorted(served.items(), key=lambda item: item[1].get("at", 0), reverse=True):
+        by_policy.setdefault(made_of.get("policy") or policy_version(version), []).append(version)
     return json_response(
         {
             "project": project,
             "live": next((e.version for e in entries if e.live), None),
             "pinned": here.history.pinned(project),
             "training": here.coalescer.status(project),
-            "policies": [e.to_dict() for e in entries],
+            "policies": [{**e.to_dict(), "served_as": by_policy.get(e.version, [])} for e in entries],
+            "served": served,
         }
     )
+
+
+@bp.post("/projects/<ref>/policies")
+def publish(ref: str):
+    """Publish a policy written by hand: checked like a proposal (length cap, the label set, no secrets)."""
+    project = project_ref(ref)
+    data = validate(PublishRequest, read_object())
+    policy = Policy.from_dict(data.model_dump(exclude={"live", "expected"}))
+    return json_response(publish_policy(project, policy, live=data.live, expected=data.expected), 201)
+
+
+def publish_policy(project: str, policy: Policy, *, live: bool, expected: str | None) -> dict:
+    """The one path a hand-written policy takes into the history, from the API and the dashboard's form."""
+    here = services()
+    config = here.projects.label_config(project)
+    if not config:
+        raise Conflict("the backend has no label config for this project yet: connect it in Label Studio", "project")
+    check_published(policy, parse_label_config(config), max_chars=LoopConfig().max_instruction_chars,
+                    secrets=here.settings.secret_values())  # fmt: skip
+    answer = here.history.publish(project, policy, source="manual", live=live, expected=expected)
+    log.info("project %s: published %s (live: %s) by %s", project, policy.version, live, caller(),
+             extra={"project": project, "version": policy.version})  # fmt: skip
+    return answer
 
 
 @bp.get("/projects/<ref>/settings")
@@ -106,7 +161,12 @@ def project_settings(ref: str):
 
 @bp.get("/projects/<ref>/policies/<version>")
 def show_policy(ref: str, version: str):
-    return json_response(services().history.show(project_ref(ref), version_ref(version)))
+    """A policy version, or the policy a served ``model_version`` (``pv-….c….m…``) was made of."""
+    project, served = project_ref(ref), version_ref(version)
+    shown = services().history.show(project, policy_version(served))
+    if served != shown["version"]:
+        shown["served"] = {"version": served, **(services().projects.served(project).get(served) or {})}
+    return json_response(shown)
 
 
 @bp.get("/projects/<ref>/diff")
@@ -170,9 +230,14 @@ def job(job_id: str):
 
 
 _P = path_param("ref", PROJECT_PATTERN)
-OPENAPI_MODELS = (RollbackRequest, PinRequest, BulkPredictRequest)
+OPENAPI_MODELS = (PublishRequest, RollbackRequest, PinRequest, BulkPredictRequest)
 OPENAPI_PATHS = {
-    "/projects/{ref}/policies": {"get": operation("every policy version, newest first", params=[_P])},
+    "/projects/{ref}/policies": {
+        "get": operation("every policy version, newest first", params=[_P]),
+        "post": operation(
+            "publish a policy written by hand (live if asked)", ok=201, params=[_P], request=json_body(PublishRequest)
+        ),
+    },
     "/projects/{ref}/policies/{version}": {
         "get": operation("one policy version", params=[_P, path_param("version", VERSION_PATTERN)])
     },

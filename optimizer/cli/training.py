@@ -11,6 +11,7 @@ They work on Redis directly (the same objects the HTTP API uses), so they need `
     python -m optimizer policies pin      --project 12 [--version pv-...]
     python -m optimizer policies unpin    --project 12
     python -m optimizer policies train    --project 12
+    python -m optimizer policies publish  --project 12 --from out/ [--live] [--expected pv-...]
     python -m optimizer policies job      JOB_ID
 """
 
@@ -20,13 +21,18 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from optimizer.jobs.queue import JobQueue
+from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.publishing import PublishRefused, check_published
+from optimizer.learning.search import LoopConfig
 from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
+from optimizer.serving.policy import Policy, load_prompt
 from optimizer.state.history import HistoryError, StaleLive
-from web.refs import JobRef, ProjectRef, RefError
+from web.refs import JobRef, ProjectRef, RefError, VersionRef
 
 
 def register(subparsers) -> None:
@@ -58,6 +64,14 @@ def register(subparsers) -> None:
     action("unpin", "allow automatic promotion again")
     action("train", "queue a training run (coalesced like START_TRAINING)")
     action("settings", "the project's effective LLM settings (its Extra params over the defaults; no secrets)")
+    publish = action("publish", "add a policy (optimize's --out folder, or an instruction) to the history")
+    source = publish.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from", dest="source", help="a folder `python -m optimizer optimize --out` wrote (policy.json)"
+    )
+    source.add_argument("--instruction", help="an instruction: text, or @FILE")
+    publish.add_argument("--live", action="store_true", help="make it the live policy (a compare-and-set)")
+    publish.add_argument("--expected", help="the live version you expect (refused with exit 1 if it changed)")
     job = actions.add_parser("job", help="a job's status, progress and result")
     job.add_argument("job_id")
     job.add_argument("--json", action="store_true", help="print JSON")
@@ -113,12 +127,40 @@ def _run(services: Services, args: argparse.Namespace):
         return history.pin(project, args.version)
     if args.action == "unpin":
         return history.unpin(project)
+    if args.action == "publish":
+        return _publish(services, project, args)
     if args.action == "settings":
         try:
             return {"project": project, **services.project_settings(project).public()}
         except ProfileGone as exc:
             raise _Missing(str(exc)) from None
     return jobs.train_now(project, reason="cli")
+
+
+def _published_policy(args: argparse.Namespace) -> Policy:
+    if args.source:
+        path = Path(args.source)
+        path = path / "policy.json" if path.is_dir() else path
+        try:
+            return Policy.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _Missing(f"--from {args.source}: no readable policy.json ({exc.__class__.__name__}: {exc})") from None
+    return Policy(load_prompt(args.instruction))
+
+
+def _publish(services: Services, project: str, args: argparse.Namespace) -> dict:
+    """The same checks and the same history entry as ``POST /projects/<p>/policies``, with source ``cli``."""
+    policy = _published_policy(args)
+    config = services.projects.label_config(project)
+    if not config:
+        raise _Missing(f"project {project} has no label config yet: connect the backend to it in Label Studio")
+    try:
+        check_published(policy, parse_label_config(config), max_chars=LoopConfig().max_instruction_chars,
+                        secrets=services.settings.secret_values())  # fmt: skip
+    except PublishRefused as exc:
+        raise _Missing(exc.message) from None
+    expected = VersionRef.parse(args.expected, "--expected").text if args.expected else None
+    return services.history.publish(project, policy, source="cli", live=args.live, expected=expected)
 
 
 def _print_table(result: dict) -> None:

@@ -10,7 +10,8 @@ A run is a **plan** job and **chunk** jobs. The plan lists the tasks lacking a p
 project's, or the ids asked for) and queues one chunk job per ``BULK_CHUNK`` tasks, so ``--scale worker=N`` runs N
 chunks at once. A chunk claims its tasks (:mod:`optimizer.state.bulk`), reads them again from Label Studio, skips
 any that gained a prediction of the version meanwhile, predicts the rest with the same predictor and mapping as
-``/predict``, and posts the answers in one request with the version as ``model_version``.
+``/predict``, and posts the answers in one request under the same ``model_version`` ``/setup`` reports (the policy's,
+the label config's and the model's parts: :mod:`optimizer.runtime.versions`).
 
 Why this never duplicates: a task is predicted only under its claim, and Label Studio is read again after the claim
 is taken, so a second run, a second worker or a retry after a SIGKILL sees what the first one posted. A worker that
@@ -32,7 +33,9 @@ from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
 from optimizer.labelstudio.ids import numeric_id
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.runtime.services import Services
+from optimizer.runtime.versions import served_version
 from optimizer.serving.labelling import ls_predictions, task_texts
+from optimizer.serving.policy import Policy
 
 log = logging.getLogger("optimizer.jobs.bulk")
 
@@ -84,6 +87,7 @@ def plan_run(
     if live != request.version:
         return {"status": SUPERSEDED, "version": request.version, "live": live, "total": 0, "chunks": 0}
     ls = ls or label_studio(services)
+    served = _served(services, request.project, request.version, _schema(services, request.project, ls))
     try:
         listed = list(ls.tasks(number, ids=request.tasks))
     except LabelStudioError as exc:
@@ -91,12 +95,12 @@ def plan_run(
     todo = [
         int(t["id"])
         for t in listed
-        if not has_version(t, request.version) and not (request.skip_annotated and t.get("annotations"))
+        if not has_version(t, served) and not (request.skip_annotated and t.get("annotations"))
     ]
     size = services.settings.bulk_chunk
     parts = [todo[i : i + size] for i in range(0, len(todo), size)]
     chunks = [f"{run_id}-{n}" for n in range(len(parts))]
-    record = {"project": request.project, "version": request.version, "reason": request.reason,
+    record = {"project": request.project, "version": request.version, "served": served, "reason": request.reason,
               "total": len(todo), "listed": len(listed), "chunks": chunks,
               "created_at": round(time.time(), 3)}  # fmt: skip
     services.bulk.start_run(run_id, record, ttl=services.settings.job_result_ttl)
@@ -106,7 +110,13 @@ def plan_run(
     services.bulk.count(run_id, request.project, {"skipped": len(listed) - len(todo)})
     for n, part in enumerate(parts):
         enqueue_chunk(chunks[n], n, part)
-    return {"status": "planned", "version": request.version, "total": len(todo), "chunks": len(chunks)}
+    return {"status": "planned", "version": request.version, "served": served, "total": len(todo),
+            "chunks": len(chunks)}  # fmt: skip
+
+
+def _served(services: Services, project: str, policy_version: str, schema: Schema) -> str:
+    """The ``model_version`` a bulk run posts under: the same as ``/setup``'s for this policy, config and model."""
+    return served_version(policy_version, schema, project_config(services, project))
 
 
 POST_ATTEMPTS = 3
@@ -189,15 +199,17 @@ def run_chunk(
     totals: Counter[str] = Counter()
     unpredicted: Counter[str] = Counter()  # tasks this chunk leaves alone, counted once at the end
     give_up = time.monotonic() + 2 * ttl + 5  # a dead holder's claims lapse within one TTL
+    served = _served(services, project, version, schema)
     while remaining:
         policy = services.store.current(project)
-        if policy.version != version:
+        # A new policy, label config or model: these predictions would be asked for again under the new version.
+        if policy.version != version or _served(services, project, policy.version, schema) != served:
             unpredicted[SUPERSEDED] += len(remaining)
             break
-        claims = ledger.claim(project, version, remaining, holder, ttl)
+        claims = ledger.claim(project, served, remaining, holder, ttl)
         unpredicted["skipped"] += len(claims.done)
         if claims.claimed:
-            outcome = _predict_and_post(services, ls, number, schema, policy, project, holder, claims.claimed)
+            outcome = _predict_and_post(services, ls, number, schema, policy, served, project, holder, claims.claimed)
             totals.update(outcome)
             ledger.count(run_id, project, outcome)
             progress(phase="predicting", done=sum(totals.values()), total=len(tasks))
@@ -209,7 +221,7 @@ def run_chunk(
         remaining = claims.busy
     ledger.count(run_id, project, unpredicted)
     totals.update(unpredicted)
-    return {"status": "done", "version": version, **dict(+totals)}
+    return {"status": "done", "version": version, "served": served, **dict(+totals)}
 
 
 def _predict_and_post(
@@ -217,12 +229,14 @@ def _predict_and_post(
     ls: LabelStudioClient,
     number: int,
     schema: Schema,
-    policy,
+    policy: Policy,
+    version: str,
     project: str,
     holder: str,
     claimed: list[int],
 ) -> Counter[str]:
-    ledger, ttl, version = services.bulk, services.settings.bulk_claim_ttl, policy.version
+    """``version`` is the served ``model_version`` the predictions go under (and the claims are held for)."""
+    ledger, ttl = services.bulk, services.settings.bulk_claim_ttl
     outcome: Counter[str] = Counter()
     beat = _ClaimBeat(services, project, version, holder, claimed)
     beat.start()
@@ -239,7 +253,7 @@ def _predict_and_post(
         todo = [t for i, t in fresh.items() if i not in set(already)]
         predictor = services.predictor_for(project_config(services, project).labeller_config)  # the project's profile
         predictions = predictor.predict_many(policy, schema, task_texts(schema, todo))
-        answers = ls_predictions(schema, policy, predictions, todo)
+        answers = ls_predictions(schema, policy, predictions, todo, version=version)
         for prediction in predictions:
             if prediction.error is not None:
                 outcome[f"failed_{prediction.error.reason.value}"] += 1

@@ -11,9 +11,10 @@ Schemas are immutable and cached by the config text, because Label Studio sends 
 from __future__ import annotations
 
 import hashlib
+import json
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass, field
+from functools import cached_property, lru_cache
 
 from optimizer.labelstudio.tags import PARSERS, ObjectRef, TagControl, TagError, parse_tag
 
@@ -78,6 +79,24 @@ class Schema:
         """Names of every control the model answers, in config order of kind (choices, texts, then tags)."""
         controls = (*self.choices, *self.answers, *self.tags)
         return tuple(c.name for c in controls)
+
+    def contract(self) -> dict:
+        """What the backend reads and answers, and nothing of the layout: every object's field, every control it
+        fills with its labels, choice mode and bounds. A label added, a control switched to multiple choice or a
+        field renamed changes it; a header, a style or a reordered ``View`` does not."""
+        return {
+            "objects": [asdict(o) for o in self.objects],
+            "choices": [asdict(c) for c in self.choices],
+            "answers": [c.name for c in self.answers],
+            "prompt": self.prompt_area.name if self.prompt_area else None,
+            "tags": [{"type": type(t).__name__, **asdict(t)} for t in self.tags],
+        }
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`contract`: part of the ``model_version`` Label Studio sees."""
+        canonical = json.dumps(self.contract(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
     def choice(self, name: str) -> ChoiceControl | None:
         return next((c for c in self.choices if c.name == name), None)

@@ -5,7 +5,8 @@
 request needs live here, in one place:
 
 - **which policy** answers (the project's live one, read from Redis once per request, or the judge's default for a
-  reward-scoring config), and so which ``model_version`` both ``/setup`` and ``/predict`` report;
+  reward-scoring config), and so which ``model_version`` both ``/setup`` and ``/predict`` report: the policy's,
+  the label config's and the model's parts together (``versions.py``);
 - **the deadline** (``PREDICT_DEADLINE``) and **the priority**: one task means an annotator is waiting on it;
 - **what to offload**: tasks past ``PREDICT_SYNC_MAX`` and those the deadline cut off go to a bulk run that posts
   them, when a worker can post (Label Studio configured, numeric project id, task ids, Redis up);
@@ -25,12 +26,13 @@ from typing import Protocol
 import redis
 
 from optimizer.labelstudio.ids import numeric_id
-from optimizer.labelstudio.labelconfig import Schema, parse_label_config
+from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
 from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
 from optimizer.project_settings import ProjectConfig, parse_choices
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
+from optimizer.runtime.versions import parts, served_version
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.llm import Priority
 from optimizer.serving.policy import Policy
@@ -82,6 +84,7 @@ class ProjectRequest:
         self._project: str | None = None
         self._policy: Policy | None = None
         self._settings: ProjectConfig | None = None
+        self._version: str | None = None
         if self.schema is not None:
             self._remember_project()
 
@@ -132,24 +135,56 @@ class ProjectRequest:
 
     @property
     def version(self) -> str:
-        return self.policy.version
+        """The ``model_version`` Label Studio sees for this project now (the same from ``/setup`` and ``/predict``)."""
+        if self._version is None:
+            self._version = self._served(self.policy)
+        return self._version
+
+    def _served(self, policy: Policy) -> str:
+        schema = self.schema or self._stored_schema()
+        if schema is None:
+            return policy.version  # nothing known of the config (``/versions`` of a project never set up)
+        version = served_version(policy.version, schema, self.settings)
+        if self.project_id and not self.services.store.degraded:
+            try:
+                self.services.projects.record_served(
+                    self.project, version, parts(policy.version, schema, self.settings)
+                )
+            except redis.RedisError as exc:
+                log.warning("could not record served version of %s: %s", self.project, exc.__class__.__name__)
+        return version
+
+    def _stored_schema(self) -> Schema | None:
+        """The config ``/setup`` last stored, for the routes Label Studio calls without one (``/versions``)."""
+        try:
+            stored = self.services.projects.label_config(self.project)
+            return parse_label_config(stored) if stored else None
+        except (redis.RedisError, LabelConfigError):
+            return None
 
     def versions(self) -> list[str]:
-        """The project's policy versions, newest first (``GET /versions?project=<id>``)."""
+        """The project's versions as Label Studio sees them, newest first (``GET /versions?project=<id>``): each
+        policy of its history with today's label config and model."""
         try:
-            return self.services.history.versions(self.project)
+            policies = self.services.history.versions(self.project)
         except redis.RedisError:
             return [self.version]
+        schema = self.schema or self._stored_schema()
+        if schema is None:
+            return policies
+        return [served_version(v, schema, self.settings) for v in policies]
 
     def predict(self, tasks: list[dict], context: dict | None = None) -> list[dict]:
         """One answer per task, in order: a prediction, or ``[]`` for "none" (never an empty result)."""
         if self.schema is None:
             raise NoLabelConfig('missing "label_config": the project\'s label config XML is needed to predict')
         schema, policy, settings = self.schema, self.policy, self.services.settings
+        version = self.version
         typed = prompt_in_context(schema, context)
         if typed:
             # Interactive mode: the annotator's typed prompt is used at once, with the project's demos.
             policy = policy.with_instruction(typed)
+            version = served_version(policy.version, schema, self.settings)
         texts = task_texts(schema, tasks)
         offload = not typed and self._can_offload(tasks)
         now = len(texts) if not offload else min(len(texts), settings.predict_sync_max)
@@ -162,10 +197,10 @@ class ProjectRequest:
         if offload:
             self._queue_unfinished(policy.version, tasks, predictions)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
-        answers = ls_predictions(schema, policy, predictions, tasks)
+        answers = ls_predictions(schema, policy, predictions, tasks, version=version)
         if typed:
             # Interactive answers are shown, never stored; Label Studio's editor expects one object per task.
-            return [a or {"result": [], "score": 0.0, "model_version": policy.version} for a in answers]
+            return [a or {"result": [], "score": 0.0, "model_version": version} for a in answers]
         # An empty list is "no prediction for this task": Label Studio keeps the one-per-task count, stores nothing
         # and asks for the task again on the next Retrieve Predictions (docs/tags.md, "Tasks without an answer").
         return [a if a is not None else [] for a in answers]

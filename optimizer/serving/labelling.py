@@ -1,6 +1,6 @@
 """Label Studio tasks → model inputs, and predictions → Label Studio's prediction format.
 
-``/predict`` and the re-predict job both go task → ``task_texts`` → ``Predictor.predict_many`` → ``ls_predictions``,
+``/predict`` and bulk runs both go task → ``task_texts`` → ``Predictor.predict_many`` → ``ls_predictions``,
 so a re-predicted task gets exactly the result ``/predict`` would have returned for the same policy: same rendering,
 same predictor, same strict mapping back to the config's labels.
 """
@@ -27,12 +27,15 @@ def task_texts(schema: Schema, tasks: Sequence[dict]) -> list[str | None]:
     return texts
 
 
-def ls_prediction(schema: Schema, policy: Policy, prediction: Prediction, data: Mapping | None = None) -> dict | None:
+def ls_prediction(
+    schema: Schema, policy: Policy, prediction: Prediction, data: Mapping | None = None, *, version: str
+) -> dict | None:
     """``{"result", "score", "model_version"}`` for an answered task; None for one without an answer.
 
     None, never an empty result: Label Studio stores an empty result under the current version as a real
-    prediction and then never asks for that task again (README, "Tasks without an answer"). ``data`` is the task's
-    data: span offsets are computed against its own text.
+    prediction and then never asks for that task again (docs/tags.md, "Tasks without an answer"). ``data`` is the
+    task's data: span offsets are computed against its own text. ``version`` is the ``model_version`` Label Studio
+    sees (``optimizer.runtime.versions``: the policy's, the config's and the model's).
     """
     if prediction.error is not None:
         return None
@@ -47,11 +50,14 @@ def ls_prediction(schema: Schema, policy: Policy, prediction: Prediction, data: 
     )
     if not result:
         return None
-    return {"result": result, "score": prediction.score, "model_version": policy.version}
+    return {"result": result, "score": prediction.score, "model_version": version}
 
 
 def ls_predictions(
-    schema: Schema, policy: Policy, predictions: Sequence[Prediction], tasks: Sequence[dict]
+    schema: Schema, policy: Policy, predictions: Sequence[Prediction], tasks: Sequence[dict], *, version: str
 ) -> list[dict | None]:
     """One :func:`ls_prediction` per prediction and its task, in order."""
-    return [ls_prediction(schema, policy, p, t.get("data") or {}) for p, t in zip(predictions, tasks, strict=True)]
+    return [
+        ls_prediction(schema, policy, p, t.get("data") or {}, version=version)
+        for p, t in zip(predictions, tasks, strict=True)
+    ]

@@ -1,4 +1,4 @@
-"""Policy history and the operations people run on it: list, show, diff, roll back, pin, unpin.
+"""Policy history and the operations people run on it: list, show, diff, publish, roll back, pin, unpin.
 
 Every policy a project has served or been offered is kept (text, demos, scores, parent, job id, time): bodies are
 immutable and keyed by content hash, and each project keeps one record per version plus a log of promotions (see
@@ -144,6 +144,21 @@ class PolicyHistory:
             source="rollback",
         )
         return self._outcome(project, result, parent)
+
+    def publish(self, project: str, policy: Policy, *, source: str, live: bool, expected: str | None = None) -> dict:
+        """Add a policy a person wrote (``source`` ``manual`` or ``cli``) to the history, live if asked.
+
+        Going live is a person's decision like a rollback, so it bypasses the pin, and it is the same compare-and-set
+        on the live version the person saw (``expected``; omitted: the version read just now): a change in between
+        is a 409. Not live, it is kept in history beside the optimiser's candidates, to roll back to later.
+        """
+        parent = expected or self.store.current_version(project)
+        if live:
+            result = self.store.promote(project, policy, parent, force=True, source=source)
+            return {**self._outcome(project, result, parent), "version": policy.version, "source": source}
+        self.store.record(project, policy, parent=parent, status="published", source=source)
+        return {"status": "published", "version": policy.version, "live": self.store.current_version(project),
+                "source": source, "pinned": self.pinned(project) is not None}  # fmt: skip
 
     def pin(self, project: str, version: str | None = None) -> dict:
         """Freeze the project: no automatic promotion until unpinned. With ``version``: roll back to it first."""

@@ -18,6 +18,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:project:<p>:config`` | string | the project's label config, as ``/setup`` last sent it |
 | ``ns:project:<p>:settings`` | string | the project's validated Extra params (JSON, no secrets), from ``/setup`` |
 | ``ns:project:<p>:events`` | list | recent webhook events, newest first, capped |
+| ``ns:project:<p>:served`` | hash | a served ``model_version`` → its parts (policy, config, model), first seen |
 | ``ns:train:<p>:state`` | hash | ``queued``/``queued_at`` and ``followup`` run ids |
 | ``ns:train:<p>:lease`` | string | the running training job's id, with a TTL its heartbeat renews |
 | ``ns:train:<p>:count`` | string | annotations since the last run |
@@ -81,6 +82,9 @@ class KeyMap:
 
     def events(self, project: str) -> str:
         return self._key("project", project, "events")
+
+    def served(self, project: str) -> str:
+        return self._key("project", project, "served")
 
     # -- training runs ------------------------------------------------------------------------------------------
     def train_state(self, project: str) -> str:

@@ -62,7 +62,7 @@ OPENAPI_PATHS = {
                 ok=303,
                 html=True,
                 params=[_P],
-                request=form_body(["csrf_token", "version", "expected"]),
+                request=form_body(["csrf_token", "version", "expected", "instruction", "live"]),
             )
         }
         for action in BUTTONS

@@ -25,6 +25,7 @@ from optimizer.learning.curve import reward_curve
 from optimizer.project_settings import ProfileGone
 from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
+from optimizer.runtime.versions import policy_version
 from optimizer.state.history import UnknownPolicy
 
 
@@ -118,13 +119,16 @@ def project(services: Services, project: str) -> dict:
     """A project's versions, newest first, each with its body and its diff against its parent; its runs; its state."""
     history, jobs = services.history, JobQueue(services)
     entries = history.entries(project)
+    served: dict[str, list[dict]] = {}
+    for name, made_of in sorted(services.projects.served(project).items(), key=lambda kv: -kv[1].get("at", 0)):
+        served.setdefault(made_of.get("policy") or policy_version(name), []).append({"version": name, **made_of})
     versions = []
     for entry in entries:
         try:
             body = history.policy(project, entry.version).to_dict()
         except UnknownPolicy:
             body = None  # recorded, but its body is gone from Redis: list it, show no text
-        item = {**entry.to_dict(), "policy": body}
+        item = {**entry.to_dict(), "policy": body, "served_as": served.get(entry.version, [])}
         parent = entry.record.get("parent")
         if parent and parent != entry.version:
             try:

@@ -29,7 +29,7 @@ from web.context import jobs, services
 from web.dashboard import charts, overview
 from web.dashboard.api import run_or_404
 from web.dashboard.csrf import FIELD, CsrfError, CsrfGuard
-from web.policies import project_ref, version_ref
+from web.policies import project_ref, publish_policy, version_ref
 
 log = logging.getLogger("dashboard")
 ERRORS = "dashboard_domain_errors"  # app.extensions key: domain error type → status, as the JSON API maps them
@@ -63,6 +63,8 @@ class Notice(Enum):
     PINNED = "pinned"
     UNPINNED = "unpinned"
     TRAIN_QUEUED = "train-queued"
+    PUBLISHED = "published"
+    PUBLISHED_LIVE = "published-live"
 
     @property
     def text(self) -> str:
@@ -71,11 +73,13 @@ class Notice(Enum):
             Notice.PINNED: "Pinned: training runs no longer promote automatically.",
             Notice.UNPINNED: "Unpinned: training runs may promote again.",
             Notice.TRAIN_QUEUED: "A training run is queued (or folded into the one already queued).",
+            Notice.PUBLISHED: "Published: the new version is in the history; roll back to it to serve it.",
+            Notice.PUBLISHED_LIVE: "Published and live: Label Studio gets the new version on its next request.",
         }[self]
 
 
 # The buttons a project page has: each is a form POSTing to /dashboard/projects/<p>/<button>.
-BUTTONS = ("rollback", "pin", "unpin", "train")
+BUTTONS = ("rollback", "pin", "unpin", "train", "publish")
 
 
 def _guard() -> CsrfGuard:
@@ -207,3 +211,15 @@ def train(ref: str):
     _, project = _action(ref)
     jobs().train_now(project, reason="dashboard")
     return _back(project, Notice.TRAIN_QUEUED)
+
+
+@bp.post("/projects/<ref>/publish")
+def publish(ref: str):
+    """A new instruction typed on the project page, with the live version's demos, retrieval and narrowing kept."""
+    here, project = _action(ref)
+    instruction = (request.form.get("instruction") or "").strip()
+    live = request.form.get("live") == "1"
+    expected = request.form.get("expected") or None
+    policy = here.store.current(project).with_instruction(instruction)
+    publish_policy(project, policy, live=live, expected=version_ref(expected, "expected") if expected else None)
+    return _back(project, Notice.PUBLISHED_LIVE if live else Notice.PUBLISHED)
