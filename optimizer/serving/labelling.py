@@ -31,8 +31,8 @@ def ls_prediction(schema: Schema, policy: Policy, prediction: Prediction, data: 
     """``{"result", "score", "model_version"}`` for an answered task; None for one without an answer.
 
     None, never an empty result: Label Studio stores an empty result under the current version as a real
-    prediction and then never asks for that task again (README, "Tasks without an answer"). ``data`` is the task's
-    data: span offsets are computed against its own text.
+    prediction and then never asks for that task again (docs/tags.md, "Tasks without an answer"). ``data`` is the
+    task's data: span offsets are computed against its own text.
     """
     if prediction.error is not None:
         return None
