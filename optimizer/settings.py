@@ -1,9 +1,9 @@
 """Every setting in one typed object, read from the environment and ``.env``, validated at start-up.
 
 A bad value stops the process with one line naming the setting (see :func:`load_settings`), instead of a stack trace
-at the first request. The README's configuration table is checked against this class by a test, so the two cannot
-drift. Secrets (API keys, the Basic-auth password, the webhook secret) are ``SecretStr``: they never show up in a
-``repr``, a log line or an error message.
+at the first request. The configuration table in docs/configuration.md is generated from this class and checked
+against it by a test, so the two cannot drift. Secrets (API keys, the Basic-auth password, the webhook secret) are
+``SecretStr``: they never show up in a ``repr``, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     basic_auth_pass: SecretStr = Field(SecretStr(""), description="Basic-auth password.")
     webhook_secret: SecretStr = Field(
         SecretStr(""),
-        description="Shared secret Label Studio sends as the X-Webhook-Secret header on /webhook (see README).",
+        description="Shared secret Label Studio sends in the X-Webhook-Secret header on /webhook (docs/security.md).",
     )
     allow_anonymous_writes: bool = Field(
         False,

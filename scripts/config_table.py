@@ -1,7 +1,8 @@
-"""Print the README's configuration table (markdown) from :class:`optimizer.settings.Settings`.
+"""Print the configuration table (markdown) from :class:`optimizer.settings.Settings`.
 
-The README keeps the output between ``<!-- config-table:start -->`` and ``<!-- config-table:end -->``; a test
-fails when the two differ, so the table cannot drift from the code. ``--write README.md`` replaces it in place.
+``docs/configuration.md`` keeps the output between ``<!-- config-table:start -->`` and ``<!-- config-table:end -->``;
+``tests/test_config_table.py`` fails when the two differ, so the table cannot drift from the code.
+``--write docs/configuration.md`` replaces it in place.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def table() -> str:
 
 
 def section(text: str) -> str | None:
-    """The table currently between the README's markers, or None when the markers are missing."""
+    """The table currently between the markers in ``text``, or None when the markers are missing."""
     if START not in text or END not in text:
         return None
     return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"

@@ -165,7 +165,7 @@ def test_webhooks_reach_backend_with_basic_auth_only_with_a_header(labelstudio, 
     training = backend.wait_for_request("/webhook", before + 1)[before:]
     assert [(a.status, a.from_label_studio_ml_api) for a in training] == [(201, True)]
 
-    # What the README tells users to do: add the secret (or basic auth) as a header of that webhook.
+    # What docs/security.md tells users to do: add the secret (or basic auth) as a header of that webhook.
     labelstudio.set_webhook_headers(project.id, hook["url"], {"X-Webhook-Secret": "not-the-secret"})
     assert annotate(task_ids[1]) == 401
     updated = labelstudio.set_webhook_headers(project.id, hook["url"], {"X-Webhook-Secret": secret})

@@ -1,7 +1,7 @@
 """What Label Studio 1.23.2 does with each way of saying "no answer yet" for a task (issue 10, part 1).
 
 A scripted ML backend on loopback answers ``/predict`` per task, by the task's ``mode``; Label Studio is real. The
-findings, which the README's "Tasks without an answer" section repeats:
+findings, which docs/tags.md's "Tasks without an answer" section repeats:
 
 - ``empty``: ``{"result": [], "model_version": <current>}`` is stored as a real prediction, and Label Studio never
   asks for that task again while the version stays current (the placeholder bug this issue is about);

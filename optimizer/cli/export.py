@@ -4,8 +4,8 @@
     python -m optimizer export --project 12 --format preference --out pairs.jsonl
 
 It reads the project from Label Studio with ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` (the worker's
-settings); the line format is described in ``optimizer.learning.rlvr`` and the README. Any failure prints one line
-naming what is wrong and exits non-zero; nothing is written then.
+settings); the line format is described in ``optimizer.learning.rlvr`` and docs/reward-scoring.md. Any failure
+prints one line naming what is wrong and exits non-zero; nothing is written then.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The functions RQ runs, one per :class:`~optimizer.jobs.kinds.JobKind` (:data:`FUNCTIONS`), inside the worker.
 
-Each job builds its own :class:`Services` from the environment (the worker forks a fresh process per job), holds
-the project's lease while it runs (renewed by a heartbeat thread, so a SIGKILLed worker frees the project when the
-lease expires), writes progress into ``job.meta``, and on the way out hands the project to the follow-up run that
-triggers during the run coalesced into.
+Each job builds its own :class:`Services` from the environment (the worker forks a fresh process per job) and
+writes progress into ``job.meta``. A training job holds the project's lease while it runs (renewed by a heartbeat
+thread, so a SIGKILLed worker frees the project when the lease expires) and on the way out hands the project to the
+follow-up run that triggers during the run coalesced into; a bulk chunk holds claims on its tasks instead
+(``optimizer.state.bulk``).
 
 A failure is raised, so RQ marks the job failed; before that its reason goes into ``job.meta["error"]`` in words a
 person can act on (the traceback stays in RQ's failed-job registry).

@@ -1,7 +1,7 @@
 """The kinds of job the backend runs in RQ, in one enum: what a job's ``meta["kind"]`` holds.
 
 The function each kind runs is in :data:`optimizer.jobs.functions.FUNCTIONS`, the one table from kind to job
-function (``tests/test_jobs.py`` imports each one the way RQ will). Nothing outside this package spells a kind or a
+function (``tests/test_job_kinds.py`` imports each one the way RQ will). Nothing outside this package spells a kind or a
 job function as a string.
 """
 
