@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from optimizer.runtime.services import Services
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.policy import Policy
 from optimizer.settings import Settings
 from testkit.constants import SUPPORT_CONFIG
@@ -48,8 +49,10 @@ def test_rollback_clicked_in_the_dashboard_is_what_label_studio_predicts_with(
     assert services.store.promote(uid, promoted, start.version, job="train-x", source="train").ok
 
     labelstudio.retrieve_predictions(project.id, task_ids[:2])
-    assert labelstudio.ml_backend(ml.id)["model_version"] == promoted.version
-    assert {p["model_version"] for t in task_ids[:2] for p in labelstudio.predictions(t)} == {promoted.version}
+    assert policy_version(labelstudio.ml_backend(ml.id)["model_version"]) == promoted.version
+    assert {policy_version(p["model_version"]) for t in task_ids[:2] for p in labelstudio.predictions(t)} == {
+        promoted.version
+    }
 
     b = browser_support.Browser(*AUTH)
     try:
@@ -63,7 +66,9 @@ def test_rollback_clicked_in_the_dashboard_is_what_label_studio_predicts_with(
         b.close()
 
     labelstudio.retrieve_predictions(project.id, task_ids[2:])
-    assert labelstudio.ml_backend(ml.id)["model_version"] == start.version
+    assert policy_version(labelstudio.ml_backend(ml.id)["model_version"]) == start.version
     later_predictions = [labelstudio.predictions(t) for t in task_ids[2:]]
-    assert all(len(p) == 1 and p[0]["model_version"] == start.version for p in later_predictions), later_predictions
+    assert all(len(p) == 1 and policy_version(p[0]["model_version"]) == start.version for p in later_predictions), (
+        later_predictions
+    )
     assert all(p[0]["result"] for p in later_predictions)  # real answers, not placeholders

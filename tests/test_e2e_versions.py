@@ -57,7 +57,10 @@ def test_a_label_added_then_a_profile_switched_each_repredict_every_task_once(la
         assert not strong.requests
 
         # Settings → Model → Extra params: the project switches to the "strong" profile.
-        labelstudio.client.ml.update(id=ml.id, extra_params={"profile": "strong"})
+        # (Label Studio 1.23.2 answers 500 to a PATCH without url and project: it checks the backend they name,
+        # so send what its Edit Model form sends.)
+        labelstudio.client.ml.update(id=ml.id, url=backend.url, project=project.id, title="prompt-policy",
+                                     is_interactive=True, extra_params={"profile": "strong"})  # fmt: skip
         v3, third = labelstudio.retrieve_all(project.id, ml.id, task_ids)
         assert v3 not in (v1, v2) and policy_version(v3) == policy_version(v1)
         assert ServedVersion.parse(v3).config == ServedVersion.parse(v2).config  # same config, another model

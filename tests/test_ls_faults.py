@@ -17,6 +17,7 @@ from optimizer.jobs.bulk import run_chunk
 from optimizer.jobs.errors import JobError
 from optimizer.jobs.training import train_project
 from optimizer.runtime.services import Services
+from optimizer.runtime.versions import policy_version
 from testkit.constants import SUPPORT_CONFIG
 from testkit.fakellm import FakeLLM
 from testkit.fakels import FakeLabelStudio, PostFault
@@ -29,7 +30,8 @@ UNLABELLED = [{k: v for k, v in t.items() if k != "annotations"} for t in gold_t
 
 
 def per_task(ls: FakeLabelStudio, version: str) -> Counter:
-    return Counter(p["task"] for p in ls.predictions() if p["model_version"] == version and p["result"])
+    """Predictions of the policy ``version`` per task (the served version adds this config's and model's parts)."""
+    return Counter(p["task"] for p in ls.predictions() if policy_version(p["model_version"]) == version and p["result"])
 
 
 @pytest.fixture
@@ -159,7 +161,7 @@ def test_label_studio_refusing_imports_after_a_promotion_keeps_the_promotion_who
     view = s.wait_job(s.webhook("START_TRAINING")["job"])
     assert view["status"] == "finished" and view["result"]["promoted"], view
     v2 = view["result"]["live_after"]
-    assert v2 != v1 and s.setup_version() == v2
+    assert v2 != policy_version(v1) and policy_version(s.setup_version()) == v2
     assert s.services.history.promotions(s.project)[-1]["version"] == v2
     repredict = s.wait_job(view["result"]["repredict_job"])
     chunks = [s.wait_job(c) for c in s.services.bulk.run(repredict["id"])["chunks"]]

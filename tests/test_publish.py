@@ -124,7 +124,7 @@ def test_the_cli_publishes_the_optimizer_output_folder(api, tmp_path, monkeypatc
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "policy.json").write_text(json.dumps(Policy("x" * 3000).to_dict()))
     assert main(["policies", "publish", "--project", "31", "--from", str(tmp_path / "bad")]) == 2
-    assert "\"instruction\" is too long" in capsys.readouterr().err and served_policy(api) == policy.version
+    assert '"instruction" is too long' in capsys.readouterr().err and served_policy(api) == policy.version
 
 
 def test_the_dashboard_form_publishes_an_instruction_keeping_the_live_demos(api):

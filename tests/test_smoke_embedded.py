@@ -4,6 +4,7 @@ import pytest
 
 from _wsgi import create_app
 from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.runtime.versions import policy_version
 from optimizer.serving.policy import Demo, Policy
 from testkit.constants import NER_CONFIG, REWARD_CONFIG, SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 
@@ -93,7 +94,7 @@ def test_ner_spans_from_the_real_model_sit_exactly_on_the_task_text(make_setting
     )  # fmt: skip
     assert response.status_code == 200
     results = response.get_json()["results"]
-    assert len(results) == len(texts) and all(r["model_version"] == policy.version for r in results)
+    assert len(results) == len(texts) and all(policy_version(r["model_version"]) == policy.version for r in results)
     spans = 0
     for text, result in zip(texts, results, strict=True):
         for item in result["result"]:

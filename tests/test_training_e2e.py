@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from optimizer.runtime.versions import policy_version
 from testkit.constants import SUPPORT_CONFIG
 from testkit.fakellm import FakeLLM
 from testkit.processes import wait_for
@@ -95,14 +96,15 @@ def test_start_training_in_label_studio_promotes_v2_and_retrieve_stores_v2(label
     result = job["result"]
     assert result["promoted"] is True and result["gold"]["used"] == N_GOLD, result
     v2 = result["live_after"]
-    assert v2 != v1 and result["live_before"] == v1
+    assert v2 != policy_version(v1) and result["live_before"] == policy_version(v1)
     assert result["scores"]["val_score"] > result["scores"]["initial_val_score"]
 
-    # 6. Label Studio sees v2, and a new retrieve stores v2 predictions, now right.
-    assert labelstudio.ml_backend(ml.id)["model_version"] == v2
+    # 6. Label Studio sees v2 (with the same config and model), and a new retrieve stores v2 predictions, now right.
+    served = labelstudio.ml_backend(ml.id)["model_version"]
+    assert policy_version(served) == v2 and served.split(".", 1)[1] == v1.split(".", 1)[1]
     labelstudio.retrieve_predictions(project.id)
     for task_id, label in zip(task_ids, labels, strict=True):
-        newest = [p for p in labelstudio.predictions(task_id) if p["model_version"] == v2]
+        newest = [p for p in labelstudio.predictions(task_id) if p["model_version"] == served]
         assert len(newest) == 1, (task_id, labelstudio.predictions(task_id))
         assert intent_of(newest[0]) == [label]
         prompt = next(i for i in newest[0]["result"] if i["from_name"] == "prompt")
