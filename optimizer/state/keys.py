@@ -28,6 +28,13 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:bulk:<p>:<version>:done`` | set | task ids whose prediction of that version is in Label Studio |
 | ``ns:bulk:run:<id>`` | hash | one bulk pre-annotation run: project, version, chunk job ids, task counts by outcome |
 | ``ns:metrics:bulk`` | hash | bulk pre-annotation task counts, ``project|outcome`` → count |
+| ``ns:served:<p>:<task>`` | string | what the backend last answered for a task: model version and answer (TTL) |
+| ``ns:quality:<p>:versions`` | zset | every version that answered the project, scored by when it first did (ms) |
+| ``ns:quality:<p>:last`` | string | the version that answered the project last, and when (JSON) |
+| ``ns:quality:<p>:version:<v>`` | hash | a version's live counts: annotations, scores, TP/FP/FN, confusions |
+| ``ns:quality:<p>:scored`` | hash | annotation id → what it added to its version's counts (replaced on update) |
+| ``ns:quality:<p>:unscored`` | hash | annotation events not scored, by reason → count |
+| ``ns:spend:<p>:<day>`` | hash | LLM spend of one UTC day, ``role|profile|field`` → count (tokens, calls, nano-units) |
 | ``ns:llm:slots`` | zset | the cross-process LLM semaphore: holder id → lease expiry (ms) |
 | ``ns:llm:waiting`` | zset | interactive callers waiting for a slot: id → give-up time (ms) |
 | ``ns:dashboard:csrf-key`` | string | the random key the dashboard signs its CSRF tokens with, made once |
@@ -111,6 +118,29 @@ class KeyMap:
 
     def bulk_metrics(self) -> str:
         return self._key("metrics", "bulk")
+
+    # -- live quality: what the backend answered, and annotations scored against it ---------------------------------
+    def served(self, project: str, task: int | str) -> str:
+        return self._key("served", project, str(task))
+
+    def quality_versions(self, project: str) -> str:
+        return self._key("quality", project, "versions")
+
+    def quality_last(self, project: str) -> str:
+        return self._key("quality", project, "last")
+
+    def quality_version(self, project: str, version: str) -> str:
+        return self._key("quality", project, "version", version)
+
+    def quality_scored(self, project: str) -> str:
+        return self._key("quality", project, "scored")
+
+    def quality_unscored(self, project: str) -> str:
+        return self._key("quality", project, "unscored")
+
+    # -- spend ---------------------------------------------------------------------------------------------------
+    def spend(self, project: str, day: str) -> str:
+        return self._key("spend", project, day)
 
     # -- the LLM endpoint, shared by every process ----------------------------------------------------------------
     def llm_slots(self) -> str:
