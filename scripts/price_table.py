@@ -73,7 +73,9 @@ def write(data: dict, path: Path) -> None:
     head = {k: v for k, v in data.items() if k != "models"}
     lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()] + ['  "models": {']
     items = list(data["models"].items())
-    lines += [f"    {json.dumps(k)}: {json.dumps(v)}{',' if i < len(items) - 1 else ''}" for i, (k, v) in enumerate(items)]
+    lines += [f"    {json.dumps(k)}: {json.dumps(v)}," for k, v in items]
+    if items:
+        lines[-1] = lines[-1].removesuffix(",")
     lines += ["  }", "}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

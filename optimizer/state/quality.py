@@ -7,8 +7,8 @@ does the swap, guarded by the contribution it expects to replace, so two gunicor
 the same annotation cannot both subtract the old one (the loser re-reads and tries again).
 
 The script also keeps each version's first-N window (``wn``/``wr``/``wr2``): an annotation that enters while the
-window has room stays in it through updates; a deleted one frees its place. The script reports when an annotation
-fills the window, so the gate is judged (and logged) once, at that moment.
+window has room stays in it through updates; a deleted one frees its place. The script reports when a new annotation
+fills the window (an update inside it does not), so the gate is judged and logged once, at that moment.
 """
 
 from __future__ import annotations
@@ -29,13 +29,20 @@ local current = redis.call('HGET', k_scored, a_annotation) or ''
 if current ~= a_expected then return {'retry', 0} end
 local function add(key, fields, sign)
   for name, amount in pairs(fields) do
-    if redis.call('HINCRBY', key, name, sign * amount) == 0 then redis.call('HDEL', key, name) end
+    if amount ~= 0 then  -- and never "-0", which HINCRBY refuses
+      local left = redis.call('HINCRBY', key, name, string.format('%d', sign * amount))
+      if left == 0 then redis.call('HDEL', key, name) end
+    end
   end
 end
+local was_inside = false
 if current ~= '' then
   local old = cjson.decode(current)
   add(k_old, old.f, -1)
-  if old.w == 1 then add(k_old, {wn = 1, wr = old.f.r, wr2 = old.f.r2}, -1) end
+  if old.w == 1 then
+    add(k_old, {wn = 1, wr = old.f.r, wr2 = old.f.r2}, -1)
+    was_inside = k_old == k_new
+  end
 end
 if a_contribution == '' then
   redis.call('HDEL', k_scored, a_annotation)
@@ -50,7 +57,7 @@ new.w = 0
 if inside < size then
   add(k_new, {wn = 1, wr = new.f.r, wr2 = new.f.r2}, 1)
   new.w = 1
-  if inside + 1 == size then filled = 1 end
+  if inside + 1 == size and not was_inside then filled = 1 end
 end
 redis.call('HSET', k_scored, a_annotation, cjson.encode(new))
 return {'scored', filled}
