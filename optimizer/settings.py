@@ -38,8 +38,6 @@ Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
 ROOT = Path(__file__).resolve().parent.parent
 # The profile every project uses unless its Extra params pick another: the LLM_* settings themselves.
 DEFAULT_PROFILE = "default"
-# What the prompt proposer's spend is recorded under: the OPTIMIZER_* settings act as its profile.
-OPTIMIZER_PROFILE = "optimizer"
 PLACEHOLDER_SECRETS = frozenset({"not-needed"})
 
 
@@ -356,8 +354,6 @@ class Settings(BaseSettings):
     def price_quote(self, profile: str = DEFAULT_PROFILE, model: str | None = None) -> Quote:
         """What a labelling call through ``profile`` costs with ``model`` (a project may pick another model than the
         profile's): the profile's own prices where set, else the price table's. KeyError for an unknown profile."""
-        if profile == OPTIMIZER_PROFILE:
-            return self.proposer_quote()
         if profile == DEFAULT_PROFILE:
             prices, provider, model = (
                 (self.llm_price_input_per_1m, self.llm_price_output_per_1m),

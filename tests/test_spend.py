@@ -43,6 +43,7 @@ def test_a_profile_price_overrides_the_table_one_side_at_a_time():
         llm_profiles={
             "cheap": {"base_url": "http://127.0.0.1:1/v1", "model": "gpt-4o-mini", "price_input_per_1m": 0.05},
             "local": {"base_url": "http://127.0.0.1:2/v1", "model": "my-finetune"},
+            "optimizer": {"base_url": "http://127.0.0.1:3/v1", "model": "gpt-4.1-nano"},  # not the proposer's
         },
         optimizer_model="gpt-4o",
     )
@@ -52,6 +53,7 @@ def test_a_profile_price_overrides_the_table_one_side_at_a_time():
     assert settings.price_quote("cheap", model="gpt-4.1-nano").price == Price(0.05, 0.4)  # a project's own model
     assert settings.price_quote("local").source is PriceSource.UNPRICED
     assert settings.proposer_quote().price == Price(2.5, 10.0)
+    assert settings.price_quote("optimizer").price == Price(0.1, 0.4)
     assert Settings(_env_file=None).price_quote().source is PriceSource.EMBEDDED
 
 

@@ -24,12 +24,14 @@ from optimizer.learning.prices import source as prices_source
 from optimizer.project_settings import ProjectConfig
 from optimizer.serving import payer
 from optimizer.serving.llm import LLMClient
-from optimizer.settings import OPTIMIZER_PROFILE, Settings
+from optimizer.settings import Settings
 from optimizer.state.spend import SpendLedger
 
 log = logging.getLogger("optimizer.runtime.spend")
 
 LABELLER, PROPOSER = "labeller", "proposer"
+# What the prompt proposer's spend is recorded under (role "proposer"): the OPTIMIZER_* settings act as its profile.
+OPTIMIZER_PROFILE = "optimizer"
 
 
 def _quote(settings: Settings, role: str, profile: str, model: str) -> Quote:
