@@ -15,6 +15,7 @@ What a project may set (every key is checked; anything else is refused with a me
 | ``max_tokens`` | tokens per free-text answer | 1-32768 |
 | ``budget`` | LLM calls one training job may spend | 1-100000 |
 | ``retrain_every`` | new annotations that queue a training job; 0: off | 0-100000 |
+| ``daily_spend_limit`` | LLM spend per UTC day (USD) past which ``/predict`` answers nothing | 0-1000000 |
 | ``verifiers`` | ``{control: spec}``: ``{"answer": "exact"}``, ``{"amount": "numeric:0.5"}`` | known controls |
 
 Why the refusals: endpoints and keys belong to whoever runs the backend. A Label Studio project admin must not be
@@ -64,6 +65,7 @@ class ProjectChoices(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=32768)
     budget: int | None = Field(None, ge=1, le=100_000)
     retrain_every: int | None = Field(None, ge=0, le=100_000)
+    daily_spend_limit: float | None = Field(None, ge=0, le=1_000_000)
     verifiers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("verifiers")
@@ -173,6 +175,7 @@ class ProjectConfig:
     retrain_every: int
     verifier_specs: dict[str, str] = field(default_factory=dict)
     customised: bool = False
+    daily_spend_limit: float | None = None  # None: no limit
 
     def verifiers(self) -> dict[str, Verifier]:
         return {control: named(spec) for control, spec in self.verifier_specs.items()}
@@ -193,6 +196,7 @@ class ProjectConfig:
             "budget": self.budget,
             "retrain_every": self.retrain_every,
             "verifiers": dict(self.verifier_specs),
+            "daily_spend_limit": self.daily_spend_limit,
         }
 
 
@@ -220,4 +224,5 @@ def effective(settings: Settings, choices: ProjectChoices | None) -> ProjectConf
         retrain_every=choices.retrain_every if choices.retrain_every is not None else settings.retrain_every_n,
         verifier_specs=dict(choices.verifiers),
         customised=bool(json.loads(choices.to_json())),
+        daily_spend_limit=choices.daily_spend_limit,
     )

@@ -29,7 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from optimizer.learning.cost import Price
+from optimizer.learning.cost import Price, Quote
+from optimizer.learning.prices import EMBEDDED_MODEL, quote
 from optimizer.serving.llm import LLMConfig, ResponseFormat
 
 Provider = Literal["auto", "openai", "azure", "ollama", "vllm", "llamacpp"]
@@ -78,6 +79,9 @@ class LLMProfile(BaseModel):
     api_key: SecretStr = SecretStr("not-needed")
     concurrency: int = Field(4, ge=1, le=256)
     provider: Provider = "auto"
+    # Currency units per 1M tokens; unset: the price table's for the model (see optimizer/learning/prices.py).
+    price_input_per_1m: float | None = Field(None, ge=0)
+    price_output_per_1m: float | None = Field(None, ge=0)
 
     @field_validator("base_url")
     @classmethod
@@ -128,7 +132,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LLM_API_KEY", "OPENAI_API_KEY"),
         description="API key for the labelling endpoint (OPENAI_API_KEY also accepted).",
     )
-    llm_model: str = Field("smollm2-135m", min_length=1, description="Model name for labelling.")
+    llm_model: str = Field(EMBEDDED_MODEL, min_length=1, description="Model name for labelling.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds per LLM request.")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
     llm_concurrency: int = Field(
@@ -153,7 +157,8 @@ class Settings(BaseSettings):
     llm_profiles: dict[str, LLMProfile] = Field(
         {},
         description='Named LLM endpoints projects may pick in Label Studio\'s Extra params, as JSON: {"name": '
-        '{"base_url", "model", "api_key", "concurrency", "provider"}}; put it in .env.local (it holds keys).',
+        '{"base_url", "model", "api_key", "concurrency", "provider", "price_input_per_1m", "price_output_per_1m"}}; '
+        "put it in .env.local (it holds keys).",
     )
 
     # --- embedded LLM server (started by make run / docker compose) ----------------------------------------------
@@ -167,14 +172,23 @@ class Settings(BaseSettings):
     optimizer_model: str = Field("", description="Model for the proposer; empty: LLM_MODEL.")
     optimizer_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature for proposals.")
 
-    # --- prices, for the dashboard's cost estimate (currency units per 1M tokens; 0: not priced) --------------------
-    llm_price_input_per_1m: float = Field(0.0, ge=0, description="Price of 1M input tokens of the labelling model.")
-    llm_price_output_per_1m: float = Field(0.0, ge=0, description="Price of 1M output tokens of the labelling model.")
+    # --- prices (currency units per 1M tokens; empty: the vendored price table's for the model) ---------------------
+    llm_price_input_per_1m: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M input tokens of the labelling model; empty: the price table's for LLM_MODEL.",
+    )
+    llm_price_output_per_1m: float | None = Field(
+        None, ge=0, description="Price of 1M output tokens of the labelling model; empty: the price table's."
+    )
     optimizer_price_input_per_1m: float | None = Field(
-        None, ge=0, description="Price of 1M input tokens of the proposer; empty: LLM_PRICE_INPUT_PER_1M."
+        None,
+        ge=0,
+        description="Price of 1M input tokens of the proposer; empty: LLM_PRICE_INPUT_PER_1M on the labeller's model, "
+        "else the price table's.",
     )
     optimizer_price_output_per_1m: float | None = Field(
-        None, ge=0, description="Price of 1M output tokens of the proposer; empty: LLM_PRICE_OUTPUT_PER_1M."
+        None, ge=0, description="Price of 1M output tokens of the proposer; empty: as for the input price."
     )
 
     # --- policy ------------------------------------------------------------------------------------------------
@@ -234,6 +248,18 @@ class Settings(BaseSettings):
     )
     event_log_size: int = Field(100, ge=0, description="Recent webhook events kept per project (for inspection).")
 
+    # --- live quality (annotations scored against what the backend answered) -----------------------------------------
+    served_answer_ttl: int = Field(
+        30 * 86400,
+        ge=60,
+        description="Seconds the backend remembers its answer for a task, to score the task's annotation against it.",
+    )
+    live_gate_annotations: int = Field(
+        30,
+        ge=2,
+        description="Annotations a new version is judged on: live F1 over its first N against its parent's.",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -257,7 +283,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"profile name {name!r} must be 1-64 of A-Z a-z 0-9 _ . - and not {DEFAULT_PROFILE!r}")
         return value
 
-    @field_validator("optimizer_price_input_per_1m", "optimizer_price_output_per_1m", mode="before")
+    @field_validator(
+        "llm_price_input_per_1m",
+        "llm_price_output_per_1m",
+        "optimizer_price_input_per_1m",
+        "optimizer_price_output_per_1m",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -319,14 +351,38 @@ class Settings(BaseSettings):
             response_format=PROVIDER_FORMATS[profile.provider],
         )
 
-    def prices(self) -> dict[str, Price]:
-        """Per-role prices for cost estimates; the proposer's default to the labeller's (often the same model)."""
-        labeller = Price(self.llm_price_input_per_1m, self.llm_price_output_per_1m)
-        proposer = Price(
-            labeller.input if self.optimizer_price_input_per_1m is None else self.optimizer_price_input_per_1m,
-            labeller.output if self.optimizer_price_output_per_1m is None else self.optimizer_price_output_per_1m,
-        )
-        return {"labeller": labeller, "proposer": proposer}
+    def price_quote(self, profile: str = DEFAULT_PROFILE, model: str | None = None) -> Quote:
+        """What a labelling call through ``profile`` costs with ``model`` (a project may pick another model than the
+        profile's): the profile's own prices where set, else the price table's. KeyError for an unknown profile."""
+        if profile == DEFAULT_PROFILE:
+            prices, provider, model = (
+                (self.llm_price_input_per_1m, self.llm_price_output_per_1m),
+                self.llm_provider,
+                (model or self.llm_model),
+            )
+        else:
+            chosen = self.llm_profiles[profile]
+            prices, provider = (chosen.price_input_per_1m, chosen.price_output_per_1m), chosen.provider
+            model = model or chosen.model
+        return quote(model, provider, *prices)
+
+    def proposer_quote(self) -> Quote:
+        """The proposer's price: ``OPTIMIZER_PRICE_*``; else, on the labeller's own model, ``LLM_PRICE_*``; else the
+        price table's for ``OPTIMIZER_MODEL``."""
+        model = self.proposer_config().model
+        same_model = model == self.llm_model and not self.optimizer_base_url
+        fallback = (self.llm_price_input_per_1m, self.llm_price_output_per_1m) if same_model else (None, None)
+        input = fallback[0] if self.optimizer_price_input_per_1m is None else self.optimizer_price_input_per_1m
+        output = fallback[1] if self.optimizer_price_output_per_1m is None else self.optimizer_price_output_per_1m
+        return quote(model, self.llm_provider if same_model else None, input, output)
+
+    def prices(self, profile: str = DEFAULT_PROFILE) -> dict[str, Price]:
+        """Per-role prices for a training run's cost estimate: the labeller through ``profile``, and the proposer."""
+        try:
+            labeller = self.price_quote(profile)
+        except KeyError:  # the run's profile has since been removed: price it as the default
+            labeller = self.price_quote(DEFAULT_PROFILE)
+        return {"labeller": labeller.price, "proposer": self.proposer_quote().price}
 
     def proposer_config(self) -> LLMConfig:
         """The optimiser's endpoint (``OPTIMIZER_*``, else the labeller's); ``Services.proposer`` is its client."""

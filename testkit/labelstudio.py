@@ -151,6 +151,18 @@ class LabelStudioServer:
             project=project_id, url=url, title="prompt-policy", is_interactive=interactive, **auth
         )
 
+    def set_extra_params(
+        self, ml_id: int, project_id: int, url: str, extra_params: dict, *, basic_auth: tuple[str, str] | None = None
+    ):
+        """Change the model's *Extra params*, as the Connect Model dialog's Save does; Label Studio calls ``/setup``.
+
+        Label Studio 1.23.2 re-checks the backend on every PATCH and answers a 500 without ``url`` and ``project``,
+        and a 400 without the basic-auth fields, so they are sent again."""
+        auth = {}
+        if basic_auth:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        return self.client.ml.update(id=ml_id, url=url, project=project_id, extra_params=extra_params, **auth)
+
     def ml_backend(self, ml_id: int) -> dict:
         """``GET /api/ml/{id}``: state and the ``model_version`` Label Studio took from ``/setup``."""
         return self._json("GET", f"/api/ml/{ml_id}")

@@ -24,7 +24,7 @@ from optimizer.runtime.services import Services
 from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
 from optimizer.state.history import HistoryError, StaleLive, UnknownPolicy
-from web import dashboard, export, observability, policies
+from web import dashboard, export, observability, policies, quality, spend
 from web.context import JOBS, SERVICES
 from web.refs import RefError
 
@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     describe(app, policies.OPENAPI_PATHS, policies.OPENAPI_MODELS)
     app.register_blueprint(export.bp)
     describe(app, export.OPENAPI_PATHS)
+    for live in (quality, spend):
+        app.register_blueprint(live.bp)
+        describe(app, live.OPENAPI_PATHS)
     dashboard.register(app, DOMAIN_ERRORS)
     describe(app, dashboard.OPENAPI_PATHS)
     observability.instrument(app, services)

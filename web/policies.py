@@ -113,7 +113,7 @@ def list_policies(ref: str):
     here = services()
     project = project_ref(ref)
     entries = here.history.entries(project)
-    served = here.projects.served(project)
+    served = here.projects.served_versions(project)
     by_policy: dict[str, list[str]] = {}
     for version, made_of in sorted(served.items(), key=lambda item: item[1].get("at", 0), reverse=True):
         by_policy.setdefault(made_of.get("policy") or policy_version(version), []).append(version)
@@ -165,7 +165,7 @@ def show_policy(ref: str, version: str):
     project, served = project_ref(ref), version_ref(version)
     shown = services().history.show(project, policy_version(served))
     if served != shown["version"]:
-        shown["served"] = {"version": served, **(services().projects.served(project).get(served) or {})}
+        shown["served"] = {"version": served, **(services().projects.served_versions(project).get(served) or {})}
     return json_response(shown)
 
 

@@ -28,14 +28,20 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import redis
+
 from optimizer.jobs.errors import JobError, label_studio, project_config
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError
 from optimizer.labelstudio.ids import numeric_id
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
+from optimizer.runtime.live import LiveQuality
 from optimizer.runtime.services import Services
+from optimizer.runtime.spend import over_limit
 from optimizer.runtime.versions import served_version
 from optimizer.serving.labelling import ls_predictions, task_texts
+from optimizer.serving.payer import paying
 from optimizer.serving.policy import Policy
+from optimizer.serving.predictor import FailureReason, Prediction
 
 log = logging.getLogger("optimizer.jobs.bulk")
 
@@ -251,8 +257,14 @@ def _predict_and_post(
         already = [i for i, t in fresh.items() if has_version(t, version)]
         outcome["skipped_in_ls"] = len(already)
         todo = [t for i, t in fresh.items() if i not in set(already)]
-        predictor = services.predictor_for(project_config(services, project).labeller_config)  # the project's profile
-        predictions = predictor.predict_many(policy, schema, task_texts(schema, todo))
+        chosen = project_config(services, project)
+        refused = over_limit(services.spend, project, chosen.daily_spend_limit)
+        if refused:
+            predictions = [Prediction.failed(FailureReason.BUDGET, refused) for _ in todo]
+        else:
+            with paying(project, chosen.profile):
+                predictor = services.predictor_for(chosen.labeller_config)  # the project's profile
+                predictions = predictor.predict_many(policy, schema, task_texts(schema, todo))
         answers = ls_predictions(schema, policy, predictions, todo, version=version)
         for prediction in predictions:
             if prediction.error is not None:
@@ -265,8 +277,19 @@ def _predict_and_post(
         if payload:
             posted, retries = post_once(ls, number, version, payload)
             outcome["post_retries"] = retries
+            _remember(services, project, schema, todo, answers, set(posted))
         outcome["posted"] = len(posted)
     finally:
         beat.stop()
         ledger.finish(project, version, holder, done=posted + already, release=claimed)
     return +outcome
+
+
+def _remember(services: Services, project: str, schema: Schema, todo: list, answers: list, posted: set[int]) -> None:
+    """What Label Studio now holds, for scoring these tasks' annotations (``optimizer.runtime.live``)."""
+    pairs = [(t, a) for t, a in zip(todo, answers, strict=True) if a and int(t["id"]) in posted]
+    try:
+        LiveQuality(services).remember(project, schema, [t for t, _ in pairs], [a for _, a in pairs])
+    except redis.RedisError as exc:
+        log.warning("chunk of project %s: %d answers not recorded for live quality: %s", project, len(pairs),
+                    exc.__class__.__name__)  # fmt: skip

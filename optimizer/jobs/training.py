@@ -26,10 +26,11 @@ from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_la
 from optimizer.learning.gold import GoldItem, items_from_tasks
 from optimizer.learning.rewards import scoring_for
 from optimizer.project_settings import ProjectConfig
-from optimizer.runtime import telemetry
 from optimizer.runtime.services import Services
+from optimizer.runtime.spend import over_limit
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.llm_errors import LLMUnavailable
+from optimizer.serving.payer import paying
 from optimizer.serving.policy import Policy
 
 log = logging.getLogger("optimizer.jobs.training")
@@ -149,8 +150,9 @@ def llm_clients(services: Services, chosen: ProjectConfig) -> tuple[LLMClient, L
     """The labeller and proposer of one run, probed: a dead endpoint fails the job in seconds with its reason,
     instead of spending the budget on connection errors. Their own clients, so the web's never stop early."""
     labeller = services.labeller_for(replace(chosen.labeller_config, fail_fast_after=FAIL_FAST_AFTER))
-    proposer = LLMClient(replace(services.settings.proposer_config(), fail_fast_after=FAIL_FAST_AFTER))
-    telemetry.instrument_llm(proposer, "proposer", services.redis, services.settings.redis_namespace)
+    proposer = services.instrument(
+        LLMClient(replace(services.settings.proposer_config(), fail_fast_after=FAIL_FAST_AFTER)), "proposer"
+    )
     try:
         for base_url in dict.fromkeys((labeller.config.base_url, proposer.config.base_url)):
             (labeller if labeller.config.base_url == base_url else proposer).probe()
@@ -186,6 +188,9 @@ def train_project(
         raise JobError("Redis is unavailable; not training against a policy that may be stale")
 
     chosen = project_config(services, project)
+    refused = over_limit(services.spend, project, chosen.daily_spend_limit)
+    if refused:
+        raise JobError(refused)
     labeller, proposer = llm_clients(services, chosen)
     progress(phase="fetching annotations")
     schema, gold, stats = fetch_gold(services, project, number, ls or label_studio(services))
@@ -195,20 +200,21 @@ def train_project(
     scoring = scoring_for(schema, settings.train_reward)
     started = time.monotonic()
     try:
-        result = (optimize or _optimize())(
-            initial,
-            schema,
-            gold,
-            labeller,
-            proposer,
-            budget_calls=chosen.budget,
-            verifiers=chosen.verifiers() or None,
-            seed=settings.train_seed,
-            # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
-            max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
-            progress=lambda event: progress(phase="optimizing", optimizer=event),
-            scoring=scoring,
-        )
+        with paying(project, chosen.profile):  # every call of the run is charged to the project
+            result = (optimize or _optimize())(
+                initial,
+                schema,
+                gold,
+                labeller,
+                proposer,
+                budget_calls=chosen.budget,
+                verifiers=chosen.verifiers() or None,
+                seed=settings.train_seed,
+                # Leave the job time to record and promote before RQ's JOB_TIMEOUT stops it.
+                max_seconds=min(settings.optimize_max_seconds, 0.9 * settings.job_timeout),
+                progress=lambda event: progress(phase="optimizing", optimizer=event),
+                scoring=scoring,
+            )
     except LLMUnavailable as exc:  # the endpoint died mid-run: fail with its reason; nothing was promoted
         raise JobError(str(exc)) from None
     best = result.best

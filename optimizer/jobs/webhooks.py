@@ -6,6 +6,9 @@
   run (0 turns this off).
 - everything else (``ANNOTATIONS_DELETED``, ``PROJECT_UPDATED``, ...): acknowledged and recorded.
 
+Annotation events also move the live quality figures (``optimizer.runtime.live``): a created or updated annotation
+is scored against what the backend answered for its task, replacing its earlier score; a deleted one is taken out.
+
 Every webhook refreshes the project's stored label config (payloads carry the whole project) and is recorded as
 a short summary in the project's capped event log. The answer carries ``"job"`` whenever a run will serve the
 trigger: Label Studio records a training job when it sees that key.
@@ -19,6 +22,7 @@ import redis
 
 from optimizer.jobs.queue import JobQueue
 from optimizer.project_settings import ProfileGone
+from optimizer.runtime.live import LiveQuality
 from optimizer.runtime.services import Services
 from optimizer.state.coalesce import TriggerStatus
 
@@ -74,6 +78,7 @@ class WebhookHandler:
         info = payload.get("project")
         config = info.get("label_config") if isinstance(info, dict) else None
         self.services.projects.seen(project, config if isinstance(config, str) else None)
+        quality = self._score(project, action, payload)
         answer: dict
         if action == START_TRAINING:
             answer = self._trigger(project, 0, action)
@@ -82,9 +87,21 @@ class WebhookHandler:
         else:
             answer = {"status": "recorded"}
         self.services.projects.record_event(
-            project, action, {**_summary(action, payload), "outcome": answer["status"], "job": answer.get("job")}
+            project,
+            action,
+            {**_summary(action, payload), "outcome": answer["status"], "job": answer.get("job"), "quality": quality},
         )
         return answer
+
+    def _score(self, project: str, action: str, payload: dict) -> str | None:
+        """Live quality is a by-product: a bug in it must not cost Label Studio its training trigger."""
+        try:
+            return LiveQuality(self.services).observe(project, action, payload)
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("webhook %s for project %s: live quality not updated", action, project)
+            return "error"
 
     def _retrain_every(self, project: str) -> int:
         """The project's own threshold (its Extra params' ``retrain_every``), else ``RETRAIN_EVERY_N``."""

@@ -10,7 +10,9 @@ request needs live here, in one place:
 - **the deadline** (``PREDICT_DEADLINE``) and **the priority**: one task means an annotator is waiting on it;
 - **what to offload**: tasks past ``PREDICT_SYNC_MAX`` and those the deadline cut off go to a bulk run that posts
   them, when a worker can post (Label Studio configured, numeric project id, task ids, Redis up);
-- **accounting**: every task is counted in ``/metrics`` and every one without an answer is logged with its reason.
+- **accounting**: every task is counted in ``/metrics`` and every one without an answer is logged with its reason;
+  the LLM calls are charged to the project, a project past its daily spend limit gets no prediction (``budget``),
+  and what Label Studio will store is remembered per task, to score the task's annotation against (``live.py``).
 
 The bulk queue is handed in (:class:`BulkOffload`): it lives in ``optimizer.jobs``, a layer above this one.
 """
@@ -31,10 +33,13 @@ from optimizer.labelstudio.results import prompt_in_context
 from optimizer.logconfig import public_url
 from optimizer.project_settings import ProjectConfig, parse_choices
 from optimizer.runtime import telemetry
+from optimizer.runtime.live import LiveQuality
 from optimizer.runtime.services import Services
+from optimizer.runtime.spend import over_limit
 from optimizer.runtime.versions import parts, served_version
 from optimizer.serving.labelling import ls_predictions, task_texts
 from optimizer.serving.llm import Priority
+from optimizer.serving.payer import paying
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction
 
@@ -147,7 +152,7 @@ class ProjectRequest:
         version = served_version(policy.version, schema, self.settings)
         if self.project_id and not self.services.store.degraded:
             try:
-                self.services.projects.record_served(
+                self.services.projects.record_served_version(
                     self.project, version, parts(policy.version, schema, self.settings)
                 )
             except redis.RedisError as exc:
@@ -186,24 +191,39 @@ class ProjectRequest:
             policy = policy.with_instruction(typed)
             version = served_version(policy.version, schema, self.settings)
         texts = task_texts(schema, tasks)
-        offload = not typed and self._can_offload(tasks)
+        refused = over_limit(self.services.spend, self.project, self.settings.daily_spend_limit)
+        offload = not typed and not refused and self._can_offload(tasks)
         now = len(texts) if not offload else min(len(texts), settings.predict_sync_max)
         deadline = time.monotonic() + settings.predict_deadline
         # One task means an annotator is waiting on it (a task opened, an interactive prompt): it goes first.
         priority = Priority.INTERACTIVE if typed or len(tasks) == 1 else Priority.BULK
         predictor = self.services.predictor_for(self.settings.labeller_config)  # the project's profile and knobs
-        predictions = predictor.predict_many(policy, schema, texts[:now], deadline=deadline, priority=priority)
-        predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
+        if refused:
+            predictions = [Prediction.failed(FailureReason.BUDGET, refused) for _ in texts]
+        else:
+            with paying(self.project, self.settings.profile):
+                predictions = predictor.predict_many(policy, schema, texts[:now], deadline=deadline, priority=priority)
+            predictions += [Prediction.failed(FailureReason.QUEUED) for _ in texts[now:]]
         if offload:
             self._queue_unfinished(policy.version, tasks, predictions)
         self._account(policy.version if not typed else telemetry.INTERACTIVE, predictions)
         answers = ls_predictions(schema, policy, predictions, tasks, version=version)
+        if not context:  # Label Studio stores these (an interactive answer is only shown): score annotations on them
+            self._remember(schema, tasks, answers)
         if typed:
             # Interactive answers are shown, never stored; Label Studio's editor expects one object per task.
             return [a or {"result": [], "score": 0.0, "model_version": version} for a in answers]
         # An empty list is "no prediction for this task": Label Studio keeps the one-per-task count, stores nothing
         # and asks for the task again on the next Retrieve Predictions (docs/tags.md, "Tasks without an answer").
         return [a if a is not None else [] for a in answers]
+
+    def _remember(self, schema: Schema, tasks: list[dict], answers: list[dict | None]) -> None:
+        if self.services.store.degraded or not self.project_id:
+            return
+        try:
+            LiveQuality(self.services).remember(self.project, schema, tasks, answers)
+        except redis.RedisError as exc:
+            log.warning("could not record %d answers for live quality: %s", len(tasks), exc.__class__.__name__)
 
     def _can_offload(self, tasks: list[dict]) -> bool:
         """Unfinished tasks can go to a bulk run only if a worker can post to Label Studio and they have ids."""

@@ -17,7 +17,7 @@ from optimizer.labelstudio.client import LabelStudioClient
 from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.project_settings import ProjectChoices, ProjectConfig, effective
-from optimizer.runtime import telemetry
+from optimizer.runtime import spend, telemetry
 from optimizer.serving.llm import LLMClient, LLMConfig
 from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
@@ -27,6 +27,9 @@ from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
 from optimizer.state.llmslots import RedisSlots
 from optimizer.state.projects import ProjectRegistry
+from optimizer.state.quality import QualityCounts
+from optimizer.state.served import ServedAnswers
+from optimizer.state.spend import SpendLedger
 from optimizer.state.store import PolicyStore, PromoteStatus, StoreUnavailable
 
 
@@ -107,17 +110,32 @@ class Services:
 
     @cached_property
     def labeller(self) -> LLMClient:
-        client = LLMClient(self.settings.labeller_config(), limiter=self.llm_slots)
-        telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
-        return client
+        return self.instrument(LLMClient(self.settings.labeller_config(), limiter=self.llm_slots), "labeller")
 
     @cached_property
     def proposer(self) -> LLMClient:
         """The optimiser's LLM (``OPTIMIZER_*``, else the labeller's endpoint), counted apart in /metrics."""
         same_endpoint = self.settings.proposer_config().base_url == self.settings.labeller_config().base_url
         client = LLMClient(self.settings.proposer_config(), limiter=self.llm_slots if same_endpoint else None)
-        telemetry.instrument_llm(client, "proposer", self.redis, self.settings.redis_namespace)
+        return self.instrument(client, "proposer")
+
+    def instrument(self, client: LLMClient, role: str) -> LLMClient:
+        """Count ``client``'s usage in /metrics and charge its answered calls to the projects they were made for."""
+        telemetry.instrument_llm(client, role, self.redis, self.settings.redis_namespace)
+        spend.meter(client, role, self.settings, self.spend)
         return client
+
+    @cached_property
+    def spend(self) -> SpendLedger:
+        return SpendLedger(self.redis, self.settings.redis_namespace)
+
+    @cached_property
+    def served(self) -> ServedAnswers:
+        return ServedAnswers(self.redis, self.settings.redis_namespace, self.settings.served_answer_ttl)
+
+    @cached_property
+    def quality(self) -> QualityCounts:
+        return QualityCounts(self.redis, self.settings.redis_namespace)
 
     @cached_property
     def predictor(self) -> Predictor:
@@ -145,8 +163,7 @@ class Services:
             if config not in self._clients:
                 # A profile on the default endpoint shares its stack-wide limit; another endpoint has only its own.
                 shared = config.base_url == self.settings.labeller_config().base_url
-                client = LLMClient(config, limiter=self.llm_slots if shared else None)
-                telemetry.instrument_llm(client, "labeller", self.redis, self.settings.redis_namespace)
+                client = self.instrument(LLMClient(config, limiter=self.llm_slots if shared else None), "labeller")
                 self._clients[config] = (client, Predictor(client))
             return self._clients[config]
 

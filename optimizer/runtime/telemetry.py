@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from optimizer.runtime.project_metrics import project_families
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.predictor import Failure
 from optimizer.state.keys import KeyMap
@@ -60,7 +61,7 @@ PREDICTIONS = Counter(
 PREDICTION_FAILURES = Counter(
     "lsml_prediction_failures_total",
     "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, nothing_found, no_input, "
-    "internal).",
+    "internal, queued, budget).",
     ["project", "reason"],
     registry=REGISTRY,
 )
@@ -177,10 +178,11 @@ class RedisStateCollector:
     The validation score of a version is cached in-process; it is safe because a policy body never changes.
     """
 
-    def __init__(self, client: redis.Redis, namespace: str, queue: str) -> None:
+    def __init__(self, client: redis.Redis, namespace: str, queue: str, first_n: int = 30) -> None:
         self.redis = client
         self.keys = KeyMap(namespace)
         self.queue = queue
+        self.first_n = first_n  # LIVE_GATE_ANNOTATIONS, for the live regression gauge
         self._scores: dict[str, float | None] = {}
         self._lock = threading.Lock()
 
@@ -238,7 +240,8 @@ class RedisStateCollector:
         for field, amount in sorted((text(k), int(v)) for k, v in bulk.items()):
             project, _, outcome = field.rpartition("|")
             bulk_tasks.add_metric([project, outcome], amount)
-        return [jobs, promotions, score, bulk_tasks, *_usage_families(usage)]
+        live = project_families(self.redis, self.keys, [text(p) for p in projects], self.first_n)
+        return [jobs, promotions, score, bulk_tasks, *_usage_families(usage), *live]
 
     def _score(self, version: str) -> float | None:
         with self._lock:

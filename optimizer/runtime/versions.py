@@ -13,8 +13,8 @@ holding a prediction of the current version). So the version must change wheneve
 
 The form is ``pv-3f9a1c2b7d4e.c1a2b3c4d.m5e6f7a8b``: the policy part comes first and is the policy's own version,
 so any served version names the policy that answered (:func:`policy_version`), and the policy history lists the
-served versions each policy has had (``ProjectRegistry.served``). ``/setup``, ``/predict`` and bulk runs all compute
-it here, from the same three parts, so they always agree.
+served versions each policy has had (``ProjectRegistry.served_versions``). ``/setup``, ``/predict`` and bulk runs
+all compute it here, from the same three parts, so they always agree.
 """
 
 from __future__ import annotations

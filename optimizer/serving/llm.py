@@ -109,7 +109,11 @@ class Completion:
 
 
 class Usage:
-    """Thread-safe counters for one client."""
+    """Thread-safe counters for one client.
+
+    ``listeners`` hear every counter change; ``answer_listeners`` hear each answered call once, with its prompt and
+    completion tokens together (what a call costs needs both, and one write per call rather than two).
+    """
 
     FIELDS = ("calls", "errors", "retries", "prompt_tokens", "completion_tokens")
 
@@ -117,12 +121,20 @@ class Usage:
         self._lock = threading.Lock()
         self._values = dict.fromkeys(self.FIELDS, 0)
         self.listeners: list[Callable[[str, int], None]] = []
+        self.answer_listeners: list[Callable[[int, int], None]] = []
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._values[name] += amount
         for listener in self.listeners:
             listener(name, amount)
+
+    def answered(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """One call answered, with the provider's ``usage``."""
+        self.add("prompt_tokens", prompt_tokens)
+        self.add("completion_tokens", completion_tokens)
+        for listener in self.answer_listeners:
+            listener(prompt_tokens, completion_tokens)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -320,8 +332,7 @@ class LLMClient:
         if "logprobs" in kwargs:
             self._logprobs_confirmed = True
         completion = _completion(raw)
-        self.usage.add("prompt_tokens", completion.prompt_tokens)
-        self.usage.add("completion_tokens", completion.completion_tokens)
+        self.usage.answered(completion.prompt_tokens, completion.completion_tokens)
         return completion
 
 

@@ -58,6 +58,8 @@ class FailureReason(StrEnum):
     # Not predicted in this request: handed to the bulk job, which posts it to Label Studio (batches past
     # PREDICT_SYNC_MAX).
     QUEUED = "queued"
+    # Not predicted: the project spent its daily limit (Extra params ``daily_spend_limit``) on LLM calls today.
+    BUDGET = "budget"
 
     @property
     def answered(self) -> bool:

@@ -18,7 +18,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:project:<p>:config`` | string | the project's label config, as ``/setup`` last sent it |
 | ``ns:project:<p>:settings`` | string | the project's validated Extra params (JSON, no secrets), from ``/setup`` |
 | ``ns:project:<p>:events`` | list | recent webhook events, newest first, capped |
-| ``ns:project:<p>:served`` | hash | a served ``model_version`` → its parts (policy, config, model), first seen |
+| ``ns:project:<p>:served-versions`` | hash | a served ``model_version`` → its parts (policy, config, model) |
 | ``ns:train:<p>:state`` | hash | ``queued``/``queued_at`` and ``followup`` run ids |
 | ``ns:train:<p>:lease`` | string | the running training job's id, with a TTL its heartbeat renews |
 | ``ns:train:<p>:count`` | string | annotations since the last run |
@@ -29,6 +29,13 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:bulk:<p>:<version>:done`` | set | task ids whose prediction of that version is in Label Studio |
 | ``ns:bulk:run:<id>`` | hash | one bulk pre-annotation run: project, version, chunk job ids, task counts by outcome |
 | ``ns:metrics:bulk`` | hash | bulk pre-annotation task counts, ``project|outcome`` → count |
+| ``ns:served:<p>:<task>`` | string | what the backend last answered for a task: model version and answer (TTL) |
+| ``ns:quality:<p>:versions`` | zset | every version that answered the project, scored by when it first did (ms) |
+| ``ns:quality:<p>:last`` | string | the version that answered the project last, and when (JSON) |
+| ``ns:quality:<p>:version:<v>`` | hash | a version's live counts: annotations, scores, TP/FP/FN, confusions |
+| ``ns:quality:<p>:scored`` | hash | annotation id → what it added to its version's counts (replaced on update) |
+| ``ns:quality:<p>:unscored`` | hash | annotation events not scored, by reason → count |
+| ``ns:spend:<p>:<day>`` | hash | LLM spend of one UTC day, ``role|profile|field`` → count (tokens, calls, nano-units) |
 | ``ns:llm:slots`` | zset | the cross-process LLM semaphore: holder id → lease expiry (ms) |
 | ``ns:llm:waiting`` | zset | interactive callers waiting for a slot: id → give-up time (ms) |
 | ``ns:dashboard:csrf-key`` | string | the random key the dashboard signs its CSRF tokens with, made once |
@@ -83,8 +90,8 @@ class KeyMap:
     def events(self, project: str) -> str:
         return self._key("project", project, "events")
 
-    def served(self, project: str) -> str:
-        return self._key("project", project, "served")
+    def served_versions(self, project: str) -> str:
+        return self._key("project", project, "served-versions")
 
     # -- training runs ------------------------------------------------------------------------------------------
     def train_state(self, project: str) -> str:
@@ -115,6 +122,29 @@ class KeyMap:
 
     def bulk_metrics(self) -> str:
         return self._key("metrics", "bulk")
+
+    # -- live quality: what the backend answered, and annotations scored against it ---------------------------------
+    def served(self, project: str, task: int | str) -> str:
+        return self._key("served", project, str(task))
+
+    def quality_versions(self, project: str) -> str:
+        return self._key("quality", project, "versions")
+
+    def quality_last(self, project: str) -> str:
+        return self._key("quality", project, "last")
+
+    def quality_version(self, project: str, version: str) -> str:
+        return self._key("quality", project, "version", version)
+
+    def quality_scored(self, project: str) -> str:
+        return self._key("quality", project, "scored")
+
+    def quality_unscored(self, project: str) -> str:
+        return self._key("quality", project, "unscored")
+
+    # -- spend ---------------------------------------------------------------------------------------------------
+    def spend(self, project: str, day: str) -> str:
+        return self._key("spend", project, day)
 
     # -- the LLM endpoint, shared by every process ----------------------------------------------------------------
     def llm_slots(self) -> str:

@@ -93,15 +93,15 @@ class ProjectRegistry:
         value = self.redis.get(self.keys.config(project))
         return value.decode() if isinstance(value, bytes) else value
 
-    def record_served(self, project: str, version: str, parts: dict) -> None:
+    def record_served_version(self, project: str, version: str, parts: dict) -> None:
         """Note what a served ``model_version`` was made of, the first time it is served (``HSETNX``: one cheap
         round trip, and ``/setup`` is called before every prediction)."""
         entry = json.dumps({**parts, "at": round(time.time(), 3)}, sort_keys=True)
-        self.redis.hsetnx(self.keys.served(project), version, entry)
+        self.redis.hsetnx(self.keys.served_versions(project), version, entry)
 
-    def served(self, project: str) -> dict[str, dict]:
+    def served_versions(self, project: str) -> dict[str, dict]:
         """Every served ``model_version`` of the project → its parts (policy, config, model) and first sight."""
-        raw = self.redis.hgetall(self.keys.served(project))
+        raw = self.redis.hgetall(self.keys.served_versions(project))
         return {text(k): json.loads(v) for k, v in raw.items()}
 
     def record_event(self, project: str, action: str, summary: dict) -> None:

@@ -2,8 +2,9 @@
 
 Every figure comes from the modules the JSON API already reads: policy history (``state.history``), the job queue
 (``jobs.queue``, whose finished training jobs hold the optimiser's report as a ``RunSummary``), the coalescer's
-per-project run state, and the prediction counters behind ``/metrics`` (``runtime.telemetry``). Each page renders
-exactly what its twin route returns, so the two cannot disagree:
+per-project run state, the prediction counters behind ``/metrics`` (``runtime.telemetry``), the live quality of
+each served version (``runtime.live``, twin ``GET /projects/<p>/quality``) and the spend per day (``runtime.spend``,
+twin ``GET /projects/<p>/spend``). Each page renders exactly what its twin route returns, so the two cannot disagree:
 
 - :func:`projects` → ``GET /projects`` and ``/dashboard``;
 - :func:`project` → ``/dashboard/projects/<p>`` (its JSON twin is ``GET /projects/<p>/policies``, plus ``show`` and
@@ -24,9 +25,12 @@ from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
 from optimizer.project_settings import ProfileGone
 from optimizer.runtime import telemetry
+from optimizer.runtime.live import LiveQuality
 from optimizer.runtime.services import Services
 from optimizer.runtime.versions import policy_version
+from optimizer.settings import DEFAULT_PROFILE
 from optimizer.state.history import UnknownPolicy
+from web.spend import project_spend
 
 
 def label_studio_link(services: Services, project: str) -> str | None:
@@ -86,8 +90,23 @@ def settings_view(services: Services, project: str) -> dict:
         return {"error": str(exc)}
 
 
+def live_headline(services: Services, project: str) -> dict:
+    """The version answering the project now: its live F1, the annotations behind it, and any version flagged."""
+    live = LiveQuality(services)
+    versions = live.versions(project)
+    last = services.served.last_answered(project) or {}
+    now = next((v for v in versions if v.version == last.get("version")), versions[-1] if versions else None)
+    return {
+        "version": now.version if now else None,
+        "annotations": now.overall.n if now else 0,
+        "f1": round(now.overall.mean, 6) if now and now.overall.mean is not None else None,
+        "flagged": [v.version for v in versions if v.gate is not None and v.gate.flagged],
+    }
+
+
 def projects(services: Services) -> dict:
-    """One row per project: live version, pin, last run, live scores, predictions served and the empty share."""
+    """One row per project: live version, pin, last run, live scores, predictions served and the empty share, live
+    F1 of the version answering now, and today's spend."""
     counts = telemetry.prediction_counts()
     jobs = JobQueue(services)
     runs = _runs_by_project(jobs)
@@ -110,6 +129,8 @@ def projects(services: Services) -> dict:
                 "empty_reasons": served["reasons"],
                 "label_studio": label_studio_link(services, project),
                 "settings": settings_view(services, project),
+                "live_quality": live_headline(services, project),
+                "spend_today": round(services.spend.spent_today(project), 9),
             }
         )
     return {"projects": rows}
@@ -120,7 +141,7 @@ def project(services: Services, project: str) -> dict:
     history, jobs = services.history, JobQueue(services)
     entries = history.entries(project)
     served: dict[str, list[dict]] = {}
-    for name, made_of in sorted(services.projects.served(project).items(), key=lambda kv: -kv[1].get("at", 0)):
+    for name, made_of in sorted(services.projects.served_versions(project).items(), key=lambda kv: -kv[1].get("at", 0)):
         served.setdefault(made_of.get("policy") or policy_version(name), []).append({"version": name, **made_of})
     versions = []
     for entry in entries:
@@ -146,6 +167,8 @@ def project(services: Services, project: str) -> dict:
         "runs": [_run_brief(_with_result(jobs, v)) for v in _runs_by_project(jobs).get(project, ())],
         "label_studio": label_studio_link(services, project),
         "settings": settings_view(services, project),
+        "quality": LiveQuality(services).report(project),
+        "spend": project_spend(services, project),
     }
 
 
@@ -156,7 +179,8 @@ def run(services: Services, job_id: str) -> dict | None:
         return None
     summary = view.summary
     report = (summary.report if summary else None) or {}
-    costs = estimate(report.get("usage") or {}, services.settings.prices())
+    profile = ((summary.settings if summary else None) or {}).get("profile") or DEFAULT_PROFILE
+    costs = estimate(report.get("usage") or {}, services.settings.prices(profile))
     job = {k: v for k, v in view.to_dict().items() if k != "result"}
     return {
         "diff": _run_diff(services, view.project, summary.start, summary.candidate) if summary else None,
