@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+from optimizer.runtime.versions import policy_version
 from testkit.backendprocess import BackendProcess
 from testkit.constants import SUPPORT_CONFIG
 from testkit.fakellm import FakeLLM
@@ -82,7 +83,7 @@ def no_console_errors(b, page: str) -> None:
 
 def test_every_page_in_a_real_browser(stack, browser):
     s, b = stack, browser
-    default = s.setup_version()
+    default = policy_version(s.setup_version())
     s.start_worker()
     first = train(s, 1)
     second = train(s, 2)
@@ -120,7 +121,7 @@ def test_every_page_in_a_real_browser(stack, browser):
     wait_for(lambda: b.css("p.notice"), 10, what="the page after the rollback")
     assert [c.get_attribute("data-version") for c in b.css("li.version-card.live")] == [middle]
     assert [c.get_attribute("data-version") for c in b.css("svg circle.pt.version.live")] == [middle]
-    assert s.setup_version() == middle
+    assert policy_version(s.setup_version()) == middle
     assert s.session.get(s.url + "/projects/1/policies", timeout=10).json()["live"] == middle
     b.screenshot("project-after-rollback")
     no_console_errors(b, "the project page after a rollback")

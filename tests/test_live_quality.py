@@ -14,6 +14,7 @@ import pytest
 
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.live_quality import NO_ANSWER, Moments, contribution, figures, key, live_gate
+from optimizer.runtime.versions import policy_version
 from optimizer.state.quality import QualityCounts
 from testkit.constants import SUPPORT_CONFIG, THREE_CONTROLS_CONFIG
 from testkit.fakellm import FakeLLM, Reply
@@ -226,7 +227,7 @@ def test_a_promoted_version_worse_than_its_parent_is_flagged_on_the_page_and_in_
     client, services = app_client(live_gate_annotations=4)
     project = uid(PROJECT_ID)
     good = [text_task(i, f"I am negative #{i}") for i in range(1, 7)]
-    predict(client, good)
+    (start_served,) = {r["model_version"] for r in predict(client, good)}
     for task in good:
         annotate(client, task, [choices("sentiment", "negative")], annotation=100 + task["id"])
     start = services.store.current(project)
@@ -234,23 +235,24 @@ def test_a_promoted_version_worse_than_its_parent_is_flagged_on_the_page_and_in_
     assert services.store.promote(project, worse, start.version, source="train").ok
     fake_llm.responder = lambda body: Reply(json.dumps({"sentiment": "neutral"}))
     bad = [text_task(i, f"I am negative #{i}") for i in range(11, 15)]
-    assert {r["model_version"] for r in predict(client, bad)} == {worse.version}
+    (served,) = {r["model_version"] for r in predict(client, bad)}  # what Label Studio holds: the served version
+    assert policy_version(served) == worse.version and policy_version(start_served) == start.version
     with Grab("optimizer.runtime.live") as grab:
         for task in bad:
             annotate(client, task, [choices("sentiment", "negative")], annotation=100 + task["id"])
         annotate(client, bad[0], [choices("sentiment", "negative")], annotation=111, action="ANNOTATION_UPDATED")
     warnings = [r for r in grab.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and worse.version in warnings[0].getMessage()
+    assert len(warnings) == 1 and served in warnings[0].getMessage()
 
     report = client.get(f"/projects/{PROJECT_ID}/quality").get_json()
-    assert report["flagged"] == [worse.version]
+    assert report["flagged"] == [served]
     gate = report["versions"][0]["gate"]
-    assert gate["parent"] == start.version and gate["score"] == 0.0 and gate["parent_score"] == 1.0
+    assert gate["parent"] == start_served and gate["score"] == 0.0 and gate["parent_score"] == 1.0
     page = client.get(f"/dashboard/projects/{PROJECT_ID}").get_data(as_text=True)
-    assert f'class="error flag" data-version="{worse.version}"' in page
+    assert f'class="error flag" data-version="{served}"' in page
     assert services.store.current(project).version == worse.version  # flagged, never rolled back by itself
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert f'lsml_live_regression{{model_version="{worse.version}",project="{project}"}} 1.0' in metrics
+    assert f'lsml_live_regression{{model_version="{served}",project="{project}"}} 1.0' in metrics
 
 
 def test_a_bulk_chunk_records_what_it_posted(make_settings):
@@ -270,5 +272,6 @@ def test_a_bulk_chunk_records_what_it_posted(make_settings):
         posted = {p["task"]: p for p in ls.predictions()}
         for task in (1, 2, 3):
             served = services.served.get(project, task)
-            assert served is not None and served.version == version
+            assert served is not None and served.version == posted[task]["model_version"] == summary["served"]
+            assert policy_version(served.version) == version
             assert served.answer == {"intent": posted[task]["result"][0]["value"]["choices"]}
