@@ -16,7 +16,10 @@ What a project may set (every key is checked; anything else is refused with a me
 | ``budget`` | LLM calls one training job may spend | 1-100000 |
 | ``retrain_every`` | new annotations that queue a training job; 0: off | 0-100000 |
 | ``daily_spend_limit`` | LLM spend per UTC day (USD) past which ``/predict`` answers nothing | 0-1000000 |
-| ``verifiers`` | ``{control: spec}``: ``{"answer": "exact"}``, ``{"amount": "numeric:0.5"}`` | known controls |
+| ``verifiers`` | ``{control: spec}``: ``{"answer": "exact"}``, ``{"amount": "numeric:0.5"}``, ``"regex:<p>"`` | below |
+
+A verifier must name a control the model fills; a ``regex:`` pattern must compile in RE2 (linear-time matching,
+so no backreferences or lookaround) and be at most 500 characters, since the RQ worker runs it on every gold item.
 
 Why the refusals: endpoints and keys belong to whoever runs the backend. A Label Studio project admin must not be
 able to point the backend at an arbitrary URL (server-side request forgery: the backend would call it with its own
@@ -70,14 +73,9 @@ class ProjectChoices(BaseModel):
 
     @field_validator("verifiers")
     @classmethod
-    def _specs(cls, value: dict[str, str]) -> dict[str, str]:
-        for control, spec in value.items():
-            try:
-                named(spec)  # raises ValueError naming an unknown verifier
-            except re.error as exc:  # not a ValueError: pydantic would let it escape as a 500
-                raise ValueError(f"{control}: {spec!r} is not a valid regular expression ({exc})") from None
-            if not control:
-                raise ValueError("a verifier needs a control name")
+    def _controls(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(not control for control in value):
+            raise ValueError("a verifier needs a control name")
         return value
 
     def to_json(self) -> str:
@@ -154,6 +152,14 @@ def parse_choices(raw, settings: Settings, schema: Schema | None) -> ProjectChoi
                 "extra_params.base_url", f'"base_url" is not the endpoint of profile {choices.profile!r}'
             )
         choices = choices.model_copy(update={"profile": choices.profile or matching[0], "base_url": None})
+    for control, spec in choices.verifiers.items():
+        # Checked here, at /setup, rather than when a stored copy is read: a pattern stored before RE2 must not
+        # turn /predict (which never runs verifiers) into a 500; a training run names it when it builds verifiers.
+        try:
+            named(spec)  # ValueError for an unknown name, a bad tolerance, or a regex RE2 refuses
+        except ValueError as exc:
+            field = f"extra_params.verifiers{_member(control)}"
+            raise ProjectSettingsError(field, f"{field}: {exc}") from None
     if schema is not None:
         for control in choices.verifiers:
             if control not in schema.outputs:

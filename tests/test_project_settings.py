@@ -60,10 +60,12 @@ def models(fake: FakeLLM) -> set[str]:
         ({"temperature": 3}, "extra_params.temperature", "less than or equal to 2"),
         ({"budget": 0}, "extra_params.budget", "greater than or equal to 1"),
         ({"model": "gpt 4; rm -rf"}, "extra_params.model", "should match pattern"),
-        ({"verifiers": {"sentiment": "fuzzy"}}, "extra_params.verifiers", "unknown verifier"),
+        ({"verifiers": {"sentiment": "fuzzy"}}, "extra_params.verifiers.sentiment", "unknown verifier"),
         ({"verifiers": {"nope": "exact"}}, "extra_params.verifiers.nope", "has no control 'nope'"),
-        ({"verifiers": {"sentiment": "regex:(unclosed"}}, "extra_params.verifiers", "not a valid regular expression"),
-        ({"verifiers": {"sentiment": "numeric:abc"}}, "extra_params.verifiers", "could not convert"),
+        ({"verifiers": {"sentiment": "regex:(unclosed"}}, "extra_params.verifiers.sentiment", "RE2 can run"),
+        ({"verifiers": {"sentiment": r"regex:(a+)\1"}}, "extra_params.verifiers.sentiment", "backreferences"),
+        ({"verifiers": {"sentiment": "regex:" + "a" * 501}}, "extra_params.verifiers.sentiment", "at most 500"),
+        ({"verifiers": {"sentiment": "numeric:abc"}}, "extra_params.verifiers.sentiment", "could not convert"),
         # Keys no one can write as a dotted name (the fuzz suite's empty key): the path quotes them, the message too.
         ({"": 1}, 'extra_params[""]', 'extra_params[""]: "" is not a setting'),
         ({"a b": 1}, 'extra_params["a b"]', 'extra_params["a b"]: "a b" is not a setting'),
@@ -157,6 +159,23 @@ def test_bad_extra_params_get_a_400_naming_the_key_and_nothing_is_stored(profile
     assert setup(client, "3.300", {"profile": "strong"}).status_code == 200
     assert setup(client, "3.300", {"profile": "strong", "api_key": "sk-mine"}).status_code == 400
     assert client.get("/projects/3/settings").get_json()["profile"] == "strong"  # the refused call changed nothing
+
+
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [("(?=lookahead)x", "RE2 can run"), ("x" * 501, "at most 500 characters")],
+    ids=["not-re2", "too-long"],
+)
+def test_a_regex_verifier_re2_refuses_is_a_400_naming_the_control(profiled, pattern, words):
+    """The worker runs a project's pattern on every gold item: one it cannot run in linear time never gets stored."""
+    client = create_app(profiled()).test_client()
+    refused = setup(client, "7.700", {"verifiers": {"sentiment": "regex:" + pattern}})
+    assert refused.status_code == 400, refused.get_json()
+    body = refused.get_json()
+    assert body["field"] == "extra_params.verifiers.sentiment" and words in body["error"], body
+    assert client.get("/projects/7/settings").get_json()["verifiers"] == {}  # nothing was stored
+    assert setup(client, "7.700", {"verifiers": {"sentiment": r"regex:(a+)+$"}}).status_code == 200  # RE2 runs it
+    assert client.get("/projects/7/settings").get_json()["verifiers"] == {"sentiment": r"regex:(a+)+$"}
 
 
 def test_a_removed_profile_is_a_409_that_says_what_to_do(profiled, make_settings, redis_server, namespace):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, ObjectTag, Schema, TextControl
 from optimizer.learning import metrics
 from optimizer.learning.verifiers import (
+    PatternRefused,
     auto_text,
     combine,
     exact_match,
@@ -103,6 +107,27 @@ def test_regex_match_with_and_without_group():
     grouped = regex_match(r"x\s*=\s*(\S+)")
     assert grouped("x = 2", "2").reward == 1.0
     assert grouped("x = 3", "2").feedback == {"expected": "2", "got": "3"}
+
+
+def test_a_catastrophic_pattern_runs_in_linear_time():
+    """``(a+)+$`` on 9,999 a's and a final "!" backtracks 2^9999 ways in Python's ``re``; RE2 answers at once."""
+    answer = "a" * 9_999 + "!"
+    verify = named("regex:(a+)+$")
+    started = time.perf_counter()
+    verdict = verify(answer, "")
+    elapsed = time.perf_counter() - started
+    assert verdict.reward == 0.0 and elapsed < 1.0, elapsed  # generous: linear is microseconds, exponential never ends
+    assert verify("a" * 10_000, "a" * 10_000).reward == 1.0  # and it still matches (and captures) when it should
+
+
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [(r"(\w)\1", "backreferences"), ("(?<=x)y", "RE2 can run"), ("(unclosed", "missing )"), ("a" * 501, "at most")],
+)
+def test_patterns_re2_cannot_run_are_refused(pattern, words):
+    with pytest.raises(PatternRefused, match=re.escape(words)):
+        named("regex:" + pattern)
+    assert issubclass(PatternRefused, ValueError)  # what /setup turns into a 400
 
 
 def test_named_specs():

@@ -24,7 +24,10 @@ Free text
 - ``numeric``: the last number in the answer equals the gold number within a tolerance ("x = 2" matches "2",
   "2.0" matches "2").
 - ``regex``: the answer must match a pattern; with a capture group, the captured text must also equal the gold
-  (normalised).
+  (normalised). Patterns come from a project admin's Extra params and run in the RQ worker on every gold item, so
+  they run on RE2 (``google-re2``), whose matching time is linear in the answer: ``(a+)+$`` on a long answer, which
+  pins Python's backtracking ``re`` for minutes, takes microseconds. What RE2 cannot compile (backreferences,
+  lookaround) and patterns over :data:`MAX_PATTERN_LENGTH` characters are refused with :class:`PatternRefused`.
 - ``auto`` (the default for a ``TextArea``): numeric when the gold is a number, otherwise normalised.
 
 :func:`verifier_for` picks one per control, and :func:`combine` weights them when a config has several controls.
@@ -37,6 +40,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+import re2
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.labelstudio.tags import NumberControl, PairwiseControl, RatingControl, SpanControl, TaxonomyControl
@@ -147,8 +152,35 @@ def numeric_match(tolerance: float = 1e-6) -> Verifier:
     return verify
 
 
+# A verifier's pattern is a rule a person types; longer than this, it is data or an attack, and RE2's program for it
+# grows with its length (RE2's own memory cap refuses blown-up repetitions such as ``a{1000}{1000}``).
+MAX_PATTERN_LENGTH = 500
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would print every refused pattern to stderr; the refusal carries the reason
+
+
+class PatternRefused(ValueError):
+    """A ``regex:`` pattern this backend will not run: too long, or not expressible in RE2 (linear time)."""
+
+
+def compile_pattern(pattern: str):
+    """``pattern`` compiled by RE2, or :class:`PatternRefused` saying why not."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise PatternRefused(
+            f"the regex is {len(pattern)} characters long; at most {MAX_PATTERN_LENGTH} characters are allowed"
+        )
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise PatternRefused(
+            f"{pattern!r} is not a regular expression RE2 can run ({reason}); verifiers run in linear time, so "
+            "backreferences and lookaround are not supported"
+        ) from None
+
+
 def regex_match(pattern: str) -> Verifier:
-    compiled = re.compile(pattern)
+    compiled = compile_pattern(pattern)
 
     def verify(predicted: Value | None, gold: Value) -> Verdict:
         got = _text(predicted)
