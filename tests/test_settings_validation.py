@@ -10,6 +10,7 @@ import pytest
 
 from optimizer.settings import Settings, load_settings
 from testkit.backendprocess import ROOT
+from tests.support.gating import need
 
 # (kind, environment, variable the one line must name, words the message must contain)
 BAD = [
@@ -84,8 +85,7 @@ def test_gunicorn_stops_in_the_master_with_one_line(tmp_path):
 
 def test_cli_stops_with_one_line(tmp_path):
     """``python -m optimizer ...`` (h1/h3's CLI) must go through ``optimizer.runtime.startup.start`` too."""
-    if not (ROOT / "optimizer" / "__main__.py").exists():
-        pytest.skip("optimizer/__main__.py (the CLI) is not on this branch yet")
+    need((ROOT / "optimizer" / "__main__.py").exists(), "optimizer/__main__.py (the CLI) is missing")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "PORT": "not-a-port"}
     proc = subprocess.run(
         [sys.executable, "-m", "optimizer", "worker"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
