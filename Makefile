@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup llm labelstudio run test fuzz lint bench bench-optimize clean
+.PHONY: setup llm labelstudio run test fuzz lint image-test bench bench-optimize clean
 
 setup: $(VENV)/.done
 $(VENV)/.done: requirements.txt requirements-dev.txt bench/requirements.txt
@@ -28,6 +28,11 @@ test: setup llm labelstudio
 # The HTTP fuzz suite alone, ten times longer than in `make test` (FUZZ_EXAMPLES=N to choose).
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(PY) -m pytest -q -s tests/test_fuzz_http.py
+
+# The real images (app and llm), built from the Dockerfile with buildah on a Debian base made by mmdebstrap, then
+# the app image started and used (scripts/image_test.sh; needs root, buildah, mmdebstrap and redis-server).
+image-test: setup
+	scripts/image_test.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .
