@@ -30,26 +30,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.backendprocess import ManagedProcess
-from tests.support.constants import SUPPORT_CONFIG
-from tests.support.fakellm import FakeLLM
-from tests.support.fakels import FakeLabelStudio
+from testkit.backendprocess import ManagedProcess
+from testkit.constants import SUPPORT_CONFIG
+from testkit.fakellm import FakeLLM
+from testkit.fakels import FakeLabelStudio
+from testkit.lspayloads import SAMPLES, uid, webhook
+from testkit.processes import descendants, kill_tree, wait_for
+from testkit.redisserver import free_port
+from testkit.training_stack import AUTH, MAGIC_WORD, PROJECT_ID, gold_tasks, magic_responder
 from tests.support.gating import need
-from tests.support.lspayloads import uid, webhook
-from tests.support.processes import descendants, kill_tree, wait_for
-from tests.support.redisserver import free_port
-from tests.support.training_stack import AUTH, MAGIC_WORD, PROJECT_ID, gold_tasks, magic_responder
 
 pytestmark = pytest.mark.image
 
 IMAGE = os.environ.get("LSML_IMAGE", "")
 LLM_IMAGE = os.environ.get("LSML_LLM_IMAGE", "")
 ALLOWED = {"Greeting", "Account_Verification", "Technical_Support", "Information_Request", "Other"}  # the recording's
-RECORDED = Path(__file__).parent / "data" / "ls-protocol"
 
 
 def recorded(name: str) -> dict:
-    return json.loads((RECORDED / name).read_text())["request_json"]
+    return json.loads((SAMPLES / name).read_text())["request_json"]
 
 
 def image_command(image: str) -> list[str]:

@@ -11,7 +11,7 @@ import importlib.util
 import subprocess
 import sys
 
-from tests.support.constants import ROOT
+from testkit.constants import ROOT
 
 spec = importlib.util.spec_from_file_location("pip_settings", ROOT / "scripts" / "pip_settings.py")
 pip_settings = importlib.util.module_from_spec(spec)
@@ -19,7 +19,7 @@ spec.loader.exec_module(pip_settings)
 
 LISTED = """global.cert='/etc/ssl/certs/ca-certificates.crt'
 global.index-url='https://mirror.example.org/simple'
-global.cache-dir='/root/.cache/pip'
+global.cache-dir='/var/cache/pip'
 install.extra-index-url='https://install-only.example.org/simple'
 :env:.index-url='https://env.example.org/simple'
 :env:.disable-pip-version-check='1'
