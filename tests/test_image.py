@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -248,8 +247,10 @@ def test_the_llm_image_serves_the_embedded_model_to_the_app_image(redis_server, 
     web = web_box.start(image_command(IMAGE))
     assert serving(web, url)["status"] == "UP"
     results = recorded_predict(httpx.Client(base_url=url, auth=AUTH, timeout=120))
-    # The 135M model is tiny (it may answer nothing usable), but it answered through the app: tokens were spent.
+    # The 135M model is tiny (it tends to list every label), but it answered through the app: tokens were spent.
     metrics = httpx.get(url + "/metrics", auth=AUTH, timeout=10).text
-    spent = re.search(r'lsml_llm_tokens_total\{role="labeller",kind="completion",source="web"\} (\S+)', metrics)
-    assert spent and float(spent.group(1)) > 0 and results, metrics[-3000:]
+    completion = [line for line in metrics.splitlines() if line.startswith("lsml_llm_tokens_total{")
+                  and 'kind="completion"' in line and 'role="labeller"' in line]  # fmt: skip
+    assert completion and float(completion[0].rsplit(" ", 1)[1]) > 0, metrics[-3000:]
+    assert any(r["result"] for r in results), json.dumps(results)[:2000]  # it answered something, from the set
     assert llm_box.stop() == [] and web_box.stop() == []
