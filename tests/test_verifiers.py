@@ -118,11 +118,18 @@ def test_a_catastrophic_pattern_runs_in_linear_time():
     elapsed = time.perf_counter() - started
     assert verdict.reward == 0.0 and elapsed < 1.0, elapsed  # generous: linear is microseconds, exponential never ends
     assert verify("a" * 10_000, "a" * 10_000).reward == 1.0  # and it still matches (and captures) when it should
+    assert named(r"regex:^(\w+)")("ok\ud800", "ok").reward == 1.0  # a lone surrogate in an answer is no error
 
 
 @pytest.mark.parametrize(
     ("pattern", "words"),
-    [(r"(\w)\1", "backreferences"), ("(?<=x)y", "RE2 can run"), ("(unclosed", "missing )"), ("a" * 501, "at most")],
+    [
+        (r"(\w)\1", "backreferences"),
+        ("(?<=x)y", "RE2 can run"),
+        ("(unclosed", "missing )"),
+        ("a" * 501, "at most"),
+        ("\ud800", "not valid UTF-8"),
+    ],
 )
 def test_patterns_re2_cannot_run_are_refused(pattern, words):
     with pytest.raises(PatternRefused, match=re.escape(words)):

@@ -171,6 +171,8 @@ def compile_pattern(pattern: str):
         )
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
+    except UnicodeEncodeError:  # a lone surrogate: valid in a JSON string, not in the UTF-8 RE2 reads
+        raise PatternRefused(f"{pattern!r} is not valid UTF-8 text") from None
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise PatternRefused(
@@ -183,7 +185,8 @@ def regex_match(pattern: str) -> Verifier:
     compiled = compile_pattern(pattern)
 
     def verify(predicted: Value | None, gold: Value) -> Verdict:
-        got = _text(predicted)
+        # RE2 reads UTF-8: a lone surrogate in an answer becomes "?" rather than an error that stops the run.
+        got = _text(predicted).encode("utf-8", "replace").decode("utf-8")
         match = compiled.search(got)
         if match is None:
             return Verdict(0.0, {"expected": f"an answer matching {pattern}", "got": got.strip()})
