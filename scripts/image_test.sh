@@ -39,10 +39,14 @@ done
 [ "$(id -u)" = 0 ] || die "must run as root (buildah's chroot isolation with vfs storage, as set up here)"
 [ -x "$PY" ] || die "$PY is missing; run make setup"
 case " $TARGETS " in *" app "*) ;; *) die "IMAGE_TARGETS must include app (the image the test starts); got '$TARGETS'" ;; esac
+for target in $TARGETS; do
+  case $target in app | llm) ;; *) die "unknown IMAGE_TARGETS entry '$target' (use app and/or llm)" ;; esac
+done
 
 mkdir -p "$WORK/logs"
 exec 9>"$WORK/lock"
 flock -n 9 || die "another image-test is running on $WORK"
+run_started=$(date +%s)
 
 # Storage of our own, so nothing touches the host's /var/lib/containers, and cleanup can remove all of it.
 cat >"$WORK/storage.conf" <<EOF
@@ -52,6 +56,8 @@ graphroot = "$WORK/storage"
 runroot = "$WORK/run"
 EOF
 export CONTAINERS_STORAGE_CONF="$WORK/storage.conf" BUILDAH_ISOLATION=chroot BUILDAH_FORMAT=docker
+# buildah's per-RUN bundles (which hold the bind mounts while a step runs) and mmdebstrap's chroot stay in here too.
+export TMPDIR="$WORK/tmp"
 
 mounts_under_work() {
   # Mount points below $WORK (field 5 of mountinfo), deepest first.
@@ -68,7 +74,7 @@ wipe() {
     echo "image-test: mounts remain under $WORK; not deleting it: $(mounts_under_work | tr '\n' ' ')" >&2
     return 1
   fi
-  rm -rf "$WORK/storage" "$WORK/run" "$WORK/base" "$WORK/pip.conf" "$WORK/pip-mounts"
+  rm -rf "$WORK/storage" "$WORK/run" "$WORK/tmp" "$WORK/base" "$WORK/pip.conf" "$WORK/pip-mounts"
 }
 
 finish() {
@@ -83,6 +89,7 @@ finish() {
 }
 trap finish EXIT
 wipe # whatever an interrupted run left
+mkdir -p "$TMPDIR"
 
 step() { # step <log name> <what> <command...>: run, log, and on failure show the log's tail and stop
   local log="$WORK/logs/$1.log" what=$2
@@ -115,9 +122,7 @@ done <"$WORK/pip-mounts"
 # 3. The images, from the repository's Dockerfile.
 summary=()
 for target in $TARGETS; do
-  case $target in app) tag=localhost/lsml-backend:image-test ;; llm) tag=localhost/lsml-llm:image-test ;; *)
-    die "unknown IMAGE_TARGETS entry '$target' (use app and/or llm)" ;;
-  esac
+  case $target in app) tag=localhost/lsml-backend:image-test ;; llm) tag=localhost/lsml-llm:image-test ;; esac
   started=$(date +%s)
   step "build-$target" "building the $target image" \
     buildah bud --pull=never --build-arg PYTHON_IMAGE="$BASE_IMAGE" --secret id=pipconf,src="$WORK/pip.conf" \
@@ -139,3 +144,4 @@ esac
   die "the images did not serve (tests/test_image.py failed)"
 echo "image-test: the images served /health, /predict and a training job in $(($(date +%s) - started)) s"
 for line in "${summary[@]}"; do echo "image-test: $line"; done
+echo "image-test: passed in $(($(date +%s) - run_started)) s"
