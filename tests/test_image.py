@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from optimizer.runtime.versions import policy_version
 from testkit.backendprocess import ManagedProcess
 from testkit.constants import SUPPORT_CONFIG
 from testkit.fakellm import FakeLLM
@@ -209,8 +210,9 @@ def test_the_app_image_serves_predicts_and_trains(redis_server, namespace, conta
         assert view["status"] == "finished", view
         assert view["result"]["promoted"] is True and view["result"]["gold"]["used"] == 12, view["result"]
         after = client.post("/setup", json={"project": project, "schema": SUPPORT_CONFIG}).json()["model_version"]
-        assert after == view["result"]["live_after"] != before
-        live = client.get(f"/projects/{PROJECT_ID}/policies/{after}").json()
+        # The served version names the policy that answers (plus the config's and the model's parts).
+        assert policy_version(after) == view["result"]["live_after"] != policy_version(before)
+        live = client.get(f"/projects/{PROJECT_ID}/policies/{view['result']['live_after']}").json()
         assert MAGIC_WORD in json.dumps(live), live  # the proposer's rule, now what answers
 
         # Stopped as compose stops a service: nothing of either command survives.
