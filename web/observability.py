@@ -25,7 +25,8 @@ OPENAPI_PATHS = {"/metrics": {"get": operation("Prometheus metrics (text format)
 
 def instrument(app: Flask, services: Services) -> None:
     settings = services.settings
-    state = telemetry.RedisStateCollector(services.redis, settings.redis_namespace, settings.rq_queue)
+    queues = (settings.rq_queue, settings.bulk_queue)
+    state = telemetry.RedisStateCollector(services.redis, settings.redis_namespace, queues)
 
     @app.before_request
     def _bind_request_id() -> None:

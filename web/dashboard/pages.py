@@ -6,7 +6,8 @@ Pages (all behind the app's basic auth, like every route but ``/health``):
 - ``/dashboard/projects/<p>``        a project: version timeline, each version's instruction, demos and diff,
                                      and the rollback, pin, unpin and train buttons
 - ``/dashboard/runs/<job>``          a training run: reward curve per step, candidates, test scores, calls, cost
-- ``/dashboard/live``                jobs running and queued, refreshed in place from ``GET /jobs``
+- ``/dashboard/live``                jobs running and queued, refreshed in place from ``GET /jobs``, each with a
+                                     Cancel button
 
 Every page renders what ``overview.py`` returns, the same dict its JSON twin serves, and links to
 that twin. Buttons are plain HTML forms that POST to ``/dashboard/...``; each carries a CSRF token and is checked
@@ -29,7 +30,9 @@ from web.context import jobs, services
 from web.dashboard import charts, overview
 from web.dashboard.api import run_or_404
 from web.dashboard.csrf import FIELD, CsrfError, CsrfGuard
+from web.jobs import requester
 from web.policies import project_ref, version_ref
+from web.refs import JobRef
 
 log = logging.getLogger("dashboard")
 ERRORS = "dashboard_domain_errors"  # app.extensions key: domain error type → status, as the JSON API maps them
@@ -63,6 +66,7 @@ class Notice(Enum):
     PINNED = "pinned"
     UNPINNED = "unpinned"
     TRAIN_QUEUED = "train-queued"
+    CANCEL_REQUESTED = "cancel-requested"
 
     @property
     def text(self) -> str:
@@ -71,6 +75,7 @@ class Notice(Enum):
             Notice.PINNED: "Pinned: training runs no longer promote automatically.",
             Notice.UNPINNED: "Unpinned: training runs may promote again.",
             Notice.TRAIN_QUEUED: "A training run is queued (or folded into the one already queued).",
+            Notice.CANCEL_REQUESTED: "Cancel requested: the job stops at its next safe point and promotes nothing.",
         }[self]
 
 
@@ -207,3 +212,11 @@ def train(ref: str):
     _, project = _action(ref)
     jobs().train_now(project, reason="dashboard")
     return _back(project, Notice.TRAIN_QUEUED)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    """The Live page's Cancel button: the same cancel as ``POST /jobs/<id>/cancel``, behind the CSRF checks."""
+    _guard().check(request)
+    jobs().cancel(JobRef.parse(job_id).text, requester())
+    return redirect(url_for("dashboard.live_page", notice=Notice.CANCEL_REQUESTED.value), 303)
