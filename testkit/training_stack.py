@@ -29,7 +29,8 @@ INTENTS = ["Greeting", "Billing", "Complaint", "Cancellation", "Order_Status", "
 SHARED = (
     "default_prompt", "rq_queue", "train_lease_ttl", "train_min_gold", "optimize_budget", "retrain_every_n",
     "repredict_after_promote", "bulk_chunk", "bulk_claim_ttl", "predict_sync_max", "label_studio_url",
-    "label_studio_api_key", "llm_concurrency", "llm_global_concurrency",
+    "label_studio_api_key", "llm_concurrency", "llm_global_concurrency", "bulk_retries", "bulk_retry_backoff",
+    "bulk_threads", "rq_bulk_queue",
 )  # fmt: skip
 
 
@@ -115,10 +116,13 @@ class Stack:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    def wait_job(self, job_id: str, timeout: float = 60, states=("finished", "failed")) -> dict:
+    def wait_job(self, job_id: str, timeout: float = 60, states=("finished", "failed", "cancelled")) -> dict:
+        """The job's view once its ``state`` is one of ``states`` (its ``status`` may say more: ``finished with 2
+        failed``)."""
+
         def done():
             view = self.job(job_id)
-            return view if view["status"] in states else None
+            return view if view["state"] in states else None
 
         return wait_for(done, timeout, 0.1, what=f"job {job_id} to reach {states}; logs:\n{self.backend.log_tail()}")
 

@@ -50,8 +50,8 @@ def test_a_job_view_reads_its_meta_once_and_answers_the_documented_shape():
                                           "failures": []}  # fmt: skip
     assert (bulk.status, bulk.to_dict()["status"]) == ("finished", "finished")
     # A run with failed tasks never says "finished" alone; its state stays machine-readable.
-    partial = JobView("b2", JobState.FINISHED, "1.2", JobKind.BULK,
-                      progress=BulkProgress(5, 1, 0, 0, {"posted": 2, "failed_llm": 2, "failed_unparsable": 1}))  # fmt: skip
+    tasks = {"posted": 2, "failed_llm": 2, "failed_unparsable": 1}
+    partial = JobView("b2", JobState.FINISHED, "1.2", JobKind.BULK, progress=BulkProgress(5, 1, 0, 0, tasks))
     assert partial.to_dict()["status"] == "finished with 3 failed" and partial.to_dict()["state"] == "finished"
     assert JobState.from_rq("canceled") is JobState.CANCELLED and JobState.from_rq("nonsense") is JobState.UNKNOWN
     assert view.summary is None  # no result fetched

@@ -145,8 +145,6 @@ def _schema(services: Services, project: str, ls: LabelStudioClient) -> Schema:
         return schema
     except LabelConfigError as exc:
         raise JobError(f"the project's label config cannot be used: {exc}") from None
-    except LabelStudioError as exc:
-        raise JobError(str(exc)) from None
 
 
 def _listing(ls: LabelStudioClient, number: int, request: BulkRequest, counts: Counter):
@@ -301,13 +299,18 @@ def run_chunk(
     cancelled: Cancelled = lambda: None,
 ) -> ChunkResult:
     """One attempt at ``tasks``: predict and post them under their claims; tasks another live job holds are waited
-    for, not redone. Raises :class:`JobError` only when the chunk cannot start (no project id, no usable config)."""
+    for, not redone. Raises :class:`JobError` only when no attempt can ever work (no project id, a config that
+    cannot be served); everything else ends up in the result, each task with its outcome or its failure."""
     number = _number(project)
     ls = ls or label_studio(services)
-    schema = _schema(services, project, ls)
-    ledger, ttl = services.bulk, services.settings.bulk_claim_ttl
     remaining = list(dict.fromkeys(int(t) for t in tasks))
     result = ChunkResult()
+    try:
+        schema = _schema(services, project, ls)
+    except LabelStudioError as exc:  # the config is read from Label Studio when /setup never stored it
+        result.fail(remaining, **_failure(exc))
+        return result
+    ledger, ttl = services.bulk, services.settings.bulk_claim_ttl
     give_up = time.monotonic() + 2 * ttl + 5  # a dead holder's claims lapse within one TTL
     while remaining:
         if cancelled() is not None:

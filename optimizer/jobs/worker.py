@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
 from rq import Worker
+from rq.scheduler import RQScheduler
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException, TimerDeathPenalty, UnixSignalDeathPenalty
 
 from optimizer.jobs.kinds import QUEUE_OF, JobKind, QueueRole
@@ -114,6 +116,40 @@ class BulkThreads:
                 self._idle.wait(1.0)
 
 
+class SchedulerThread(threading.Thread):
+    """RQ's scheduler (it re-queues jobs whose retry backoff has passed) in a thread of the worker, not a forked
+    process: one process per worker, and a killed worker takes its scheduler with it. Every worker runs one; a Redis
+    lock per queue makes one of them the scheduler of that queue, and the others take over within ``RELOCK`` seconds
+    of its lock expiring."""
+
+    RELOCK = 10.0
+
+    def __init__(self, connection, queue_names: Sequence[str]) -> None:
+        super().__init__(name="rq-scheduler", daemon=True)
+        self.scheduler = RQScheduler(list(queue_names), connection=connection)
+        self.names = set(queue_names)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        scheduler, tried = self.scheduler, 0.0
+        scheduler.register_birth()
+        while not self._stop_event.wait(scheduler.interval):
+            try:
+                if scheduler.acquired_locks != self.names and time.monotonic() - tried > self.RELOCK:
+                    scheduler.acquire_locks()
+                    tried = time.monotonic()
+                if scheduler.acquired_locks:
+                    scheduler.heartbeat()
+                    scheduler.enqueue_scheduled_jobs()
+            except redis.RedisError as exc:  # a blip: the locks outlive a minute of missed beats
+                log.warning("scheduler: %s", exc.__class__.__name__)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        with contextlib.suppress(redis.RedisError):
+            self.scheduler.stop()
+
+
 class BackendWorker(Worker):
     """RQ's worker, plus bulk jobs in threads, releasing a dead job's project at once, and the follow-up sweep."""
 
@@ -123,7 +159,12 @@ class BackendWorker(Worker):
     def __init__(self, *args, bulk_threads: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.threads = BulkThreads(self, bulk_threads)
+        self.scheduler_thread = SchedulerThread(self.connection, self.queue_names())
         self._cold = False
+
+    def bootstrap(self, *args, **kwargs) -> None:
+        super().bootstrap(*args, **kwargs)
+        self.scheduler_thread.start()
 
     def execute_job(self, job, queue) -> None:
         if runs_in_thread(job):
@@ -145,8 +186,10 @@ class BackendWorker(Worker):
         super().request_force_stop(signum, frame)
 
     def teardown(self) -> None:
-        if not self._cold and not self.is_horse:
-            self.threads.wait()  # a warm shutdown lets running chunks finish (and release their claims)
+        if not self.is_horse:
+            if not self._cold:
+                self.threads.wait()  # a warm shutdown lets running chunks finish (and release their claims)
+            self.scheduler_thread.stop()
         super().teardown()
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:
@@ -234,4 +277,4 @@ def run_worker(
     log.info("worker %s listening on %s (in this order); bulk jobs %d at a time in threads; LLM calls: %d at a time "
              "in this worker, %s stack-wide", worker.name, ", ".join(names), settings.bulk_threads, limits.per_process,
              limits.stack_wide or "no limit")  # fmt: skip
-    return worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
+    return worker.work(burst=burst, logging_level=settings.log_level)
