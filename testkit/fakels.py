@@ -132,6 +132,12 @@ class FakeLabelStudio:
         with self._lock:
             return [p for t in self.tasks for p in t["predictions"]]
 
+    def holding(self, version: str) -> tuple[int, int]:
+        """(tasks holding a prediction of ``version``, predictions of it in all): cheap enough to poll."""
+        with self._lock:
+            counts = [sum(1 for p in t["predictions"] if p.get("model_version") == version) for t in self.tasks]
+        return sum(1 for n in counts if n), sum(counts)
+
     def _handler(self):
         fake = self
 
