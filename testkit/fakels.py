@@ -87,6 +87,7 @@ class FakeLabelStudio:
         self.task_faults: dict[int, deque[PostFault]] = {}
         self.imports = 0  # prediction import requests received, failed ones included
         self.reads = 0  # task listing requests (any page)
+        self.listing_params: list[dict] = []  # each listing's include, fields, query and page, for assertions
         self._open: set = set()  # client connections being served (keep-alive ones outlive a listener's close)
         self._lock = threading.Lock()
         self._listen(0)
@@ -200,6 +201,8 @@ class FakeLabelStudio:
                 all_fields = query.get("fields", [""])[0] == "all"
                 with fake._lock:
                     fake.reads += 1
+                    fake.listing_params.append({"include": include, "fields": query.get("fields", [""])[0],
+                                                "query": asked, "page": page})  # fmt: skip
                     tasks = fake.tasks
                     if selected.get("all") is False:
                         tasks = [t for t in tasks if t["id"] in set(selected.get("included") or [])]

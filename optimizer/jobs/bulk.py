@@ -201,8 +201,9 @@ def plan_run(
         enqueue_chunk(chunk_id, chunks, part)
         queued, chunks = queued + len(part), chunks + 1
 
+    stopped = cancelled()  # asked to stop while it waited in the queue: list nothing
     try:
-        for ids, expected in _listing(ls, number, request, counts):
+        for ids, expected in _listing(ls, number, request, counts) if stopped is None else ():
             buffer += ids
             while len(buffer) >= size:
                 flush(buffer[:size])

@@ -135,6 +135,7 @@ class LabelStudioClient:
             what,
             self.sdk.tasks.list,
             project=project,
+            fields="task_only",  # the SDK's default is "all": every annotation, draft and prediction of every task
             include=include,
             page=1,
             page_size=size,
