@@ -33,24 +33,20 @@ def register(subparsers) -> None:
         parser.set_defaults(func=_jobs)
 
 
+# Exit status per refusal: a job that ended is the caller's news (1); a bad or unknown id is a usage problem (2).
+EXIT = {JobEnded: 1, UnknownJob: 2, RefError: 2}
+
+
 def _jobs(args: argparse.Namespace) -> int:
     try:
         job_id = JobRef.parse(args.job_id, "JOB_ID").text
-    except RefError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    queue = JobQueue(Services(start("cli")))
-    try:
+        queue = JobQueue(Services(start("cli")))
         view = queue.cancel(job_id, REQUESTER) if args.action == "cancel" else queue.view(job_id)
-    except UnknownJob as exc:
+        if view is None:
+            raise UnknownJob(f"no job {job_id!r} (unknown, or its result expired)")
+    except (RefError, UnknownJob, JobEnded) as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    except JobEnded as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    if view is None:
-        print(f"error: no job {job_id!r} (unknown, or its result expired)", file=sys.stderr)
-        return 2
+        return EXIT[type(exc)]
     if args.action == "cancel":
         print(f"cancel requested for job {view.id} ({view.status}); it stops at its next safe point", file=sys.stderr)
     print(json.dumps(view.to_dict(), indent=2, default=str))
