@@ -57,7 +57,11 @@ def test_sigkilled_worker_mid_run_and_the_next_run_completes_without_duplicates(
     worker = s.start_worker("doomed")
     job = queue(s)["job"]
     wait_for(lambda: len(s.llm.requests) >= 3, 30, what="the first chunk to be predicting")
-    kill_tree(worker.pid)  # SIGKILL the worker and its work horse in the middle of a chunk
+    kill_tree(worker.pid)  # SIGKILL the worker in the middle of its chunks (they run in its threads)
+    # Reaped before anything new is queued: a worker killed while Redis still holds its blocked dequeue would be
+    # handed the next job (RQ re-queues it from the intermediate list only after a minute).
+    worker.proc.wait(10)
+    time.sleep(0.5)
     assert len(predictions_per_task(s, version)) < 15
     s.llm.delay = 0.0
     s.start_worker("replacement")

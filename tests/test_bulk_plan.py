@@ -116,3 +116,32 @@ def test_health_and_the_start_up_line_show_the_limits_in_force(make_settings):
     assert settings.llm_limits.line() == (
         "LLM limits: 16 per web process, 5 stack-wide (LLM_CONCURRENCY: the default for a hosted endpoint)"
     )
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_plan_that_fails_mid_listing_goes_on_from_its_last_chunk_when_retried(project, named):
+    """Label Studio fails after two chunks were queued; the retried plan (RQ's, here by hand) queues the rest, each
+    task once, numbers its chunks on, and counts what it left alone once."""
+    from optimizer.labelstudio.client import LabelStudioUnavailable
+
+    services, ls, version = project
+    queued: list[list[int]] = []
+
+    def enqueue(chunk_id: str, n: int, part: list[int]) -> str:
+        assert chunk_id == f"run-r-{n}" and n == len(queued)
+        queued.append(part)
+        if len(queued) == 2:
+            ls.fail_tasks = 500  # every listing from now on
+        return chunk_id
+
+    request = BulkRequest(PROJECT, version, tasks=tuple(t["id"] for t in ls.tasks) if named else None)
+    with pytest.raises(LabelStudioUnavailable):
+        plan_run(services, "run-r", request, enqueue)
+    assert len(queued) in (2, 3) and services.bulk.run("run-r")["planned"] is False  # chunks of the pages read
+    ls.fail_tasks = None
+    summary = plan_run(services, "run-r", request, enqueue)
+    ids = [task for part in queued for task in part]
+    assert ids == [t["id"] for t in ls.tasks if t["id"] not in (2, 7, 8)]  # each once, in order
+    run = services.bulk.run("run-r")
+    assert summary["chunks"] == 5 and run["planned"] is True and run["total"] == run["queued"] == 20
+    assert run["tasks"] == {"skipped": 3}  # not counted twice

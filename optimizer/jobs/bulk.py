@@ -72,6 +72,7 @@ class FailureKind(StrEnum):
     LABEL_STUDIO = "label_studio"
     LLM = "llm"
     CONFIG = "config"
+    REDIS = "redis"
     INTERNAL = "internal"
     LOST = "lost"  # its chunk job was lost for good (its worker died on every attempt)
 
@@ -147,28 +148,50 @@ def _schema(services: Services, project: str, ls: LabelStudioClient) -> Schema:
         raise JobError(f"the project's label config cannot be used: {exc}") from None
 
 
-def _listing(ls: LabelStudioClient, number: int, request: BulkRequest, counts: Counter):
-    """Pages of task ids to predict, each with the run's expected total so far; ``counts`` gets the tasks left alone
-    (``skipped``, ``missing``) as it goes."""
+@dataclass
+class PlanState:
+    """How far a plan got, kept in the run's record after every chunk it queues, so a retried plan (Label Studio
+    down mid-listing, or a worker that died holding it) goes on from there instead of listing again.
+
+    ``resume``: the last task id queued (a whole-project run, whose listing is in id order), or how many of the asked
+    ids are done (a run of named tasks). ``counted``: how far the ``skipped``/``missing`` counts were recorded."""
+
+    resume: int = 0
+    counted: int = 0
+    queued: int = 0
+    chunks: int = 0
+
+    @classmethod
+    def of(cls, run: dict) -> PlanState:
+        return cls(int(run.get("resume") or 0), int(run.get("counted") or 0), int(run.get("queued") or 0),
+                   int(run["chunks"]["queued"]))  # fmt: skip
+
+
+def _listing(ls: LabelStudioClient, number: int, request: BulkRequest, state: PlanState, count: Callable):
+    """Pages of ``(task ids to predict, position after each id, expected total)`` from where ``state`` says;
+    ``count`` records the tasks left alone (``skipped``, ``missing``) as it goes, each page once."""
     if request.tasks is None:
-        total = ls.count(number)
+        total = ls.count(number) if not state.counted else 0
         lacking = 0
-        for page in ls.pending(number, request.version, skip_annotated=request.skip_annotated):
-            lacking = lacking or page.total  # the first page's total: what lacks the version now
-            yield page.ids, lacking
-        counts[TaskOutcome.SKIPPED] += max(0, total - lacking)
+        for page in ls.pending(number, request.version, skip_annotated=request.skip_annotated, after=state.resume):
+            if not lacking and not state.counted:  # the first page's total: what lacked the version at the start
+                count({TaskOutcome.SKIPPED: max(0, total - page.total)}, 1)
+            lacking = lacking or page.total
+            yield page.ids, page.ids, state.queued + lacking
         return
     asked = list(dict.fromkeys(request.tasks))
-    size, expected = ls.page_size, 0
-    for start in range(0, len(asked), size):
+    size, expected = ls.page_size, state.queued
+    for start in range(state.resume - state.resume % size, len(asked), size):
         group = asked[start : start + size]
         existing = ls.existing(number, group)
-        todo = [int(t["id"]) for t in ls.lacking(number, request.version, group, include="id",
-                                                 skip_annotated=request.skip_annotated)]  # fmt: skip
-        counts[TaskOutcome.MISSING] += len(group) - len(existing)
-        counts[TaskOutcome.SKIPPED] += len(existing) - len(todo)
-        expected += len(todo)
-        yield todo, expected
+        todo = {int(t["id"]) for t in ls.lacking(number, request.version, group, include="id",
+                                                 skip_annotated=request.skip_annotated)}  # fmt: skip
+        if start + len(group) > state.counted:
+            count({TaskOutcome.MISSING: len(group) - len(existing), TaskOutcome.SKIPPED: len(existing) - len(todo)},
+                  start + len(group))  # fmt: skip
+        kept = [(task, start + i + 1) for i, task in enumerate(group) if task in todo and start + i >= state.resume]
+        expected += len(kept)
+        yield [task for task, _ in kept], [position for _, position in kept], expected
 
 
 def plan_run(
@@ -180,7 +203,10 @@ def plan_run(
     ls: LabelStudioClient | None = None,
     cancelled: Cancelled = lambda: None,
 ) -> dict:
-    """Page through what lacks a prediction of the version and queue a chunk job per ``BULK_CHUNK`` as it goes."""
+    """Page through what lacks a prediction of the version and queue a chunk job per ``BULK_CHUNK`` as it goes.
+
+    Raises :class:`LabelStudioError` when Label Studio fails mid-listing; run again (RQ's retry), it goes on from
+    the last chunk it queued (:class:`PlanState`)."""
     number = _number(request.project)
     live = services.store.current(request.project).version
     if live != request.version:
@@ -188,41 +214,47 @@ def plan_run(
                 "chunks": 0}  # fmt: skip
     ls = ls or label_studio(services)
     ledger, size, ttl = services.bulk, services.settings.bulk_chunk, services.settings.job_result_ttl
-    record = {"project": request.project, "version": request.version, "reason": request.reason,
-              "total": None, "planned": False, "created_at": round(time.time(), 3)}  # fmt: skip
-    ledger.start_run(run_id, record, ttl=ttl)
-    counts: Counter[str] = Counter()
-    queued, chunks, buffer, stopped = 0, 0, [], None
+    run = ledger.run(run_id)
+    if run is None:
+        record = {"project": request.project, "version": request.version, "reason": request.reason,
+                  "total": None, "planned": False, "created_at": round(time.time(), 3)}  # fmt: skip
+        ledger.start_run(run_id, record, ttl=ttl)
+        state = PlanState()
+    else:
+        state = PlanState.of(run)
+    buffer: list[tuple[int, int]] = []  # (task, listing position after it)
 
-    def flush(part: list[int]) -> None:
-        nonlocal queued, chunks
-        chunk_id = f"{run_id}-{chunks}"
+    def count(outcomes: dict, counted: int) -> None:
+        ledger.count(run_id, request.project, outcomes)
+        state.counted = counted
+        ledger.note_run(run_id, {"counted": counted})
+
+    def flush(part: list[tuple[int, int]]) -> None:
+        chunk_id = f"{run_id}-{state.chunks}"
         ledger.open_chunk(run_id, chunk_id, ttl)  # before it is queued: a fast chunk may close itself at once
-        enqueue_chunk(chunk_id, chunks, part)
-        queued, chunks = queued + len(part), chunks + 1
+        enqueue_chunk(chunk_id, state.chunks, [task for task, _ in part])
+        state.queued, state.chunks, state.resume = state.queued + len(part), state.chunks + 1, part[-1][1]
+        ledger.note_run(run_id, {"queued": state.queued, "resume": state.resume})
 
+    planned = bool(run and run.get("planned"))  # a retry after every chunk was queued: nothing left to list
     stopped = cancelled()  # asked to stop while it waited in the queue: list nothing
-    try:
-        for ids, expected in _listing(ls, number, request, counts) if stopped is None else ():
-            buffer += ids
-            while len(buffer) >= size:
-                flush(buffer[:size])
-                buffer = buffer[size:]
-            ledger.note_run(run_id, {"total": max(expected, queued + len(buffer))})
-            stopped = cancelled()
-            if stopped is not None:
-                break
-        if buffer and stopped is None:
-            flush(buffer)
-        elif buffer:
-            counts[TaskOutcome.CANCELLED] += len(buffer)
-    except LabelStudioError as exc:
-        raise JobError(str(exc)) from None
-    finally:
-        ledger.count(run_id, request.project, counts)
-        ledger.note_run(run_id, {"total": queued, "planned": True})
+    listing = () if planned or stopped is not None else _listing(ls, number, request, state, count)
+    for ids, positions, expected in listing:
+        buffer += zip(ids, positions, strict=True)
+        while len(buffer) >= size:
+            flush(buffer[:size])
+            buffer = buffer[size:]
+        ledger.note_run(run_id, {"total": max(expected, state.queued + len(buffer))})
+        stopped = cancelled()
+        if stopped is not None:
+            break
+    if buffer and stopped is None:
+        flush(buffer)
+    elif buffer:
+        ledger.count(run_id, request.project, {TaskOutcome.CANCELLED: len(buffer)})
+    ledger.note_run(run_id, {"total": state.queued, "planned": True})
     status = "cancelled" if stopped is not None else "planned"
-    return {"status": status, "version": request.version, "total": queued, "chunks": chunks}
+    return {"status": status, "version": request.version, "total": state.queued, "chunks": state.chunks}
 
 
 POST_ATTEMPTS = 3

@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import redis
 from rq import get_current_job
 from rq.job import Job
 
@@ -32,10 +33,25 @@ from optimizer.jobs.queue import JobQueue
 from optimizer.jobs.summary import Outcome, RunSummary
 from optimizer.jobs.training import train_project
 from optimizer.jobs.views import JobState
+from optimizer.labelstudio.client import LabelStudioError, LabelStudioUnavailable
 from optimizer.runtime.services import Services
-from optimizer.settings import load_settings
+from optimizer.settings import Settings, load_settings
 
 log = logging.getLogger("optimizer.jobs.functions")
+
+WORKER_REDIS_TIMEOUT = 5.0  # seconds: a job waits for a slow Redis; a web request must answer within 1 s
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """A worker's own settings. Its bound on LLM calls in flight is the stack-wide limit: ``LLM_CONCURRENCY`` bounds
+    a web process, and a bulk worker exists to fill what the stack-wide limit (the one cap) allows. And its Redis
+    calls may wait longer than a web request's (``REDIS_TIMEOUT`` is sized for Label Studio's 1 s on ``/health``):
+    under load a 0.5 s timeout failed chunks that a moment's patience would have finished."""
+    update: dict = {"redis_timeout": max(settings.redis_timeout, WORKER_REDIS_TIMEOUT)}
+    if settings.llm_global_concurrency and settings.llm_global_concurrency > settings.llm_concurrency:
+        update["llm_concurrency"] = min(256, settings.llm_global_concurrency)
+    return settings.model_copy(update=update)
+
 
 _shared: tuple[int, Services] | None = None
 
@@ -51,7 +67,7 @@ def _services() -> Services:
     of the parent's connections and thread pools must not be used."""
     if _shared is not None and _shared[0] == os.getpid():
         return _shared[1]
-    return Services(load_settings())
+    return Services(worker_settings(load_settings()))
 
 
 class RetryLater(Exception):
@@ -178,7 +194,8 @@ def train(project: str) -> dict:
 
 def bulk(run_id: str, project: str, version: str, tasks: list[int] | None, skip_annotated: bool, reason: str) -> dict:
     """Plan a bulk pre-annotation run: page through the tasks lacking the version, queueing a chunk job per
-    BULK_CHUNK as it goes."""
+    BULK_CHUNK as it goes. Retried, like a chunk, when Label Studio fails for now or its worker died; a retry goes on
+    from the last chunk queued."""
 
     def body(services: Services, job: Job, progress: JobProgress) -> dict:
         request = BulkRequest(project, version, None if tasks is None else tuple(tasks), skip_annotated, reason)
@@ -188,7 +205,24 @@ def bulk(run_id: str, project: str, version: str, tasks: list[int] | None, skip_
         def enqueue(chunk_id: str, n: int, part: list[int]) -> str:
             return queue.enqueue_bulk_chunk(run_id, chunk_id, project, version, part)
 
-        summary = plan_run(services, run_id, request, enqueue, cancelled=lambda: services.cancels.requested(run_id))
+        try:
+            summary = plan_run(services, run_id, request, enqueue,
+                               cancelled=lambda: services.cancels.requested(run_id))  # fmt: skip
+        except LabelStudioUnavailable as exc:
+            if job.retries_left:  # it goes on from the last chunk it queued
+                left = f"{job.retries_left} attempt(s) left"
+                raise RetryLater(f"listing the tasks failed for now ({exc}); {left}") from None
+            raise JobError(str(exc)) from None
+        except LabelStudioError as exc:
+            job.retries_left = 0
+            raise JobError(str(exc)) from None
+        except redis.RedisError as exc:
+            if job.retries_left:
+                raise RetryLater(f"Redis: {exc.__class__.__name__}; {job.retries_left} attempt(s) left") from None
+            raise
+        except Exception:
+            job.retries_left = 0  # no retry fixes a refusal or a bug
+            raise
         progress(phase=summary["status"], total=summary["total"], chunks=summary["chunks"])
         return summary
 
@@ -214,6 +248,9 @@ def bulk_chunk(run_id: str, project: str, version: str, tasks: list[int]) -> dic
             job.retries_left = 0
             result = ChunkResult()
             result.fail(todo, FailureKind.CONFIG.value, str(exc), retryable=False)
+        except redis.RedisError as exc:  # Redis slow or away for a moment: the claims say who holds what
+            result = ChunkResult()
+            result.fail(todo, FailureKind.REDIS.value, f"Redis: {exc.__class__.__name__}", retryable=True)
         except Exception as exc:  # a bug: recorded for its tasks, never retried, traceback kept by RQ
             job.retries_left = 0
             ledger.fail_tasks(run_id, project, {t: (FailureKind.INTERNAL.value, _internal("bulk", exc)) for t in todo},

@@ -165,7 +165,7 @@ class JobQueue:
         # Imported here, not at the top: the job functions queue their follow-ups through this module.
         from optimizer.jobs.functions import FUNCTIONS
 
-        retries = self.settings.bulk_retries if kind is JobKind.BULK_CHUNK else 0
+        retries = self.settings.bulk_retries if QUEUE_OF[kind] is QueueRole.BULK else 0
         self.queues[QUEUE_OF[kind]].enqueue_call(
             FUNCTIONS[kind],
             args=args,
@@ -175,8 +175,8 @@ class JobQueue:
             failure_ttl=self.settings.job_result_ttl,
             description=description,
             meta={**meta, "kind": kind.value, "phase": "queued"},
-            # A chunk is retried after a transient failure it raises, and when its worker died (RQ's abandoned-job
-            # check); the chunk itself turns retries off for anything else (functions.bulk_chunk).
+            # A bulk job is retried after a transient failure it raises, and when its worker died (RQ's abandoned-job
+            # check); the job itself turns retries off for anything else (functions.bulk, functions.bulk_chunk).
             retry=Retry(max=retries, interval=self.settings.bulk_retry_intervals()) if retries else None,
         )
 

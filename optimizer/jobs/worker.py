@@ -28,9 +28,11 @@ import time
 from collections.abc import Sequence
 
 import redis
-from rq import Worker
+from rq import Queue, Worker
+from rq.exceptions import DequeueTimeout
 from rq.scheduler import RQScheduler
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException, TimerDeathPenalty, UnixSignalDeathPenalty
+from rq.utils import as_text
 
 from optimizer.jobs.kinds import QUEUE_OF, JobKind, QueueRole
 from optimizer.jobs.queue import JobQueue
@@ -53,6 +55,47 @@ class ThreadSafeDeathPenalty(BaseDeathPenalty):
 
 def runs_in_thread(job) -> bool:
     return QUEUE_OF.get(JobKind.of(job.meta.get("kind"))) is QueueRole.BULK
+
+
+class OrderedQueue(Queue):
+    """RQ's queue, dequeued in order across several queues with RQ's reliable move for each.
+
+    RQ pops from several queues with one ``BLPOP``: a job handed to a worker at the instant it is killed is then in
+    no list at all, lost for good (seen in tests/test_bulk.py when a SIGKILLed worker had not yet been torn down).
+    With one queue RQ uses ``BLMOVE`` into the queue's intermediate list instead, which its maintenance re-queues
+    when the worker died holding the job. This does that for each queue: the earlier ones are looked at without
+    blocking, the last one blocks for at most ``POLL`` seconds, so a job on an earlier queue (a training run) waits at
+    most that long for a worker that is otherwise idle, and never behind a job of a later queue."""
+
+    POLL = 1  # seconds
+
+    @classmethod
+    def dequeue_any(cls, queues, timeout, connection, job_class=None, serializer=None, death_penalty_class=None):
+        queues = list(queues)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fetch = {"job_class": job_class, "serializer": serializer, "death_penalty_class": death_penalty_class}
+        while True:
+            for n, queue in enumerate(queues):
+                wait = None
+                if n == len(queues) - 1 and deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise DequeueTimeout(timeout, [q.key for q in queues])
+                    wait = max(1, min(cls.POLL, int(left)))
+                try:
+                    moved = cls.lmove(connection, queue.key, wait)
+                except DequeueTimeout:
+                    moved = None
+                if moved is None:
+                    continue
+                queue_key, job_id = (as_text(part) for part in moved)
+                found = cls._fetch_dequeued_job(connection, queue_key, job_id, **fetch)
+                if found is not None:
+                    return found
+                break  # the job's hash is gone (expired): look again from the first queue
+            else:
+                if deadline is None:  # burst mode: one look at every queue
+                    return None
 
 
 class BulkThreads:
@@ -166,6 +209,11 @@ class BackendWorker(Worker):
         super().bootstrap(*args, **kwargs)
         self.scheduler_thread.start()
 
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        # Every job is moved through its queue's intermediate list (OrderedQueue), RQ's own for one queue only:
+        # take it out once the job is registered as started, or RQ's maintenance would fail it a minute later.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
     def execute_job(self, job, queue) -> None:
         if runs_in_thread(job):
             self.threads.submit(job, queue)
@@ -239,14 +287,6 @@ def preload() -> None:
     warm_up()
 
 
-def worker_settings(settings: Settings) -> Settings:
-    """The worker's own bound on LLM calls in flight is the stack-wide limit: ``LLM_CONCURRENCY`` bounds a web
-    process, and a bulk worker exists to fill what the stack-wide limit (the one cap) allows."""
-    if settings.llm_global_concurrency and settings.llm_global_concurrency > settings.llm_concurrency:
-        return settings.model_copy(update={"llm_concurrency": min(256, settings.llm_global_concurrency)})
-    return settings
-
-
 def run_worker(
     settings: Settings,
     *,
@@ -255,7 +295,7 @@ def run_worker(
     roles: Sequence[QueueRole] = (QueueRole.TRAINING, QueueRole.BULK),
 ) -> bool:
     """Run until stopped (SIGTERM: finish the running jobs first, as RQ does). ``settings`` come from ``start``."""
-    from optimizer.jobs.functions import use_services
+    from optimizer.jobs.functions import use_services, worker_settings
 
     services = Services(worker_settings(settings))
     queues = JobQueue(services).queues
@@ -265,6 +305,7 @@ def run_worker(
     worker = BackendWorker(
         names,
         connection=connection,
+        queue_class=OrderedQueue,
         name=name,
         maintenance_interval=max(10, int(settings.train_lease_ttl)),
         bulk_threads=settings.bulk_threads,

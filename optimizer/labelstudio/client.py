@@ -144,13 +144,14 @@ class LabelStudioClient:
         response = pager.response
         return [_plain(item) for item in pager.items or []], int(getattr(response, "total", 0) or 0)
 
-    def pending(self, project: int, version: str, *, skip_annotated: bool = False) -> Iterator[TaskPage]:
-        """Ids of the project's tasks lacking a prediction of ``version``, page by page, lowest id first.
+    def pending(
+        self, project: int, version: str, *, skip_annotated: bool = False, after: int = 0
+    ) -> Iterator[TaskPage]:
+        """Ids above ``after`` of the project's tasks lacking a prediction of ``version``, page by page, lowest first.
 
         Each page asks for ids above the last one seen (not for page N): predictions posted meanwhile take tasks
         out of the listing, and a page number would then skip as many tasks as were posted. Only ids come back.
         """
-        after = 0
         while True:
             items = [_lacking(version), _number_is("id", "greater", after), *(UNANNOTATED if skip_annotated else ())]
             query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
