@@ -145,3 +145,13 @@ def test_a_plan_that_fails_mid_listing_goes_on_from_its_last_chunk_when_retried(
     run = services.bulk.run("run-r")
     assert summary["chunks"] == 5 and run["planned"] is True and run["total"] == run["queued"] == 20
     assert run["tasks"] == {"skipped": 3}  # not counted twice
+
+
+def test_a_plan_with_nothing_left_to_do_counts_every_task_as_skipped(project):
+    services, ls, version = project
+    for task in ls.tasks:
+        if not any(p["model_version"] == version for p in task["predictions"]):
+            task["predictions"].append(prediction(version))
+    summary = plan_run(services, "run-0", BulkRequest(PROJECT, version), lambda c, n, part: c)
+    assert summary["chunks"] == 0 and summary["total"] == 0
+    assert services.bulk.run("run-0")["tasks"] == {"skipped": len(ls.tasks)}

@@ -178,6 +178,8 @@ def _listing(ls: LabelStudioClient, number: int, request: BulkRequest, state: Pl
                 count({TaskOutcome.SKIPPED: max(0, total - page.total)}, 1)
             lacking = lacking or page.total
             yield page.ids, page.ids, state.queued + lacking
+        if not lacking and not state.counted:  # nothing lacked it: every task was skipped
+            count({TaskOutcome.SKIPPED: total}, 1)
         return
     asked = list(dict.fromkeys(request.tasks))
     size, expected = ls.page_size, state.queued

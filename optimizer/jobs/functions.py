@@ -208,18 +208,16 @@ def bulk(run_id: str, project: str, version: str, tasks: list[int] | None, skip_
         try:
             summary = plan_run(services, run_id, request, enqueue,
                                cancelled=lambda: services.cancels.requested(run_id))  # fmt: skip
-        except LabelStudioUnavailable as exc:
-            if job.retries_left:  # it goes on from the last chunk it queued
-                left = f"{job.retries_left} attempt(s) left"
-                raise RetryLater(f"listing the tasks failed for now ({exc}); {left}") from None
-            raise JobError(str(exc)) from None
+        except (LabelStudioUnavailable, redis.RedisError) as exc:  # for now: a retry goes on from the last chunk
+            why = str(exc) if isinstance(exc, LabelStudioError) else f"Redis: {exc.__class__.__name__}"
+            if job.retries_left:
+                raise RetryLater(
+                    f"listing the tasks failed for now ({why}); {job.retries_left} attempt(s) left"
+                ) from None
+            raise JobError(why) from None
         except LabelStudioError as exc:
             job.retries_left = 0
             raise JobError(str(exc)) from None
-        except redis.RedisError as exc:
-            if job.retries_left:
-                raise RetryLater(f"Redis: {exc.__class__.__name__}; {job.retries_left} attempt(s) left") from None
-            raise
         except Exception:
             job.retries_left = 0  # no retry fixes a refusal or a bug
             raise
