@@ -204,3 +204,25 @@ def test_a_cancelled_run_stops_posting_within_a_chunk_and_releases_its_claims(st
     time.sleep(1.0)
     assert len(predictions_per_task(s, version)) == len(posted)  # and nothing later
     assert s.session.post(f"{s.url}/jobs/{job}/cancel", timeout=10).status_code == 409
+
+
+def test_a_single_task_predict_keeps_its_priority_while_a_bulk_run_fills_the_slots(stack):
+    """An annotator's one task waits for the next free slot, not behind the bulk run's queued calls (up to 24 of them
+    here, at 4 in flight); and gunicorn's start-up line says which limits are in force."""
+    tasks = unlabelled(40)
+    s = stack(tasks=tasks, llm_global_concurrency=4, bulk_chunk=8)
+    s.llm.delay = 0.6  # first in line: one slot's release and its own call, about 1.2 s; behind the bulk run: 3 s
+    s.setup_version()
+    s.start_worker()
+    job = queue(s)["job"]
+    wait_for(lambda: s.llm.active >= 4, 60, what="the bulk run to fill the 4 slots")
+    body = {"tasks": [tasks[0]], "label_config": s.label_config, "project": s.project}
+    started = time.monotonic()
+    answer = s.session.post(s.url + "/predict", json=body, timeout=30)
+    waited = time.monotonic() - started
+    assert answer.status_code == 200 and answer.json()["results"][0]["result"], answer.text
+    assert waited < 2.0, f"the single task waited {waited:.1f} s: behind the bulk run's calls"
+    assert s.job(job)["state"] in ("started", "queued")  # the bulk run was still going meanwhile
+    assert s.llm.max_active == 4  # and the limit held with the annotator's call among them
+    log = s.backend.web.log_path.read_text()
+    assert "LLM limits: 16 per web process, 4 stack-wide\n" in log  # both set by the test: no default named
