@@ -70,6 +70,7 @@ def on_starting(server):
     the master, when the service is open to the network without auth (``make run`` and the containers)."""
     for path in glob.glob(os.path.join(_metrics_dir, "*.db")):
         os.remove(path)
+    server.log.info(_settings.llm_limits.line())  # the start-up line says which limits are in force, and why
     for address in server.cfg.bind:
         warning = exposure_warning(_settings, address.rsplit(":", 1)[0])
         if warning:

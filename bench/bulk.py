@@ -1,20 +1,30 @@
-"""Bulk pre-annotation and the stack-wide LLM limit (issue 10): B1, B2, B3.
+"""Bulk pre-annotation, its queues and retries, and the stack-wide LLM limit (issues 10 and 20): B1, B2-B5.
 
-    python -m bench.bulk                    # all three (B2 and B3 need the embedded model)
-    python -m bench.bulk --only B1 --tasks 1000
+    python -m bench.bulk --only B1                  # 1,000 tasks with 1, 2 and 4 RQ workers
+    python -m bench.bulk --only B1 --tasks 10000 --workers 1
+    python -m bench.bulk --only B4                  # a 10,000-task run queued, then START_TRAINING
+    python -m bench.bulk --only B5                  # one chunk's import refused three times
+    python -m bench.bulk --only B2,B3               # need the embedded model
 
-- **B1**: the fake LLM answering in 200 ms, 1,000 tasks, ``LLM_GLOBAL_CONCURRENCY=16``, with 1, 2 and 4 RQ workers:
-  seconds from queueing the run until every task's prediction is in (the scripted) Label Studio, against the ideal
-  1000 / 16 x 0.2 s = 12.5 s.
+- **B1**: the fake LLM answering in 200 ms, ``LLM_GLOBAL_CONCURRENCY=16``, 1,000 tasks with 1, 2 and 4 RQ workers
+  (or ``--tasks``/``--workers``): seconds from queueing the run until every task's prediction is in (the scripted)
+  Label Studio, against the ideal tasks / 16 x 0.2 s (12.5 s for 1,000), and each worker's peak RSS (VmHWM; the plan
+  runs inside the worker, in one of its bulk threads, so this is the plan's and the chunks' peak together).
 - **B2**: the embedded SmolLM2, long tasks with three controls: seconds until every task is in Label Studio through
   a bulk run with one RQ worker, and its tasks per second beside the raw llama.cpp server sent the very same
   requests (built by the backend's own code) with the same number in flight.
 - **B3**: the latency of a single-task ``/predict`` right after a batch that ran into its deadline, with the
   deadline reaching every LLM call (now) and without (before: the predictor stopped waiting, but its calls ran on
   until ``LLM_TIMEOUT``). "Before" is the same code with the deadline withheld from the LLM calls.
+- **B4**: a 10,000-task run queued on one worker listening to both queues (as ``make run`` starts it), then a
+  training trigger: seconds until the training job starts; then the bulk run is cancelled, and the seconds until
+  it stopped are printed too.
+- **B5**: Label Studio answers 500 to one chunk's import three times (the chunk's own three attempts), then
+  recovers: RQ retries the chunk after ``BULK_RETRY_BACKOFF``; every task ends posted once, with nobody involved.
 
 Every part is a real process on loopback (redis-server, the fake LLM, llama.cpp, RQ workers) except the scripted
-Label Studio, an in-process HTTP server (``testkit/fakels.py``) that stores what the workers post.
+Label Studio, an in-process HTTP server (``testkit/fakels.py``) that stores what the workers post and answers the
+Data Manager filters the plan and the chunks send.
 """
 
 from __future__ import annotations
@@ -25,17 +35,19 @@ import os
 import subprocess
 import sys
 import time
+from collections import deque
 from contextlib import ExitStack
 from pathlib import Path
 
 from optimizer.jobs.queue import JobQueue
 from testkit.backendprocess import ROOT
 from testkit.constants import THREE_CONTROLS_CONFIG
-from testkit.fakels import FakeLabelStudio
+from testkit.fakels import FakeLabelStudio, PostFault
 
 from .harness import DirectLLM, fake_llm, llama_server, llm_bodies, median, redis_server
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "bulk.json"
 PROJECT = "1.1700000000"
 EMAIL = (
     "Hello support team, I am writing again about order {i}. The invoice I received charges me twice for the same "
@@ -73,75 +85,179 @@ def _env(settings) -> dict[str, str]:
         if value is None or value == "":
             continue  # unset: an empty PROMETHEUS_MULTIPROC_DIR would mean "the working directory" to prometheus
         value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if isinstance(value, dict):
+            value = json.dumps(value)
         env[name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     env["PYTHONPATH"] = str(ROOT)
     return env
 
 
-def _workers(stack: ExitStack, settings, n: int, log: Path) -> None:
+def _peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM) in MiB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _workers(stack: ExitStack, settings, n: int, log: Path) -> list[subprocess.Popen]:
     env = _env(settings)
+    procs = []
     for i in range(n):
         out = open(log.with_suffix(f".{i}.log"), "w")  # noqa: SIM115  (closed by the stack)
         stack.callback(out.close)
         proc = subprocess.Popen([sys.executable, "-m", "optimizer", "worker", "--name", f"bench-{i}-{os.getpid()}"],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-        stack.callback(lambda p=proc: (p.terminate(), p.wait(10)))
+        stack.callback(lambda p=proc: (p.terminate(), p.wait(30)))
+        procs.append(proc)
+    return procs
+
+
+def _wait_for_workers(services, n: int) -> None:
+    from rq import Worker
+
+    deadline = time.monotonic() + 120
+    while Worker.count(connection=services.rq_redis, queue=JobQueue(services).bulk_queue) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("RQ workers did not start")
+        time.sleep(0.1)
+
+
+class Stack:
+    """Redis namespace, scripted Label Studio, settings and N RQ worker processes for one measured run."""
+
+    def __init__(self, stack: ExitStack, redis_url: str, llm_url: str, tasks: list[dict], workers: int,
+                 namespace: str, **extra) -> None:  # fmt: skip
+        from optimizer.runtime.services import Services
+
+        self.ls = stack.enter_context(FakeLabelStudio(THREE_CONTROLS_CONFIG, tasks))
+        self.settings = _settings(redis_url, llm_url, self.ls, namespace, **extra)
+        self.services = Services(self.settings)
+        self.services.projects.seen(PROJECT, THREE_CONTROLS_CONFIG)
+        self.procs = _workers(stack, self.settings, workers, Path("/tmp") / f"bench-bulk-{namespace}")
+        _wait_for_workers(self.services, workers)
+        self.queue = JobQueue(self.services)
+        self.version = self.services.store.current(PROJECT).version
+
+    def peak_rss(self) -> list[float | None]:
+        return [_peak_rss_mb(p.pid) for p in self.procs]
+
+    def wait(self, job: str, want: int, started: float, limit: float = 3600) -> float:
+        """Seconds from ``started`` until Label Studio holds ``want`` tasks of the version, or the run ended."""
+        last_view = 0.0
+        while True:
+            holding, _ = self.ls.holding(self.version)
+            if holding >= want:
+                return time.perf_counter() - started
+            if time.perf_counter() - last_view > 2.0:  # the run's view reads RQ: not at every poll
+                last_view = time.perf_counter()
+                view = self.queue.view(job)
+                if view is not None and view.state.ended:
+                    return time.perf_counter() - started
+                if os.environ.get("BENCH_DEBUG"):
+                    print(f"  {holding}/{want} posted; run {view and view.status} {view and view.progress}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+            if time.perf_counter() - started > limit:
+                raise RuntimeError(f"bulk run did not finish in {limit:.0f} s")
+            time.sleep(0.05)
+
+    def summary(self, job: str, elapsed: float, tasks: int) -> dict:
+        final = self.queue.view(job)
+        while final is not None and not final.state.ended:  # the last chunk may still be closing itself
+            time.sleep(0.2)
+            final = self.queue.view(job)
+        holding, predictions = self.ls.holding(self.version)
+        return {"tasks": tasks, "posted": holding, "duplicates": predictions - holding, "wall_s": elapsed,
+                "status": final.status if final else None,
+                "outcomes": final.progress.tasks if final is not None and final.progress is not None else None,
+                "peak_rss_mb": self.peak_rss()}  # fmt: skip
 
 
 def _bulk_run(redis_url: str, llm_url: str, tasks: list[dict], workers: int, namespace: str, **extra) -> dict:
     """Queue one bulk run for ``tasks`` and time it until Label Studio holds a prediction for every one."""
-    from optimizer.runtime.services import Services
-
-    with ExitStack() as stack, FakeLabelStudio(THREE_CONTROLS_CONFIG, tasks) as ls:
-        settings = _settings(redis_url, llm_url, ls, namespace, **extra)
-        services = Services(settings)
-        services.projects.seen(PROJECT, THREE_CONTROLS_CONFIG)
-        _workers(stack, settings, workers, Path("/tmp") / f"bench-bulk-{namespace}")
-        from rq import Worker
-
-        deadline = time.monotonic() + 60
-        while Worker.count(connection=services.rq_redis, queue=JobQueue(services).queue) < workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("RQ workers did not start")
-            time.sleep(0.1)
-        version = services.store.current(PROJECT).version
+    with ExitStack() as stack:
+        s = Stack(stack, redis_url, llm_url, tasks, workers, namespace, **extra)
+        load = os.getloadavg()
         started = time.perf_counter()
-        job = JobQueue(services).enqueue_bulk(PROJECT, version, reason="bench")
-        while True:
-            posted = {p["task"] for p in ls.predictions() if p["model_version"] == version}
-            if len(posted) >= len(tasks):
-                break
-            view = JobQueue(services).view(job)
-            if view is not None and view.status in ("failed", "finished"):  # every chunk is done; some may have failed
-                break
-            if time.perf_counter() - started > 3600:
-                raise RuntimeError("bulk run did not finish in an hour")
-            if os.environ.get("BENCH_DEBUG"):
-                print(f"  {len(posted)}/{len(tasks)} posted; run {view and view.status} {view and view.progress}",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                time.sleep(2)
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        duplicates = len([p for p in ls.predictions() if p["model_version"] == version]) - len(posted)
-        final = JobQueue(services).view(job)
-        outcomes = final.progress.tasks if final is not None and final.progress is not None else None
-        return {"workers": workers, "tasks": len(tasks), "posted": len(posted), "wall_s": elapsed,
-                "duplicates": duplicates, "outcomes": outcomes}  # fmt: skip
+        job = s.queue.enqueue_bulk(PROJECT, s.version, reason="bench")
+        elapsed = s.wait(job, len(tasks), started)
+        return {"workers": workers, "load": load, **s.summary(job, elapsed, len(tasks))}
 
 
-def b1(redis_url: str, tasks: int = 1000, delay: float = 0.2, limit: int = 16) -> dict:
+def b1(redis_url: str, tasks: int = 1000, delay: float = 0.2, limit: int = 16, workers=(1, 2, 4)) -> dict:
     ideal = tasks / limit * delay
     runs = []
     with fake_llm(delay) as llm_url:
-        for workers in (1, 2, 4):
-            run = _bulk_run(redis_url, llm_url, _tasks(tasks, long=False), workers, f"b1w{workers}",
+        for n in workers:
+            run = _bulk_run(redis_url, llm_url, _tasks(tasks, long=False), n, f"b1w{n}t{tasks}",
                             llm_global_concurrency=limit, llm_concurrency=16, llm_max_retries=2)  # fmt: skip
             run["ratio_to_ideal"] = run["wall_s"] / ideal
             runs.append(run)
-            print(f"B1 {workers} RQ worker(s): {run['wall_s']:.1f} s for {run['posted']}/{tasks} tasks in LS (ideal "
-                  f"{ideal:.1f} s, {run['ratio_to_ideal']:.2f}x), duplicates {run['duplicates']}, {run['outcomes']}",
+            print(f"B1 {tasks} tasks, {n} RQ worker(s): {run['wall_s']:.1f} s for {run['posted']}/{tasks} tasks in LS "
+                  f"(ideal {ideal:.1f} s, {run['ratio_to_ideal']:.2f}x), duplicates {run['duplicates']}, "
+                  f"{run['outcomes']}, peak RSS {run['peak_rss_mb']} MB, load {run['load'][0]:.1f}",
                   flush=True)  # fmt: skip
     return {"tasks": tasks, "llm_delay_s": delay, "limit": limit, "ideal_s": ideal, "runs": runs}
+
+
+def b4(redis_url: str, tasks: int = 10000, delay: float = 0.2, limit: int = 16) -> dict:
+    """A large run queued on one worker listening to both queues, then a training trigger."""
+    with fake_llm(delay) as llm_url, ExitStack() as stack:
+        s = Stack(stack, redis_url, llm_url, _tasks(tasks, long=False), 1, "b4", llm_global_concurrency=limit,
+                  llm_concurrency=16, train_min_gold=4)  # fmt: skip
+        load = os.getloadavg()
+        run = s.queue.enqueue_bulk(PROJECT, s.version, reason="bench")
+        deadline = time.monotonic() + 300
+        while (s.services.bulk.run(run) or {}).get("planned") is not True:  # every chunk queued
+            if time.monotonic() > deadline:
+                raise RuntimeError("the plan did not finish")
+            time.sleep(0.1)
+        queued = s.queue.bulk_queue.count
+        triggered = time.time()
+        job = s.queue.train_now(PROJECT, reason="bench")["job"]
+        while True:
+            view = s.queue.view(job)
+            if view is not None and view.started_at is not None:
+                break
+            if time.time() - triggered > 600:
+                raise RuntimeError("the training job never started")
+            time.sleep(0.02)
+        from datetime import datetime
+
+        waited = datetime.fromisoformat(view.started_at).timestamp() - triggered
+        cancelled = time.time()
+        s.queue.cancel(run, "bench")
+        while not s.queue.view(run).state.ended:
+            time.sleep(0.2)
+        stopped = time.time() - cancelled
+        final = s.queue.view(run)
+    print(f"B4 {tasks}-task run, {queued} chunks queued ahead: the training job started {waited:.2f} s after its "
+          f"trigger; cancelling the bulk run took {stopped:.1f} s ({final.progress.tasks}), load {load[0]:.1f}",
+          flush=True)  # fmt: skip
+    return {"tasks": tasks, "chunks_queued": queued, "training_started_after_s": waited, "cancel_took_s": stopped,
+            "bulk_outcomes": final.progress.tasks, "status": final.status, "load": load}  # fmt: skip
+
+
+def b5(redis_url: str, tasks: int = 1000, delay: float = 0.2, limit: int = 16) -> dict:
+    """One chunk's import refused three times (all of the chunk's own attempts), then Label Studio recovers."""
+    victim = tasks // 2
+    with fake_llm(delay) as llm_url, ExitStack() as stack:
+        s = Stack(stack, redis_url, llm_url, _tasks(tasks, long=False), 1, "b5", llm_global_concurrency=limit,
+                  llm_concurrency=16)  # fmt: skip
+        s.ls.task_faults[victim] = deque([PostFault.REJECT] * 3)
+        load = os.getloadavg()
+        started = time.perf_counter()
+        job = s.queue.enqueue_bulk(PROJECT, s.version, reason="bench")
+        elapsed = s.wait(job, tasks, started)
+        out = {"load": load, "backoff_s": s.settings.bulk_retry_backoff, **s.summary(job, elapsed, tasks)}
+        out["imports"], out["faults_left"] = s.ls.imports, len(s.ls.task_faults[victim])
+    print(f"B5 {tasks} tasks, one chunk's import refused 3 times: {out['posted']}/{tasks} posted, duplicates "
+          f"{out['duplicates']}, {out['status']} after {elapsed:.1f} s (retry backoff {out['backoff_s']:.0f} s), "
+          f"{out['imports']} imports, load {load[0]:.1f}", flush=True)  # fmt: skip
+    return out
 
 
 def b2(redis_url: str, tasks: int = 50, concurrency: int = 2) -> dict:
@@ -222,24 +338,33 @@ def b3(redis_url: str, batch: int = 12, repeat: int = 3) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bulk")
-    parser.add_argument("--only", default="B1,B2,B3")
+    parser.add_argument("--only", default="B1,B4,B5")
     parser.add_argument("--tasks", type=int, default=1000, help="B1 task count")
+    parser.add_argument("--workers", default="1,2,4", help="B1 worker counts, comma-separated")
     parser.add_argument("--embedded-tasks", type=int, default=50, help="B2 task count")
     args = parser.parse_args()
     only = set(args.only.split(","))
-    results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load": os.getloadavg()}
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if "B1" in results:  # issue 10's file: one run at the top level; kept whole, as the figures before issue 20
+        old = {k: results.pop(k) for k in ("started", "load", "B1", "load_after") if k in results}
+        results["B1-issue10"] = {**old.pop("B1"), **old}
+    run = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load": os.getloadavg(),
+           "command": "python -m bench.bulk " + " ".join(sys.argv[1:])}  # fmt: skip
     with redis_server() as redis:
         if "B1" in only:
-            results["B1"] = b1(redis.url, args.tasks)
+            workers = tuple(int(n) for n in args.workers.split(","))
+            results[f"B1-{args.tasks}"] = {**run, **b1(redis.url, args.tasks, workers=workers)}
         if "B2" in only:
-            results["B2"] = b2(redis.url, args.embedded_tasks)
+            results["B2"] = {**run, **b2(redis.url, args.embedded_tasks)}
         if "B3" in only:
-            results["B3"] = b3(redis.url)
-    results["load_after"] = os.getloadavg()
-    path = HERE / "results" / "bulk.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+            results["B3"] = {**run, **b3(redis.url)}
+        if "B4" in only:
+            results["B4"] = {**run, **b4(redis.url)}
+        if "B5" in only:
+            results["B5"] = {**run, **b5(redis.url)}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import base64
 import os
 import re
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -22,10 +22,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -89,8 +91,43 @@ class LLMProfile(BaseModel):
         return _check_http_url(value)
 
 
+# Unset LLM limits follow the endpoint (LLM_CONCURRENCY, LLM_GLOBAL_CONCURRENCY).
+EMBEDDED_LIMIT, HOSTED_LIMIT = 2, 16
+LIMIT_FIELDS = ("llm_concurrency", "llm_global_concurrency")
+# Where the bundled llama.cpp server is reached: on this host (make run) or as compose's `llm` service.
+EMBEDDED_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "llm"})
+
+
+@dataclass(frozen=True)
+class LLMLimits:
+    """The LLM limits in force: per web process, stack-wide, and which of them were derived from the endpoint."""
+
+    per_process: int
+    stack_wide: int
+    embedded: bool
+    derived: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return "the embedded server's default" if self.embedded else "the default for a hosted endpoint"
+
+    def to_dict(self) -> dict:
+        return {"llm_concurrency": self.per_process, "llm_global_concurrency": self.stack_wide,
+                "defaults": {name.upper(): self.source for name in self.derived}}  # fmt: skip
+
+    def line(self) -> str:
+        """``LLM limits: 16 per web process, 16 stack-wide (LLM_CONCURRENCY, LLM_GLOBAL_CONCURRENCY: the default
+        for a hosted endpoint)``: what the start-up line says."""
+        stack = f"{self.stack_wide} stack-wide" if self.stack_wide else "no stack-wide limit"
+        names = ", ".join(name.upper() for name in self.derived)
+        return f"LLM limits: {self.per_process} per web process, {stack}" + (
+            f" ({names}: {self.source})" if names else ""
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=(".env", ".env.local"), env_file_encoding="utf-8", extra="ignore")
+    _derived_limits: tuple[str, ...] = PrivateAttr(())
 
     # --- web service -------------------------------------------------------------------------------------------
     port: int = Field(9090, ge=1, le=65535, description="Port the web service listens on.")
@@ -135,17 +172,19 @@ class Settings(BaseSettings):
     llm_model: str = Field(EMBEDDED_MODEL, min_length=1, description="Model name for labelling.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds per LLM request.")
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on timeouts, 429 and 5xx.")
-    llm_concurrency: int = Field(
-        16,
+    llm_concurrency: int | None = Field(
+        None,
         ge=1,
         le=256,
-        description="Concurrent LLM requests per web process (hosted APIs: 16; the one-at-a-time embedded server: 2).",
+        description="Concurrent LLM requests per web process; unset: 2 for the embedded server, 16 for any other "
+        "endpoint (RQ workers use the stack-wide limit instead).",
     )
-    llm_global_concurrency: int = Field(
-        16,
+    llm_global_concurrency: int | None = Field(
+        None,
         ge=0,
         le=4096,
-        description="LLM calls in flight across every web and RQ worker together (a Redis semaphore); 0: off.",
+        description="LLM calls in flight across every web and RQ worker together (a Redis semaphore); 0: off; "
+        "unset: 2 for the embedded server, 16 for any other endpoint.",
     )
     llm_max_tokens: int = Field(
         256,
@@ -199,8 +238,12 @@ class Settings(BaseSettings):
     )
 
     # --- jobs and metrics ----------------------------------------------------------------------------------------
-    rq_queue: str = Field(
-        "lsml-train", pattern=r"^[A-Za-z0-9_.:-]+$", description="RQ queue the web service enqueues training jobs on."
+    rq_queue: str = Field("lsml-train", pattern=r"^[A-Za-z0-9_.:-]+$", description="RQ queue for training runs.")
+    rq_bulk_queue: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.:-]*$",
+        description="RQ queue for bulk pre-annotation (plans, chunks, re-predict after a promotion); empty: "
+        "RQ_QUEUE + '-bulk'.",
     )
     prometheus_multiproc_dir: str = Field(
         "",
@@ -237,6 +280,23 @@ class Settings(BaseSettings):
     )
     bulk_chunk: int = Field(
         32, ge=1, le=1000, description="Tasks per bulk pre-annotation job (one RQ job, one import request to LS)."
+    )
+    bulk_threads: int = Field(
+        3,
+        ge=1,
+        le=64,
+        description="Bulk jobs one RQ worker runs at once, in threads (no fork), so one chunk's Label Studio reads "
+        "and posts overlap the next chunk's LLM calls; the LLM limit still caps calls in flight.",
+    )
+    bulk_retries: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Retries of a bulk chunk after a transient failure (Label Studio 5xx or timeout, LLM outage), "
+        "with backoff; 0: none.",
+    )
+    bulk_retry_backoff: float = Field(
+        5.0, ge=0, description="Seconds before a chunk's first retry; each next one waits 4 times longer (cap 10 min)."
     )
     bulk_claim_ttl: float = Field(
         30.0, ge=1, description="Seconds a bulk job's claim on a task lives without a heartbeat (crash recovery)."
@@ -288,6 +348,8 @@ class Settings(BaseSettings):
         "llm_price_output_per_1m",
         "optimizer_price_input_per_1m",
         "optimizer_price_output_per_1m",
+        "llm_concurrency",
+        "llm_global_concurrency",
         mode="before",
     )
     @classmethod
@@ -308,7 +370,38 @@ class Settings(BaseSettings):
             raise ValueError(f"file {value[1:]!r} not found (relative paths are read from the cwd or the project)")
         return value
 
+    @model_validator(mode="after")
+    def _limits_follow_the_endpoint(self) -> Settings:
+        """Unset LLM limits follow the endpoint: the embedded llama.cpp server answers one request at a time, so
+        more than 2 in flight only queue there (and risk LLM_TIMEOUT); a hosted API parallelises."""
+        fallback = EMBEDDED_LIMIT if self.embedded_endpoint() else HOSTED_LIMIT
+        self._derived_limits = tuple(name for name in LIMIT_FIELDS if getattr(self, name) is None)
+        for name in self._derived_limits:
+            setattr(self, name, fallback)
+        return self
+
     # --- derived -----------------------------------------------------------------------------------------------
+    def embedded_endpoint(self) -> bool:
+        """Whether ``LLM_BASE_URL`` is the bundled llama.cpp server (``make run``'s, or compose's ``llm`` service)."""
+        parsed = urlparse(self.llm_base_url)
+        return self.embedded_llm and parsed.hostname in EMBEDDED_HOSTS and parsed.port == self.llm_port
+
+    @property
+    def llm_limits(self) -> LLMLimits:
+        """The LLM limits in force and which were derived from the endpoint, for ``/health`` and the start-up line."""
+        embedded = self.embedded_endpoint()
+        fallback = EMBEDDED_LIMIT if embedded else HOSTED_LIMIT
+        derived = tuple(name for name in self._derived_limits if getattr(self, name) == fallback)
+        return LLMLimits(self.llm_concurrency, self.llm_global_concurrency, embedded, derived)
+
+    @property
+    def bulk_queue(self) -> str:
+        return self.rq_bulk_queue or f"{self.rq_queue}-bulk"
+
+    def bulk_retry_intervals(self) -> list[int]:
+        """RQ's retry intervals for a chunk: ``BULK_RETRY_BACKOFF`` seconds, then 4 times longer each time."""
+        return [int(min(600, self.bulk_retry_backoff * 4**n)) for n in range(self.bulk_retries)]
+
     def secret_values(self) -> list[str]:
         """Every secret this process holds, for the log scrubber; includes the Basic-auth header's token."""
         values = [

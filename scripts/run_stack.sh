@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole stack in the foreground: Redis (started if REDIS_URL is not reachable), the embedded LLM server
-# (when EMBEDDED_LLM=1), one RQ worker and the gunicorn web service on PORT. Ctrl-C stops what this script started.
+# (when EMBEDDED_LLM=1), one RQ worker for both queues (training first, then bulk) and the gunicorn web service on
+# PORT. Ctrl-C stops what this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Same precedence as the app's settings: the environment wins over .env.local, which wins over .env.
@@ -41,8 +42,9 @@ if [ "${EMBEDDED_LLM:-1}" = "1" ]; then
   fi
 fi
 
-echo "worker: rq worker on queue ${RQ_QUEUE:-lsml-train} (log: var/log/worker.log)"
-.venv/bin/python -m optimizer worker >var/log/worker.log 2>&1 &
+QUEUE=${RQ_QUEUE:-lsml-train}
+echo "worker: rq worker on queues $QUEUE then ${RQ_BULK_QUEUE:-$QUEUE-bulk} (training first; log: var/log/worker.log)"
+.venv/bin/python -m optimizer worker --queues train,bulk >var/log/worker.log 2>&1 &
 PIDS+=($!)
 
 echo "web: http://0.0.0.0:${PORT:-9090} (${WORKERS:-2} workers x ${THREADS:-8} threads)"

@@ -4,14 +4,17 @@ Response shapes are the ones Label Studio 1.23.2 returns (recorded against a rea
 in ``test_training_e2e.py`` runs the same worker code against the real thing. It serves:
 
 - ``GET /api/projects/<id>/``: ``{id, title, label_config}``;
-- ``GET /api/tasks/?project=&fields=all&page=&page_size=[&query=]``: ``{total, tasks}``, 404 past the last page
-  (``query``'s ``selectedItems`` picks task ids, as Label Studio's Data Manager does);
+- ``GET /api/tasks/?project=&fields=&include=&page=&page_size=[&query=]``: ``{total, tasks}``, 404 past the last
+  page (``query``'s ``selectedItems`` picks task ids and its ``filters`` the tasks lacking a model version, with ids
+  above one, without annotations, as Label Studio's Data Manager does; ``include`` names the fields sent, and
+  predictions and annotations come only with ``fields=all``);
 - ``POST /api/projects/<id>/import/predictions``: ``{created}``; the predictions are attached to the tasks.
 
 Control knobs: ``token`` (``Authorization: Token <token>`` required, else 401), ``hold`` (an Event the task listing
 waits on, to keep a job inside its run), ``fail_tasks`` (answer the listing with this HTTP status), ``requests``
 (every path served, for assertions), ``listings`` (how many times a task listing started at page 1),
-``post_faults`` (a queue of :class:`PostFault`, one consumed per prediction import) and ``go_down()`` /
+``post_faults`` (a queue of :class:`PostFault`, one consumed per prediction import), ``task_faults`` (the
+same, for imports holding a given task) and ``go_down()`` /
 ``come_back()`` (stop listening on the port, so connections are refused, then listen on the same port again).
 """
 
@@ -36,6 +39,37 @@ class PostFault(Enum):
     STORE_THEN_DROP = "store_then_drop"  # stored, then the connection closes with no answer
 
 
+def _matches(task: dict, filters: dict | None) -> bool:
+    """The Data Manager filters the backend sends (``and`` of: a model version not among the task's predictions',
+    a substring test like Label Studio's; id greater than; annotation counts equal to)."""
+    for item in (filters or {}).get("items", []):
+        field, operator, value = item["filter"].removeprefix("filter:tasks:"), item["operator"], item["value"]
+        if field == "predictions_model_versions" and operator == "not_contains":
+            versions = [p.get("model_version") or "" for p in task["predictions"]]
+            if any(v in have for v in value for have in versions):
+                return False
+        elif field == "id" and operator == "greater":
+            if not task["id"] > value:
+                return False
+        elif field in ("total_annotations", "cancelled_annotations") and operator == "equal":
+            cancelled = field == "cancelled_annotations"
+            if sum(1 for a in task["annotations"] if bool(a.get("was_cancelled")) == cancelled) != value:
+                return False
+        else:
+            raise ValueError(f"the fake Label Studio does not know the filter {item}")
+    return (filters or {}).get("conjunction", "and") == "and"
+
+
+def _shown(task: dict, include: str, all_fields: bool) -> dict:
+    """What Label Studio sends of a task: predictions and annotations only with ``fields=all``, and only the
+    fields named in ``include`` when it is given (drf-flex-fields' sparse fields)."""
+    out = dict(task) if all_fields else {k: v for k, v in task.items() if k not in ("predictions", "annotations")}
+    if include:
+        names = set(include.split(","))
+        out = {k: v for k, v in out.items() if k in names}
+    return out
+
+
 class FakeLabelStudio:
     def __init__(self, label_config: str, tasks: list[dict], *, project_id: int = 1, token: str = "t" * 40) -> None:
         self.label_config = label_config
@@ -49,7 +83,11 @@ class FakeLabelStudio:
         self.requests: list[str] = []
         self.listings = 0
         self.post_faults: deque[PostFault] = deque()
+        # Faults for the imports that hold one task (one chunk's import): task id -> faults, one consumed per import.
+        self.task_faults: dict[int, deque[PostFault]] = {}
         self.imports = 0  # prediction import requests received, failed ones included
+        self.reads = 0  # task listing requests (any page)
+        self.listing_params: list[dict] = []  # each listing's include, fields, query and page, for assertions
         self._open: set = set()  # client connections being served (keep-alive ones outlive a listener's close)
         self._lock = threading.Lock()
         self._listen(0)
@@ -94,6 +132,12 @@ class FakeLabelStudio:
     def predictions(self) -> list[dict]:
         with self._lock:
             return [p for t in self.tasks for p in t["predictions"]]
+
+    def holding(self, version: str) -> tuple[int, int]:
+        """(tasks holding a prediction of ``version``, predictions of it in all): cheap enough to poll."""
+        with self._lock:
+            counts = [sum(1 for p in t["predictions"] if p.get("model_version") == version) for t in self.tasks]
+        return sum(1 for n in counts if n), sum(counts)
 
     def _handler(self):
         fake = self
@@ -151,16 +195,24 @@ class FakeLabelStudio:
                 if fake.fail_tasks or (fake.fail_from_page and page >= fake.fail_from_page):
                     self._send(fake.fail_tasks or 500, {"detail": "scripted failure"})
                     return
-                selected = json.loads(query.get("query", ["{}"])[0]).get("selectedItems") or {}
+                asked = json.loads(query.get("query", ["{}"])[0])
+                selected = asked.get("selectedItems") or {}
+                include = query.get("include", [""])[0]
+                all_fields = query.get("fields", [""])[0] == "all"
                 with fake._lock:
+                    fake.reads += 1
+                    fake.listing_params.append({"include": include, "fields": query.get("fields", [""])[0],
+                                                "query": asked, "page": page})  # fmt: skip
                     tasks = fake.tasks
                     if selected.get("all") is False:
                         tasks = [t for t in tasks if t["id"] in set(selected.get("included") or [])]
+                    tasks = [t for t in tasks if _matches(t, asked.get("filters"))]
                     chunk = tasks[(page - 1) * size : page * size]
-                    if not chunk:
+                    if not chunk and page > 1:
                         self._send(404, {"detail": "Invalid page."})
                         return
-                    self._send(200, {"total": len(tasks), "tasks": json.loads(json.dumps(chunk))})
+                    shown = [_shown(t, include, all_fields) for t in chunk]
+                    self._send(200, {"total": len(tasks), "tasks": json.loads(json.dumps(shown))})
 
             def do_POST(self):
                 url = urlparse(self.path)
@@ -175,6 +227,9 @@ class FakeLabelStudio:
                 with fake._lock:
                     fake.imports += 1
                     fault = fake.post_faults.popleft() if fake.post_faults else None
+                    for task in (p["task"] for p in body):
+                        if fault is None and fake.task_faults.get(task):
+                            fault = fake.task_faults[task].popleft()
                     if fault is PostFault.REJECT:
                         self._send(500, {"detail": "scripted failure"})
                         return

@@ -29,7 +29,8 @@ INTENTS = ["Greeting", "Billing", "Complaint", "Cancellation", "Order_Status", "
 SHARED = (
     "default_prompt", "rq_queue", "train_lease_ttl", "train_min_gold", "optimize_budget", "retrain_every_n",
     "repredict_after_promote", "bulk_chunk", "bulk_claim_ttl", "predict_sync_max", "label_studio_url",
-    "label_studio_api_key", "llm_concurrency", "llm_global_concurrency",
+    "label_studio_api_key", "llm_concurrency", "llm_global_concurrency", "bulk_retries", "bulk_retry_backoff",
+    "bulk_threads", "rq_bulk_queue", "llm_max_retries",
 )  # fmt: skip
 
 
@@ -89,8 +90,12 @@ class Stack:
     def project(self) -> str:
         return uid(PROJECT_ID)
 
-    def start_worker(self, name: str = "worker") -> ManagedProcess:
-        proc = self.backend.spawn([sys.executable, "-m", "optimizer", "worker"], name=f"{name}-{len(self.workers)}")
+    def start_worker(self, name: str = "worker", queues: str | None = None) -> ManagedProcess:
+        """An RQ worker process (``queues``: ``train``, ``bulk`` or both, as ``--queues`` takes them), named
+        ``<name>-<n>`` in RQ too."""
+        label = f"{name}-{len(self.workers)}"
+        argv = [sys.executable, "-m", "optimizer", "worker", "--name", f"{label}-{self.settings.redis_namespace}"]
+        proc = self.backend.spawn(argv + (["--queues", queues] if queues else []), name=label)
         self.workers.append(proc)
         return proc
 
@@ -115,10 +120,13 @@ class Stack:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
-    def wait_job(self, job_id: str, timeout: float = 60, states=("finished", "failed")) -> dict:
+    def wait_job(self, job_id: str, timeout: float = 60, states=("finished", "failed", "cancelled")) -> dict:
+        """The job's view once its ``state`` is one of ``states`` (its ``status`` may say more: ``finished with 2
+        failed``)."""
+
         def done():
             view = self.job(job_id)
-            return view if view["status"] in states else None
+            return view if view["state"] in states else None
 
         return wait_for(done, timeout, 0.1, what=f"job {job_id} to reach {states}; logs:\n{self.backend.log_tail()}")
 

@@ -176,7 +176,7 @@ def test_live_shows_a_bulk_pre_annotation_run_as_one_row_with_its_progress(dash)
     services = dash.seeded.services
     live = services.store.current_version(PROJECT)
     run = JobQueue(services).enqueue_bulk(PROJECT, live, reason="test")
-    worker = SimpleWorker([services.settings.rq_queue], connection=services.rq_redis)
+    worker = SimpleWorker([services.settings.bulk_queue], connection=services.rq_redis)
     worker.work(burst=True, max_jobs=1)  # the plan only: its chunk jobs wait in the queue
     (row,) = get(dash, "/jobs").get_json()["jobs"]
     total = len(dash.ls.tasks)
@@ -188,6 +188,36 @@ def test_live_shows_a_bulk_pre_annotation_run_as_one_row_with_its_progress(dash)
     assert get(dash, "/jobs").get_json()["jobs"] == []
     finished = get(dash, f"/jobs/{run}").get_json()
     assert finished["status"] == "finished" and sum(finished["progress"]["tasks"].values()) == total
+
+
+def test_the_live_pages_cancel_button_stops_a_bulk_run_before_it_posts(dash):
+    services = dash.seeded.services
+    live = services.store.current_version(PROJECT)
+    for task in dash.ls.tasks:  # a fresh start for this version, whatever ran before in this module
+        task["predictions"] = []
+    services.redis.delete(services.bulk.keys.bulk_done(PROJECT, live))
+    run = JobQueue(services).enqueue_bulk(PROJECT, live, reason="test")
+    worker = SimpleWorker([services.settings.bulk_queue], connection=services.rq_redis)
+    worker.work(burst=True, max_jobs=1)  # the plan: its chunks wait in the queue
+    html = get(dash, "/dashboard/live").get_data(as_text=True)
+    action = f'action="/dashboard/jobs/{run}/cancel"'
+    assert action in html
+    refused = post_form(dash, f"/dashboard/jobs/{run}/cancel", {})  # no token: refused, nothing cancelled
+    assert refused.status_code == 403 and services.cancels.requested(run) is None
+    answer = post_form(dash, f"/dashboard/jobs/{run}/cancel", {"csrf_token": token_of(html)})
+    assert answer.status_code == 303 and "notice=cancel-requested" in answer.headers["Location"]
+    (row,) = get(dash, "/jobs").get_json()["jobs"]
+    assert row["state"] == "cancelling" and row["cancelled_by"] == "admin" and not row["cancellable"]
+    assert action not in get(dash, "/dashboard/live").get_data(as_text=True)  # no second button
+    worker.work(burst=True)  # the chunks start, see the cancel, post nothing and release their claims
+    view = get(dash, f"/jobs/{run}").get_json()
+    assert view["status"] == "cancelled" and view["cancelled_by"]["by"] == "admin", view
+    assert view["progress"]["tasks"] == {"cancelled": len(dash.ls.tasks)}
+    assert [p for p in dash.ls.predictions() if p["model_version"] == live] == []
+    claims = services.redis.keys(services.bulk.keys.bulk_claim(PROJECT, live, "*"))
+    assert claims == []
+    again = post_form(dash, f"/dashboard/jobs/{run}/cancel", {"csrf_token": token_of(html)})
+    assert again.status_code == 409 and "already cancelled" in again.get_data(as_text=True)
 
 
 def test_buttons_refuse_a_missing_or_foreign_token_and_a_foreign_origin(dash):

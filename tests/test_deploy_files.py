@@ -73,12 +73,13 @@ def test_compose_rejects_a_broken_file(tmp_path):
 
 def test_services_commands_and_wiring(config):
     services = config["services"]
-    assert set(services) == {"redis", "llm", "web", "worker"}  # .env turns the `embedded` profile on
+    assert set(services) == {"redis", "llm", "web", "worker", "bulk-worker"}  # .env turns `embedded` on
     assert services["web"]["command"] == ["gunicorn", "_wsgi:app"]
-    assert services["worker"]["command"] == ["python", "-m", "optimizer", "worker"]
-    assert services["web"]["image"] == services["worker"]["image"]  # one image for both
+    assert services["worker"]["command"] == ["python", "-m", "optimizer", "worker"]  # training first, then bulk
+    assert services["bulk-worker"]["command"] == ["python", "-m", "optimizer", "worker", "--queues", "bulk"]
+    assert services["web"]["image"] == services["worker"]["image"] == services["bulk-worker"]["image"]
     assert services["web"]["build"]["target"] == "app" and services["llm"]["build"]["target"] == "llm"
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "bulk-worker"):
         service = services[name]
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         assert service["depends_on"]["llm"] == {"condition": "service_healthy", "required": False}
@@ -98,7 +99,7 @@ LOOPBACK = re.compile(r"//(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0)[:/]"
 def test_no_container_is_given_an_address_that_points_at_itself(config):
     """Inside a container localhost is the container: every URL the app containers get must name a service or the
     host gateway. .env holds the host's addresses (for ``make run``); .env.compose replaces them."""
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "bulk-worker"):
         environment = config["services"][name]["environment"]
         pointing_home = {key: value for key, value in environment.items() if value and LOOPBACK.search(value)}
         assert pointing_home == {}, f"{name} would talk to itself: {pointing_home}"
@@ -140,9 +141,13 @@ def test_without_env_local_the_compose_defaults_apply(tmp_path):
     assert environment["LABEL_STUDIO_URL"] == "http://host.docker.internal:8080"
 
 
-def test_worker_can_scale(config):
-    worker = config["services"]["worker"]
-    assert "container_name" not in worker and not worker.get("ports")
+def test_workers_scale_apart(config):
+    """``--scale worker=N`` and ``--scale bulk-worker=M`` are independent; no bulk-only worker runs unless asked."""
+    for name in ("worker", "bulk-worker"):
+        worker = config["services"][name]
+        assert "container_name" not in worker and not worker.get("ports")
+    assert config["services"]["bulk-worker"]["deploy"]["replicas"] == 0
+    assert "replicas" not in (config["services"]["worker"].get("deploy") or {})
 
 
 def test_redis_persists_to_a_named_volume(config):
@@ -156,7 +161,7 @@ def test_redis_persists_to_a_named_volume(config):
 def test_without_the_embedded_profile_the_stack_is_still_valid():
     proc = compose("config", "--format", "json", profiles="")
     assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout)["services"]) == {"redis", "web", "worker"}
+    assert set(json.loads(proc.stdout)["services"]) == {"redis", "web", "worker", "bulk-worker"}
 
 
 def test_dockerfile_passes_hadolint():

@@ -33,17 +33,25 @@ def test_a_run_summary_survives_its_json_round_trip_and_refuses_what_is_not_one(
 
 
 def test_a_job_view_reads_its_meta_once_and_answers_the_documented_shape():
-    from optimizer.jobs.views import BulkProgress, JobView
+    from optimizer.jobs.views import BulkProgress, JobState, JobView
 
     meta = {"kind": "train", "phase": "optimizing", "optimizer": {"step": 3, "calls": 40, "budget": "x"}, "done": 2}
-    view = JobView("j1", "started", "1.2", JobKind.TRAIN, meta)
+    view = JobView("j1", JobState.STARTED, "1.2", JobKind.TRAIN, meta)
     assert (view.phase, view.done, view.total) == ("optimizing", 2, None)
     assert (view.optimizer.step, view.optimizer.calls, view.optimizer.budget) == (3, 40, None)  # a str budget: unread
-    assert set(view.to_dict()) == {"id", "status", "project", "kind", "meta", "enqueued_at", "started_at", "ended_at"}
-    reserved = JobView("j2", "waiting", "1.2", JobKind.TRAIN, reserved=True, note="runs when j1 ends")
-    assert reserved.to_dict() == {"id": "j2", "status": "waiting", "project": "1.2", "kind": "train",
-                                  "note": "runs when j1 ends"}  # fmt: skip
-    bulk = JobView("b1", "finished", "1.2", JobKind.BULK, progress=BulkProgress(3, 1, 0, 0, {"posted": 3}))
+    assert set(view.to_dict()) == {"id", "status", "state", "project", "kind", "meta", "enqueued_at", "started_at",
+                                   "ended_at"}  # fmt: skip
+    reserved = JobView("j2", JobState.WAITING, "1.2", JobKind.TRAIN, reserved=True, note="runs when j1 ends")
+    assert reserved.to_dict() == {"id": "j2", "status": "waiting", "state": "waiting", "project": "1.2",
+                                  "kind": "train", "note": "runs when j1 ends"}  # fmt: skip
+    bulk = JobView("b1", JobState.FINISHED, "1.2", JobKind.BULK, progress=BulkProgress(3, 1, 0, 0, {"posted": 3}))
     assert bulk.to_dict()["progress"] == {"total": 3, "chunks": 1, "chunks_active": 0, "chunks_failed": 0,
-                                          "tasks": {"posted": 3}}  # fmt: skip
+                                          "chunks_retrying": 0, "tasks": {"posted": 3}, "failed": 0,
+                                          "failures": []}  # fmt: skip
+    assert (bulk.status, bulk.to_dict()["status"]) == ("finished", "finished")
+    # A run with failed tasks never says "finished" alone; its state stays machine-readable.
+    tasks = {"posted": 2, "failed_llm": 2, "failed_unparsable": 1}
+    partial = JobView("b2", JobState.FINISHED, "1.2", JobKind.BULK, progress=BulkProgress(5, 1, 0, 0, tasks))
+    assert partial.to_dict()["status"] == "finished with 3 failed" and partial.to_dict()["state"] == "finished"
+    assert JobState.from_rq("canceled") is JobState.CANCELLED and JobState.from_rq("nonsense") is JobState.UNKNOWN
     assert view.summary is None  # no result fetched

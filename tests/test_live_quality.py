@@ -267,11 +267,11 @@ def test_a_bulk_chunk_records_what_it_posted(make_settings):
         project = uid(1)
         services.projects.seen(project, SUPPORT_CONFIG)
         version = services.store.current(project).version
-        summary = run_chunk(services, "run-1", project, version, [1, 2, 3], "holder-1")
-        assert summary["posted"] == 3
+        summary = run_chunk(services, project, version, [1, 2, 3], "holder-1")
+        assert summary.outcomes["posted"] == 3
         posted = {p["task"]: p for p in ls.predictions()}
         for task in (1, 2, 3):
             served = services.served.get(project, task)
-            assert served is not None and served.version == posted[task]["model_version"] == summary["served"]
+            assert served is not None and served.version == posted[task]["model_version"] == summary.served
             assert policy_version(served.version) == version
             assert served.answer == {"intent": posted[task]["result"][0]["value"]["choices"]}

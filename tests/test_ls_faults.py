@@ -50,7 +50,7 @@ def chunk(make_settings):
         ids = [t["id"] for t in UNLABELLED]
 
         def run(holder="h1"):
-            return run_chunk(services, "run-1", PROJECT, version, ids, holder)
+            return run_chunk(services, PROJECT, version, ids, holder)
 
         return services, ls, version, run
 
@@ -64,32 +64,43 @@ def chunk(make_settings):
 def test_an_import_that_failed_after_the_commit_is_not_posted_again(chunk, fault):
     _, ls, version, run = chunk()
     ls.post_faults.append(fault)
-    outcome = run()
+    result = run()
     assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED}), "every task exactly once"
-    assert outcome["posted"] == len(UNLABELLED)
+    assert result.outcomes["posted"] == len(UNLABELLED) and result.failures == {}
     assert ls.imports == 1, "Label Studio already held them: nothing was sent again"
 
 
 def test_a_rejected_import_is_retried_and_lands_once(chunk):
     _, ls, version, run = chunk()
     ls.post_faults.extend([PostFault.REJECT, PostFault.REJECT])
-    outcome = run()
+    result = run()
     assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED})
-    assert outcome["posted"] == len(UNLABELLED) and ls.imports == 3
+    assert result.outcomes["posted"] == len(UNLABELLED) and ls.imports == 3 and result.post_retries == 2
 
 
-def test_label_studio_failing_on_every_import_fails_the_chunk_readably_and_a_rerun_posts_once(chunk):
+def test_label_studio_failing_on_every_import_fails_the_tasks_readably_and_retryably_and_a_rerun_posts_once(chunk):
     _, ls, version, run = chunk()
     ls.post_faults.extend([PostFault.REJECT] * 10)
-    with pytest.raises(JobError) as failed:
-        run()
-    message = str(failed.value)
-    assert "importing" in message and "HTTP 500" in message and f"{len(UNLABELLED)} predictions" in message
+    result = run()
+    assert set(result.failures) == {t["id"] for t in UNLABELLED} and result.outcomes["posted"] == 0
+    (failure,) = set(result.failures.values())
+    assert failure.reason == "label_studio" and failure.retryable, failure
+    assert "importing" in failure.detail and "HTTP 500" in failure.detail
+    assert f"{len(UNLABELLED)} predictions" in failure.detail
     assert per_task(ls, version) == Counter()
     ls.post_faults.clear()
-    outcome = run("h2")  # the claims were released with the failure: the next run takes the tasks at once
-    assert outcome["posted"] == len(UNLABELLED)
+    again = run("h2")  # the claims were released with the failure: the next attempt takes the tasks at once
+    assert again.outcomes["posted"] == len(UNLABELLED) and again.failures == {}
     assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED})
+
+
+def test_label_studio_refusing_the_key_is_a_failure_no_retry_can_fix(chunk):
+    _, ls, _, run = chunk()
+    ls.token = "another-token-0123456789"  # the backend's key is refused from now on: 401
+    result = run()
+    assert set(result.failures) == {t["id"] for t in UNLABELLED}
+    assert {(f.reason, f.retryable) for f in result.failures.values()} == {("label_studio", False)}
+    assert "HTTP 401" in next(iter(result.failures.values())).detail and ls.imports == 0
 
 
 def test_label_studio_going_away_mid_chunk_fails_it_and_a_rerun_finishes_without_duplicates(chunk):
@@ -110,28 +121,22 @@ def test_label_studio_going_away_mid_chunk_fails_it_and_a_rerun_finishes_without
         return predictor
 
     services.predictor_for = slow_predictor
-    errors = []
-    thread = threading.Thread(target=lambda: errors.append(_failure(run)))
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run()))
     thread.start()
     assert predicting.wait(30), "the chunk never got to predicting"
     ls.go_down()
     gate.set()
     thread.join(60)
-    assert errors and errors[0] is not None, "the chunk must fail, not report success"
-    assert "is LABEL_STUDIO_URL right and Label Studio running?" in errors[0]
+    (result,) = results
+    assert set(result.failures) == {t["id"] for t in UNLABELLED}, "the chunk must fail its tasks, not report success"
+    details = {(f.detail, f.retryable) for f in result.failures.values()}
+    assert all("is LABEL_STUDIO_URL right and Label Studio running?" in d and retry for d, retry in details), details
     ls.come_back()
     services.predictor_for = real
-    outcome = run("h2")
-    assert outcome["posted"] == len(UNLABELLED)
+    again = run("h2")
+    assert again.outcomes["posted"] == len(UNLABELLED)
     assert per_task(ls, version) == Counter({t["id"]: 1 for t in UNLABELLED})
-
-
-def _failure(fn) -> str | None:
-    try:
-        fn()
-    except JobError as exc:
-        return str(exc)
-    return None
 
 
 def test_label_studio_failing_in_the_middle_of_a_training_listing_fails_the_run_and_promotes_nothing(make_settings):
@@ -152,9 +157,10 @@ def test_label_studio_failing_in_the_middle_of_a_training_listing_fails_the_run_
 
 @pytest.mark.slow
 def test_label_studio_refusing_imports_after_a_promotion_keeps_the_promotion_whole_and_a_rerun_posts_once(stack):
-    """The promotion is Redis's alone, so it lands whole; the re-prediction it queues fails readably while Label
-    Studio refuses imports, and the next run posts each task exactly once."""
-    s = stack(repredict_after_promote=True, bulk_chunk=2)
+    """The promotion is Redis's alone, so it lands whole; the re-prediction it queues ends with its tasks failed,
+    each with a readable reason, while Label Studio refuses imports (no retries here), and the next run posts each
+    task exactly once."""
+    s = stack(repredict_after_promote=True, bulk_chunk=2, bulk_retries=0)
     v1 = s.setup_version()
     s.ls.post_faults.extend([PostFault.REJECT] * 20)
     s.start_worker()
@@ -164,9 +170,11 @@ def test_label_studio_refusing_imports_after_a_promotion_keeps_the_promotion_who
     assert v2 != policy_version(v1) and policy_version(s.setup_version()) == v2
     assert s.services.history.promotions(s.project)[-1]["version"] == v2
     repredict = s.wait_job(view["result"]["repredict_job"])
-    chunks = [s.wait_job(c) for c in s.services.bulk.run(repredict["id"])["chunks"]]
-    assert {c["status"] for c in chunks} == {"failed"}
-    assert all("HTTP 500" in c["error"] and "while posting" in c["error"] for c in chunks), chunks
+    assert repredict["status"] == "finished with 3 failed" and repredict["state"] == "finished", repredict
+    assert repredict["progress"]["tasks"] == {"skipped": 12, "failed_label_studio": 3}
+    failures = repredict["progress"]["failures"]
+    assert [f["task"] for f in failures] == [13, 14, 15]
+    assert all("HTTP 500" in f["detail"] and "while posting" in f["detail"] for f in failures), failures
     assert s.ls.predictions() == []
     s.ls.post_faults.clear()
     rerun = s.session.post(s.url + "/projects/1/predict", json={}, timeout=10)

@@ -240,6 +240,7 @@ def test_a_bulk_chunk_past_the_limit_posts_nothing_and_counts_budget(make_settin
         services.projects.seen(project, SUPPORT_CONFIG)
         services.projects.save_settings(project, json.dumps({"daily_spend_limit": 0}))
         version = services.store.current(project).version
-        summary = run_chunk(services, "run-b", project, version, [1, 2, 3], "holder-b")
-        assert summary["failed_budget"] == 3 and summary.get("posted", 0) == 0
+        result = run_chunk(services, project, version, [1, 2, 3], "holder-b")
+        assert {t: f.reason for t, f in result.failures.items()} == {1: "budget", 2: "budget", 3: "budget"}
+        assert not result.outcomes.get("posted") and not any(f.retryable for f in result.failures.values())
         assert ls.predictions() == [] and llm.requests == []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +144,7 @@ def test_repredict_after_promotion_is_a_bulk_run_posting_in_chunks(stack):
     served = s.setup_version()  # what Label Studio asks for: the new policy with this config and model
     assert policy_version(served) == v2
     repredict = s.wait_job(view["result"]["repredict_job"])
-    assert repredict["status"] == "finished" and repredict["kind"] == "bulk", repredict
+    assert repredict["status"] == "finished" and repredict["kind"] == "bulk", repredict.get("progress")
     assert repredict["result"] == {"status": "planned", "version": v2, "served": served, "total": 3, "chunks": 2}
     assert repredict["progress"]["tasks"] == {"posted": 3, "skipped": 12}  # the 12 annotated tasks are left alone
     posted = s.ls.predictions()
@@ -159,3 +162,30 @@ def test_killed_work_horse_frees_the_project_at_once_and_the_followup_runs(stack
     s.ls.hold.set()
     view = s.wait_job(follow, timeout=60)
     assert view["status"] == "finished" and view["result"]["promoted"], view
+
+
+def test_a_training_run_cancelled_from_the_cli_stops_at_its_next_step_and_promotes_nothing(stack):
+    s = stack()
+    v1 = s.setup_version()
+    s.llm.delay = 0.3  # every optimiser step takes seconds: the cancel lands mid-run
+    s.start_worker()
+    job = s.webhook("START_TRAINING")["job"]
+    wait_for(lambda: s.job(job)["meta"].get("phase") == "optimizing", 60, what="the optimiser to start")
+    cli = subprocess.run([sys.executable, "-m", "optimizer", "jobs", "cancel", job], env=s.backend.env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["cancelled_by"]["by"] == "cli"
+    view = s.wait_job(job, timeout=60)
+    assert view["status"] == view["state"] == "cancelled", view
+    result = view["result"]
+    assert result["status"] == "cancelled" and result["promoted"] is False and result["cancelled_by"]["by"] == "cli"
+    assert result["calls"] == view["meta"]["optimizer"]["calls"] > 0  # the calls done so far: it stopped mid-run
+    assert s.setup_version() == v1 and s.services.history.promotions(s.project) == []  # nothing promoted
+    assert s.services.store.current(s.project).version == v1
+    again = s.session.post(f"{s.url}/jobs/{job}/cancel", timeout=10)
+    assert again.status_code == 409 and "already cancelled" in again.json()["error"]
+    # The project was released: the next run trains and promotes as usual.
+    s.llm.delay = 0.0
+    wait_for(s.idle, 10, what="the project to go idle")
+    nxt = s.wait_job(s.webhook("START_TRAINING")["job"], timeout=90)
+    assert nxt["result"]["promoted"] and s.setup_version() == nxt["result"]["live_after"] != v1

@@ -13,6 +13,7 @@ from flask import Flask
 from ls_protocol import BasicAuth, describe
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
+from optimizer.jobs.errors import CancelError, JobEnded, UnknownJob
 from optimizer.jobs.queue import JobQueue
 from optimizer.jobs.webhooks import WebhookError, WebhookHandler, WebhookUnavailable
 from optimizer.labelstudio.client import LabelStudioError, LabelStudioNotConfigured, LabelStudioNotFound
@@ -24,7 +25,7 @@ from optimizer.runtime.services import Services
 from optimizer.runtime.startup import prepare, start
 from optimizer.settings import Settings
 from optimizer.state.history import HistoryError, StaleLive, UnknownPolicy
-from web import dashboard, export, observability, policies, quality, spend
+from web import dashboard, export, jobs, observability, policies, quality, spend
 from web.context import JOBS, SERVICES
 from web.refs import RefError
 
@@ -42,6 +43,9 @@ DOMAIN_ERRORS = {
     LabelStudioNotFound: 404,
     LabelStudioNotConfigured: 503,
     ProfileGone: 409,
+    CancelError: 400,
+    UnknownJob: 404,
+    JobEnded: 409,
 }
 
 
@@ -53,8 +57,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     auth = None
     if settings.basic_auth_user:
         auth = BasicAuth(settings.basic_auth_user, settings.basic_auth_pass.get_secret_value())
-    jobs = JobQueue(services)
-    annotator, webhooks = Annotator(services, offload=jobs), WebhookHandler(services, jobs)
+    queue = JobQueue(services)
+    annotator, webhooks = Annotator(services, offload=queue), WebhookHandler(services, queue)
 
     def model_factory(**kwargs) -> PromptPolicyModel:
         return PromptPolicyModel(annotator, webhooks, **kwargs)
@@ -69,9 +73,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         allow_anonymous_writes=settings.allow_anonymous_writes,
     )
     app.extensions[SERVICES] = services
-    app.extensions[JOBS] = jobs
+    app.extensions[JOBS] = queue
     app.register_blueprint(policies.bp)
     describe(app, policies.OPENAPI_PATHS, policies.OPENAPI_MODELS)
+    app.register_blueprint(jobs.bp)
+    describe(app, jobs.OPENAPI_PATHS)
     app.register_blueprint(export.bp)
     describe(app, export.OPENAPI_PATHS)
     for live in (quality, spend):

@@ -19,8 +19,12 @@ def jobs() -> JobQueue:
     return current_app.extensions[JOBS]
 
 
+ANONYMOUS = "anonymous"
+
+
 def caller() -> str:
-    """Who is asking, for the log and for records such as "who cancelled": the basic-auth user, or ``anonymous``
-    (the app's auth check already ran, so a name here is a checked one)."""
-    auth = request.authorization
-    return auth.username if auth is not None and auth.username else "anonymous"
+    """Who is asking, for the log and for records such as "who cancelled": the basic-auth user (checked before any
+    route runs), or ``anonymous`` when auth is off (then a name in the header is nobody's checked name)."""
+    if services().settings.basic_auth_user and request.authorization is not None:
+        return request.authorization.username or ANONYMOUS
+    return ANONYMOUS

@@ -25,8 +25,9 @@ OPENAPI_PATHS = {"/metrics": {"get": operation("Prometheus metrics (text format)
 
 def instrument(app: Flask, services: Services) -> None:
     settings = services.settings
+    queues = (settings.rq_queue, settings.bulk_queue)
     state = telemetry.RedisStateCollector(
-        services.redis, settings.redis_namespace, settings.rq_queue, first_n=settings.live_gate_annotations
+        services.redis, settings.redis_namespace, queues, first_n=settings.live_gate_annotations
     )
 
     @app.before_request

@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "optimizer.cli.training",
     "optimizer.cli.export",
     "optimizer.cli.predict",
+    "optimizer.cli.jobs",
 ]
 
 

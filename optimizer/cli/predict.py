@@ -3,7 +3,8 @@
 The run is the same RQ job ``POST /projects/<id>/predict`` queues (:mod:`optimizer.jobs.bulk`): every task
 lacking a prediction of the project's current version, or the ``--tasks`` given, predicted by the RQ workers and
 posted to Label Studio. Without a worker listening nothing would ever happen, so the command refuses to queue then.
-Exit status: 0 when the run finished, 1 when it failed (or lost chunks), 2 for a usage problem.
+Exit status: 0 when the run finished with every task predicted, 1 when it failed, was cancelled or finished
+with failed tasks (their reasons are in the printed view), 2 for a usage problem.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 
 from optimizer.jobs.queue import JobQueue
-from optimizer.jobs.views import JobView
+from optimizer.jobs.views import JobState, JobView
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start
 from web.refs import ProjectRef, RefError
@@ -57,7 +58,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"error: unknown project {args.project!r}: connect the backend to it in Label Studio first",
               file=sys.stderr)  # fmt: skip
         return 2
-    queue = jobs.queue
+    queue = jobs.bulk_queue
     if Worker.count(connection=services.rq_redis, queue=queue) == 0:
         print(f"error: no RQ worker listens on queue {queue.name!r}: start `python -m optimizer worker` "
               "(make run starts one)", file=sys.stderr)  # fmt: skip
@@ -75,15 +76,15 @@ def _follow(jobs: JobQueue, job: str, timeout: float) -> int:
     until = time.monotonic() + timeout
     shown = None
     while time.monotonic() < until:
-        view = jobs.view(job) or JobView(job, "unknown")
+        view = jobs.view(job) or JobView(job, JobState.UNKNOWN)
         progress = view.progress
         line = f"{view.status}: {progress.tasks if progress else {}} of {progress.total if progress else '?'} tasks"
         if line != shown:
             print(line, file=sys.stderr)
             shown = line
-        if view.status in ("finished", "failed"):
+        if view.state.ended:
             print(json.dumps(view.to_dict(), indent=2, default=str))
-            return 0 if view.status == "finished" else 1
+            return 0 if view.state is JobState.FINISHED and not view.failed else 1
         time.sleep(1.0)
     print(f"error: bulk run {job} did not finish within {timeout:.0f} s; it keeps running", file=sys.stderr)
     return 1

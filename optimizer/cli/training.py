@@ -3,7 +3,7 @@
 They work on Redis directly (the same objects the HTTP API uses), so they need ``REDIS_URL`` and
 ``REDIS_NAMESPACE`` like the service, not the web service's address or credentials.
 
-    python -m optimizer worker [--burst]
+    python -m optimizer worker [--burst] [--queues train,bulk]
     python -m optimizer policies list     --project 12
     python -m optimizer policies show     --project 12 --version pv-...
     python -m optimizer policies diff     --project 12 [--from pv-...] [--to pv-...]
@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from optimizer.jobs.kinds import QueueRole
 from optimizer.jobs.queue import JobQueue
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.learning.publishing import PublishRefused, check_published
@@ -37,8 +38,14 @@ from web.refs import JobRef, ProjectRef, RefError, VersionRef
 
 def register(subparsers) -> None:
     worker = subparsers.add_parser("worker", help="run an RQ worker for training and bulk pre-annotation jobs")
-    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     worker.add_argument("--name", help="worker name (default: RQ's)")
+    worker.add_argument(
+        "--queues",
+        type=_roles,
+        default=(QueueRole.TRAINING, QueueRole.BULK),
+        help="queues to listen to, in order: train,bulk (default), train or bulk",
+    )
     worker.set_defaults(func=_worker)
 
     policies = subparsers.add_parser("policies", help="list, diff, roll back and pin a project's policies")
@@ -78,10 +85,17 @@ def register(subparsers) -> None:
     job.set_defaults(func=_policies, project=None)
 
 
+def _roles(text: str) -> tuple[QueueRole, ...]:
+    roles = tuple(QueueRole.of(part.strip()) for part in text.split(","))
+    if not roles or None in roles or len(set(roles)) != len(roles):
+        raise argparse.ArgumentTypeError(f"{text!r}: give train, bulk or both (train,bulk), each once")
+    return roles
+
+
 def _worker(args: argparse.Namespace) -> int:
     from optimizer.jobs.worker import run_worker
 
-    run_worker(start("worker"), burst=args.burst, name=args.name)
+    run_worker(start("worker"), burst=args.burst, name=args.name, roles=args.queues)
     return 0
 
 

@@ -30,3 +30,21 @@ def project_config(services: Services, project: str) -> ProjectConfig:
         return services.project_settings(project)
     except ProfileGone as exc:
         raise JobError(str(exc)) from None
+
+
+class CancelError(Exception):
+    """A cancel request that cannot be served; the message names the job (and its status); ``field`` is ``job``."""
+
+    field = "job"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownJob(CancelError):
+    """No such job (never queued, or its record expired): 404."""
+
+
+class JobEnded(CancelError):
+    """The job already ended, or is committing its result (a promotion): nothing left to stop, 409."""

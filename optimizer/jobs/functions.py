@@ -1,36 +1,78 @@
 """The functions RQ runs, one per :class:`~optimizer.jobs.kinds.JobKind` (:data:`FUNCTIONS`), inside the worker.
 
-Each job builds its own :class:`Services` from the environment (the worker forks a fresh process per job) and
-writes progress into ``job.meta``. A training job holds the project's lease while it runs (renewed by a heartbeat
-thread, so a SIGKILLed worker frees the project when the lease expires) and on the way out hands the project to the
-follow-up run that triggers during the run coalesced into; a bulk chunk holds claims on its tasks instead
+A training run executes in a work horse the worker forks for it and builds its own :class:`Services` there; bulk
+jobs run in threads of the worker itself (``optimizer.jobs.worker``) and share the worker's :class:`Services`
+(:func:`use_services`): its Label Studio client, LLM clients and thread pool, instead of paying for them per chunk.
+A training run holds the project's lease while it runs (renewed by a heartbeat thread, so a SIGKILLed worker frees
+the project when the lease expires), writes progress into ``job.meta``, and on the way out hands the project to the
+follow-up run that triggers during the run coalesced into. A bulk chunk holds claims on its tasks
 (``optimizer.state.bulk``).
 
 A failure is raised, so RQ marks the job failed; before that its reason goes into ``job.meta["error"]`` in words a
-person can act on (the traceback stays in RQ's failed-job registry).
+person can act on (the traceback stays in RQ's failed-job registry). A bulk chunk raises only to be retried
+(:class:`RetryLater`, for transient failures while attempts remain); what still fails on its last attempt is
+recorded per task with its reason, and the chunk ends normally.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import redis
 from rq import get_current_job
 from rq.job import Job
 
-from optimizer.jobs.bulk import BulkRequest, plan_run, run_chunk
+from optimizer.jobs.bulk import BulkRequest, ChunkResult, FailureKind, TaskFailure, plan_run, run_chunk
 from optimizer.jobs.errors import JobError
 from optimizer.jobs.kinds import JobKind
 from optimizer.jobs.queue import JobQueue
 from optimizer.jobs.summary import Outcome, RunSummary
 from optimizer.jobs.training import train_project
+from optimizer.jobs.views import JobState
+from optimizer.labelstudio.client import LabelStudioError, LabelStudioUnavailable
 from optimizer.runtime.services import Services
-from optimizer.settings import load_settings
+from optimizer.settings import Settings, load_settings
 
 log = logging.getLogger("optimizer.jobs.functions")
+
+WORKER_REDIS_TIMEOUT = 5.0  # seconds: a job waits for a slow Redis; a web request must answer within 1 s
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """A worker's own settings. Its bound on LLM calls in flight is the stack-wide limit: ``LLM_CONCURRENCY`` bounds
+    a web process, and a bulk worker exists to fill what the stack-wide limit (the one cap) allows. And its Redis
+    calls may wait longer than a web request's (``REDIS_TIMEOUT`` is sized for Label Studio's 1 s on ``/health``):
+    under load a 0.5 s timeout failed chunks that a moment's patience would have finished."""
+    update: dict = {"redis_timeout": max(settings.redis_timeout, WORKER_REDIS_TIMEOUT)}
+    if settings.llm_global_concurrency and settings.llm_global_concurrency > settings.llm_concurrency:
+        update["llm_concurrency"] = min(256, settings.llm_global_concurrency)
+    return settings.model_copy(update=update)
+
+
+_shared: tuple[int, Services] | None = None
+
+
+def use_services(services: Services) -> None:
+    """Jobs run in this process (not a forked horse) use ``services``: the worker sets it before it starts."""
+    global _shared
+    _shared = (os.getpid(), services)
+
+
+def _services() -> Services:
+    """The worker's shared services in the worker's own process; fresh ones in a forked work horse, whose copies
+    of the parent's connections and thread pools must not be used."""
+    if _shared is not None and _shared[0] == os.getpid():
+        return _shared[1]
+    return Services(worker_settings(load_settings()))
+
+
+class RetryLater(Exception):
+    """A chunk attempt ended with transient failures and attempts remain: RQ queues another after its backoff."""
 
 
 class JobProgress:
@@ -109,17 +151,24 @@ def project_lease(services: Services, project: str, job_id: str):
         JobQueue(services).release(project, job_id, f"follow-up of {job_id}")
 
 
+def _internal(kind: str, exc: Exception) -> str:
+    return f"internal error in {kind} job: {exc.__class__.__name__}: {str(exc)[:300]}"
+
+
 def _run(kind: str, body) -> dict:
     job = get_current_job()
     progress = JobProgress(job)
-    services = Services(load_settings())
+    services = _services()
     try:
         return body(services, job, progress)
+    except RetryLater as exc:
+        progress(phase="retrying", error=str(exc))
+        raise
     except JobError as exc:
         progress(phase="failed", error=str(exc))
         raise
     except Exception as exc:
-        progress(phase="failed", error=f"internal error in {kind} job: {exc.__class__.__name__}: {str(exc)[:300]}")
+        progress(phase="failed", error=_internal(kind, exc))
         raise
     finally:
         progress.flush()
@@ -137,23 +186,42 @@ def train(project: str) -> dict:
             summary = train_project(services, project, job.id, progress, lease_lost=lambda: lease.lost)
         if summary.promoted and summary.live_after and services.settings.repredict_after_promote:
             summary.repredict_job = JobQueue(services).enqueue_repredict(project, summary.live_after)
-        progress(phase="done", promoted=summary.promoted, status=summary.status.value)
+        phase = JobState.CANCELLED.value if summary.status is Outcome.CANCELLED else "done"
+        progress(phase=phase, promoted=summary.promoted, status=summary.status.value)
         return summary.to_dict()
 
     return _run("training", body)
 
 
 def bulk(run_id: str, project: str, version: str, tasks: list[int] | None, skip_annotated: bool, reason: str) -> dict:
-    """Plan a bulk pre-annotation run: list the tasks lacking the version and queue one chunk job per BULK_CHUNK."""
+    """Plan a bulk pre-annotation run: page through the tasks lacking the version, queueing a chunk job per
+    BULK_CHUNK as it goes. Retried, like a chunk, when Label Studio fails for now or its worker died; a retry goes on
+    from the last chunk queued."""
 
     def body(services: Services, job: Job, progress: JobProgress) -> dict:
         request = BulkRequest(project, version, None if tasks is None else tuple(tasks), skip_annotated, reason)
         progress(phase="planning", project=project)
+        queue = JobQueue(services)
 
         def enqueue(chunk_id: str, n: int, part: list[int]) -> str:
-            return JobQueue(services).enqueue_bulk_chunk(run_id, chunk_id, project, version, part)
+            return queue.enqueue_bulk_chunk(run_id, chunk_id, project, version, part)
 
-        summary = plan_run(services, run_id, request, enqueue)
+        try:
+            summary = plan_run(services, run_id, request, enqueue,
+                               cancelled=lambda: services.cancels.requested(run_id))  # fmt: skip
+        except (LabelStudioUnavailable, redis.RedisError) as exc:  # for now: a retry goes on from the last chunk
+            why = str(exc) if isinstance(exc, LabelStudioError) else f"Redis: {exc.__class__.__name__}"
+            if job.retries_left:
+                raise RetryLater(
+                    f"listing the tasks failed for now ({why}); {job.retries_left} attempt(s) left"
+                ) from None
+            raise JobError(why) from None
+        except LabelStudioError as exc:
+            job.retries_left = 0
+            raise JobError(str(exc)) from None
+        except Exception:
+            job.retries_left = 0  # no retry fixes a refusal or a bug
+            raise
         progress(phase=summary["status"], total=summary["total"], chunks=summary["chunks"])
         return summary
 
@@ -161,14 +229,53 @@ def bulk(run_id: str, project: str, version: str, tasks: list[int] | None, skip_
 
 
 def bulk_chunk(run_id: str, project: str, version: str, tasks: list[int]) -> dict:
-    """Predict one chunk of a bulk run under its task claims and post the answers to Label Studio."""
+    """Predict one chunk of a bulk run under its task claims and post the answers to Label Studio.
+
+    A retried attempt does only what the earlier ones left (``meta["remaining"]``). Transient failures with
+    attempts left raise :class:`RetryLater`; on the last attempt, and for failures no retry can fix, each task
+    left is recorded with its reason. The chunk then closes itself in the run's ledger.
+    """
 
     def body(services: Services, job: Job, progress: JobProgress) -> dict:
-        summary = run_chunk(services, run_id, project, version, tasks, job.id, progress)
+        ledger, ttl = services.bulk, services.settings.job_result_ttl
+        todo = [int(t) for t in job.meta.get("remaining") or tasks]
+        retries_left = int(job.retries_left or 0)
+        try:
+            result = run_chunk(services, project, version, todo, job.id, progress,
+                               cancelled=lambda: services.cancels.requested(run_id))  # fmt: skip
+        except JobError as exc:  # the chunk cannot start (its config or project): no retry fixes that
+            job.retries_left = 0
+            result = ChunkResult()
+            result.fail(todo, FailureKind.CONFIG.value, str(exc), retryable=False)
+        except redis.RedisError as exc:  # Redis slow or away for a moment: the claims say who holds what
+            result = ChunkResult()
+            result.fail(todo, FailureKind.REDIS.value, f"Redis: {exc.__class__.__name__}", retryable=True)
+        except Exception as exc:  # a bug: recorded for its tasks, never retried, traceback kept by RQ
+            job.retries_left = 0
+            ledger.fail_tasks(run_id, project, {t: (FailureKind.INTERNAL.value, _internal("bulk", exc)) for t in todo},
+                              ttl)  # fmt: skip
+            ledger.close_chunk(run_id, job.id)
+            raise
+        ledger.count(run_id, project, result.outcomes)
+        retry = result.retryable if retries_left else {}
+        final = {t: f for t, f in result.failures.items() if t not in retry}
+        ledger.fail_tasks(run_id, project, {t: (f.reason, f.detail) for t, f in final.items()}, ttl)
+        summary = {"status": "done", "version": version, **dict(+result.outcomes), "failed": len(final),
+                   "post_retries": result.post_retries}  # fmt: skip
+        if retry:
+            job.meta["remaining"] = sorted(retry)
+            raise RetryLater(_retry_reason(retry, retries_left))
+        ledger.close_chunk(run_id, job.id)
         progress(phase="done", **{k: v for k, v in summary.items() if isinstance(v, int)})
         return summary
 
     return _run("bulk pre-annotation", body)
+
+
+def _retry_reason(retry: dict[int, TaskFailure], retries_left: int) -> str:
+    first = next(iter(retry.values()))
+    return (f"{len(retry)} task(s) failed for now ({first.reason}: {first.detail[:200]}); "
+            f"retrying, {retries_left} attempt(s) left")  # fmt: skip
 
 
 # The one table from kind to the function RQ runs for it (RQ stores the function's import path with the job).

@@ -26,3 +26,16 @@ class JobKind(Stored):
     TRAIN = "train"  # one training run of one project (coalesced triggers)
     BULK = "bulk"  # a bulk pre-annotation run's plan: lists the tasks and queues the chunks
     BULK_CHUNK = "bulk_chunk"  # one chunk of a bulk run: predict and post
+
+
+class QueueRole(Stored):
+    """The two RQ queues: training runs, and bulk pre-annotation (plans, chunks, the re-predict after a promotion).
+
+    Apart, so a 10,000-task run's 300 chunks never sit in front of the next ``START_TRAINING``, and compose can scale
+    bulk workers without training ones. A worker listening to both takes training first (``WORKER_QUEUES``)."""
+
+    TRAINING = "train"
+    BULK = "bulk"
+
+
+QUEUE_OF = {JobKind.TRAIN: QueueRole.TRAINING, JobKind.BULK: QueueRole.BULK, JobKind.BULK_CHUNK: QueueRole.BULK}

@@ -21,13 +21,16 @@ import re
 import time
 import uuid
 
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from optimizer.jobs.kinds import JobKind
-from optimizer.jobs.views import BulkProgress, JobView
+from optimizer.jobs.errors import JobEnded, UnknownJob
+from optimizer.jobs.kinds import QUEUE_OF, JobKind, QueueRole
+from optimizer.jobs.summary import Outcome, RunSummary
+from optimizer.jobs.views import BulkProgress, JobState, JobView
 from optimizer.runtime.services import Services
+from optimizer.state.cancels import RequestOutcome
 from optimizer.state.coalesce import Trigger, TriggerStatus
 
 log = logging.getLogger("optimizer.jobs.queue")
@@ -62,15 +65,23 @@ def repredict_job_id(namespace: str, project: str, version: str) -> str:
     return _job_id(f"repredict-{namespace}-{project}-{version}")
 
 
+# Job states whose job may still do something; a listing asks Redis for cancel requests of these only.
+LIVE = frozenset({JobState.WAITING, JobState.QUEUED, JobState.DEFERRED, JobState.SCHEDULED, JobState.STARTED})
+
+
 class JobQueue:
-    """Every kind of job goes through here: training runs, bulk runs (and the re-predict after a promotion), chunks."""
+    """Every kind of job goes through here: training runs on the training queue; bulk runs (and the re-predict
+    after a promotion) and their chunks on the bulk queue (:class:`~optimizer.jobs.kinds.QueueRole`)."""
 
     def __init__(self, services: Services) -> None:
         self.connection = services.rq_redis
         self.coalescer = services.coalescer
         self.settings = services.settings
         self.bulk = services.bulk
+        self.cancels = services.cancels
         self.queue = Queue(self.settings.rq_queue, connection=self.connection)
+        self.bulk_queue = Queue(self.settings.bulk_queue, connection=self.connection)
+        self.queues = {QueueRole.TRAINING: self.queue, QueueRole.BULK: self.bulk_queue}
 
     # -- triggers -----------------------------------------------------------------------------------------------
     def trigger(self, project: str, *, threshold: int = 0, reason: str = "") -> Trigger:
@@ -154,7 +165,8 @@ class JobQueue:
         # Imported here, not at the top: the job functions queue their follow-ups through this module.
         from optimizer.jobs.functions import FUNCTIONS
 
-        self.queue.enqueue_call(
+        retries = self.settings.bulk_retries if QUEUE_OF[kind] is QueueRole.BULK else 0
+        self.queues[QUEUE_OF[kind]].enqueue_call(
             FUNCTIONS[kind],
             args=args,
             job_id=job_id,
@@ -163,7 +175,32 @@ class JobQueue:
             failure_ttl=self.settings.job_result_ttl,
             description=description,
             meta={**meta, "kind": kind.value, "phase": "queued"},
+            # A bulk job is retried after a transient failure it raises, and when its worker died (RQ's abandoned-job
+            # check); the job itself turns retries off for anything else (functions.bulk, functions.bulk_chunk).
+            retry=Retry(max=retries, interval=self.settings.bulk_retry_intervals()) if retries else None,
         )
+
+    # -- cancelling ---------------------------------------------------------------------------------------------
+    def cancel(self, job_id: str, by: str) -> JobView:
+        """Ask a job to stop (a chunk's whole run, if given a chunk); returns its view, cancel request included.
+
+        Raises :class:`UnknownJob` (404) and :class:`JobEnded` (409, naming the status) when there is nothing to
+        stop. The job itself stops where it is safe: a bulk chunk before it claims or posts, a training run at its
+        next optimiser step, and a run that has started promoting is past stopping (:mod:`optimizer.state.cancels`).
+        """
+        view = self.view(job_id)
+        if view is None:
+            raise UnknownJob(f"no job {job_id!r} (unknown, or its result expired)")
+        if view.kind is JobKind.BULK_CHUNK and view.run:
+            view = self.view(view.run) or view
+        if view.state.ended:
+            raise JobEnded(f"job {view.id} is already {view.status}; there is nothing to cancel")
+        reply = self.cancels.request(view.id, by)
+        if reply.outcome is RequestOutcome.TOO_LATE:
+            raise JobEnded(f"job {view.id} is already promoting its result; there is nothing left to cancel")
+        log.info("job %s: cancel requested by %s (%s)", view.id, by, reply.outcome.value,
+                 extra={"job": view.id, "project": view.project})  # fmt: skip
+        return self.view(view.id) or view
 
     def sweep(self) -> list[str]:
         """Queue the follow-ups of runs whose worker died (their lease expired). Safe to run anywhere, any time."""
@@ -179,11 +216,21 @@ class JobQueue:
         try:
             job = Job.fetch(job_id, connection=self.connection)
         except NoSuchJobError:
-            return self._reserved(job_id)
+            view = self._reserved(job_id)
+            return self._with_cancels([view])[0] if view is not None else None
         out = _view(job)
-        if out.kind is JobKind.BULK and out.status == JobStatus.FINISHED.value and self.bulk is not None:
+        if out.kind is JobKind.BULK:
             self._bulk_view(job.id, out)
-        return out
+        return self._with_cancels([out])[0]
+
+    def _with_cancels(self, views: list[JobView]) -> list[JobView]:
+        """Who asked each still-live job (and each bulk run) to stop; a live job asked to is ``cancelling``."""
+        asked = [v for v in views if v.state in LIVE or v.kind is JobKind.BULK]
+        for view in asked:
+            view.cancel = view.cancel or self.cancels.requested(view.id)
+            if view.cancel is not None and view.state in LIVE:
+                view.state = JobState.CANCELLING
+        return views
 
     def jobs(self, states: tuple[str, ...] = LISTED, limit: int = 200, *, results: bool = False) -> list[JobView]:
         """This queue's jobs in ``states`` (``queued`` or ``REGISTRIES`` names), newest first, at most ``limit``.
@@ -193,11 +240,12 @@ class JobQueue:
         report is the bulk of it) are fetched only with ``results``; a listing rarely needs them (``bench/dashboard``).
         """
         ids: list[str] = []
-        for state in states:
-            if state == "queued":
-                ids += self.queue.get_job_ids()
-            else:
-                ids += getattr(self.queue, REGISTRIES[state]).get_job_ids(cleanup=False)
+        for queue in self.queues.values():
+            for state in states:
+                if state == "queued":
+                    ids += queue.get_job_ids()
+                else:
+                    ids += getattr(queue, REGISTRIES[state]).get_job_ids(cleanup=False)
         found = Job.fetch_many(list(dict.fromkeys(ids)), connection=self.connection)
         views = [_view(job, results) for job in found if job is not None]
         views.sort(key=lambda v: v.enqueued_at or "", reverse=True)
@@ -205,33 +253,51 @@ class JobQueue:
 
     def active(self) -> list[JobView]:
         """Running, queued and waiting jobs with their progress: what the dashboard's Live page shows."""
-        return self.jobs(ACTIVE_STATES)
+        return self._with_cancels(self.jobs(ACTIVE_STATES))
 
     def _bulk_view(self, run_id: str, out: JobView) -> None:
-        """A bulk run is finished when its chunk jobs are, not when its plan is: status and counts of the whole run."""
+        """A bulk run is finished when its chunk jobs are, not when its plan is: the state and counts of the whole
+        run. Only the chunks that have not ended are looked up in RQ (``bulk:run:<id>:open``)."""
         run = self.bulk.run(run_id)
         if run is None:
             return
-        chunks = run.get("chunks") or []
-        states = [job.get_status() if job else None for job in Job.fetch_many(chunks, connection=self.connection)]
-        active = sum(1 for s in states if s in ACTIVE)
-        failed = sum(1 for s in states if s in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None))
-        out.plan_status = out.status
-        out.status = "started" if active else ("failed" if failed else "finished")
-        out.progress = BulkProgress(run.get("total", 0), len(chunks), active, failed, dict(run["tasks"]))
-        if failed and not active:
-            out.error = f"{failed} of {len(chunks)} chunk jobs failed or were lost; queue the run again to finish"
+        open_ids = self.bulk.open_chunks(run_id)
+        found = Job.fetch_many(open_ids, connection=self.connection) if open_ids else []
+        states = [JobState.from_rq(job.get_status(refresh=False)) if job else None for job in found]
+        active = sum(1 for state in states if state in LIVE)
+        retrying = sum(1 for state in states if state is JobState.SCHEDULED)
+        lost = [job for job, state in zip(found, states, strict=True) if state is None or state.ended]
+        tasks = dict(run["tasks"])
+        lost_tasks = sum(int(job.meta.get("tasks") or 0) for job in lost if job is not None)
+        if lost_tasks:
+            tasks["failed_lost"] = tasks.get("failed_lost", 0) + lost_tasks
+        plan = out.state
+        out.plan_status = plan.value
+        out.cancel = self.cancels.requested(run_id)
+        if plan in LIVE or active:
+            out.state = JobState.STARTED
+        elif out.cancel is not None:
+            out.state = JobState.CANCELLED
+        else:
+            out.state = JobState.FINISHED if plan is JobState.FINISHED else plan
+        total = run.get("total") or 0
+        failures = tuple(self.bulk.failures(run_id)) if any(k.startswith("failed_") for k in tasks) else ()
+        chunks = run["chunks"]["queued"]
+        out.progress = BulkProgress(total, chunks, active, len(lost), tasks, retrying, failures)
+        if lost and not active:
+            out.error = (f"{len(lost)} of {chunks} chunk jobs were lost (their worker died on every attempt); "
+                         "queue the run again to finish their tasks")  # fmt: skip
 
     def _reserved(self, job_id: str) -> JobView | None:
         project = self.coalescer.project_of(job_id)
         if project is None:
             return None
         state = self.coalescer.status(project)
-        view = JobView(job_id, "unknown", project, JobKind.TRAIN, reserved=True, note="expired or lost")
+        view = JobView(job_id, JobState.UNKNOWN, project, JobKind.TRAIN, reserved=True, note="expired or lost")
         if state["followup"] == job_id:
-            view.status, view.note = "waiting", f"runs when the current run {state['running'] or '(ended)'} ends"
+            view.state, view.note = JobState.WAITING, f"runs when the current run {state['running'] or '(ended)'} ends"
         elif state["queued"] == job_id:
-            view.status, view.note = "queued", None
+            view.state, view.note = JobState.QUEUED, None
         return view
 
 
@@ -245,7 +311,7 @@ def _view(job: Job, result: bool = True) -> JobView:
     project = meta.get("project")
     out = JobView(
         id=job.id,
-        status=str(status.value if isinstance(status, JobStatus) else status),
+        state=JobState.from_rq(status),
         project=project if isinstance(project, str) else None,
         kind=JobKind.of(meta.get("kind")),
         meta=meta,
@@ -255,6 +321,11 @@ def _view(job: Job, result: bool = True) -> JobView:
     )
     if status == JobStatus.FINISHED and result:
         out.result, out.has_result = job.return_value(), True
+        summary = RunSummary.from_result(out.result)
+        if summary is not None and summary.status is Outcome.CANCELLED:
+            out.state = JobState.CANCELLED
+    elif status == JobStatus.FINISHED and meta.get("phase") == JobState.CANCELLED.value:
+        out.state = JobState.CANCELLED  # a listing skips results; the job's last phase says it
     elif status == JobStatus.FAILED:
         out.error = meta.get("error") or _last_line(job)
     return out

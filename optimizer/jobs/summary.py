@@ -23,6 +23,7 @@ class Outcome(Stored):
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"
     COALESCED = "coalesced"  # the trigger was folded into a run already going; ``followup`` names the next one
+    CANCELLED = "cancelled"  # someone asked it to stop (``cancelled_by``); nothing was promoted
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RunSummary:
     live_after: str | None = None
     followup: str | None = None
     repredict_job: str | None = None
+    cancelled_by: dict | None = None  # {"by", "at"} of the cancel request a cancelled run honoured
 
     def to_dict(self) -> dict:
         """Plain JSON: the status as its string, and no key for what this run did not have."""
@@ -62,7 +64,7 @@ class RunSummary:
             return None
         known = {f.name: f for f in fields(cls)}
         kept = {k: v for k, v in value.items() if k in known}
-        for name in ("scores", "report", "gold", "settings", "judge"):
+        for name in ("scores", "report", "gold", "settings", "judge", "cancelled_by"):
             if name in kept and not isinstance(kept[name], dict):
                 kept[name] = None
         kept["status"] = Outcome(value["status"])

@@ -7,6 +7,11 @@ act on.
 The live policy is touched at exactly one point: the store's compare-and-set promotion, which applies only if
 the live version is still the one this run started from and the project is not pinned. Whatever fails before that
 point (Label Studio unreachable, too little gold, the LLM down, the worker killed) leaves the live policy serving.
+
+A run can be cancelled (``POST /jobs/<id>/cancel``): every progress event checks for the request, the optimiser's
+included, so the run stops at its next step; and before it promotes the run marks itself as committing
+(:meth:`optimizer.state.cancels.CancelRegistry.commit`), so a cancel either stops it before the promotion or is
+refused: never half of each.
 """
 
 from __future__ import annotations
@@ -32,10 +37,19 @@ from optimizer.serving.llm import LLMClient
 from optimizer.serving.llm_errors import LLMUnavailable
 from optimizer.serving.payer import paying
 from optimizer.serving.policy import Policy
+from optimizer.state.cancels import Cancel
 
 log = logging.getLogger("optimizer.jobs.training")
 
 Progress = Callable[..., None]
+
+
+class RunCancelled(Exception):
+    """Raised by a progress event when someone asked the run to stop; caught by :func:`train_project`."""
+
+    def __init__(self, cancel: Cancel) -> None:
+        super().__init__(f"cancelled by {cancel.by}")
+        self.cancel = cancel
 
 
 def _scores(policy: Policy) -> dict:
@@ -177,7 +191,7 @@ def train_project(
     whole TTL): another run may then be working on the project, so this one keeps its candidate in history and
     leaves promotion to that run.
     """
-    settings, store = services.settings, services.store
+    store = services.store
     number = numeric_id(project)
     if number is None:
         raise JobError(f"project {project!r} is not a Label Studio project id; cannot fetch its annotations")
@@ -186,7 +200,43 @@ def train_project(
     live = store.current(project)
     if store.degraded:
         raise JobError("Redis is unavailable; not training against a policy that may be stale")
+    spent = {"calls": 0}  # the optimiser's latest count, for a cancelled run's summary
 
+    def report(**fields) -> None:
+        """Record progress, then stop here if someone asked: every event is a safe place to stop."""
+        event = fields.get("optimizer")
+        if isinstance(event, dict) and isinstance(event.get("calls"), int):
+            spent["calls"] = event["calls"]
+        progress(**fields)
+        cancel = services.cancels.requested(job_id)
+        if cancel is not None:
+            raise RunCancelled(cancel)
+
+    try:
+        return _train(services, project, job_id, report, live, number, ls, optimize, lease_lost)
+    except RunCancelled as stop:
+        return _cancelled(project, live, stop.cancel, spent["calls"])
+
+
+def _cancelled(project: str, live: Policy, cancel: Cancel, calls: int) -> RunSummary:
+    log.info("project %s: training run cancelled by %s after %d calls; nothing promoted", project, cancel.by, calls)
+    return RunSummary(Outcome.CANCELLED, project=project, live_before=live.version, calls=calls,
+                      reason=f"cancelled by {cancel.by} after {calls} LLM calls; nothing was promoted",
+                      cancelled_by=cancel.to_dict())  # fmt: skip
+
+
+def _train(
+    services: Services,
+    project: str,
+    job_id: str,
+    progress: Progress,
+    live: Policy,
+    number: int,
+    ls: LabelStudioClient | None,
+    optimize: Callable | None,
+    lease_lost: Callable[[], bool],
+) -> RunSummary:
+    settings, store = services.settings, services.store
     chosen = project_config(services, project)
     refused = over_limit(services.spend, project, chosen.daily_spend_limit)
     if refused:
@@ -236,6 +286,9 @@ def train_project(
         report=result.report,
     )
     info = {"job": job_id, "source": "train", "derived_from": initial.version, "scores": _scores(best)}
+    cancel = services.cancels.commit(job_id)  # from here on a cancel is refused; one that came first wins
+    if cancel is not None:
+        raise RunCancelled(cancel)
     if not result.accepted or best.version == live.version:
         status = Outcome.REJECTED
     elif lease_lost():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -33,6 +34,36 @@ class LabelStudioNotFound(LabelStudioError):
     """Label Studio answered 404: the project (or task) does not exist there."""
 
     field = "project"
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """A failure that trying again later may fix: a 5xx or 429 answer, a timeout, a refused or cut connection.
+
+    Bulk chunks are retried on these (RQ's ``Retry``, with backoff); a 401, 403 or 404 is never retried."""
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a task listing: the ids on it, and how many tasks the whole (filtered) listing holds."""
+
+    ids: list[int]
+    total: int
+
+
+# Data Manager filters (Label Studio 1.23.2, checked against the real server by tests/test_bulk_labelstudio.py).
+# ``not_contains`` on predictions' model versions is a substring test (SQL LIKE), so a task is left out when one of
+# its predictions' versions *contains* ours; versions are distinct hashes, and the chunk re-reads through the same
+# filter, so a task is never predicted twice.
+def _lacking(version: str) -> dict:
+    return {"filter": "filter:tasks:predictions_model_versions", "operator": "not_contains", "type": "List",
+            "value": [version]}  # fmt: skip
+
+
+def _number_is(field: str, operator: str, value: int) -> dict:
+    return {"filter": f"filter:tasks:{field}", "operator": operator, "type": "Number", "value": value}
+
+
+UNANNOTATED = (_number_is("total_annotations", "equal", 0), _number_is("cancelled_annotations", "equal", 0))
 
 
 def _plain(item: Any) -> dict:
@@ -69,8 +100,7 @@ class LabelStudioClient:
         except LabelStudioError:
             raise
         except Exception as exc:
-            kind = LabelStudioNotFound if getattr(exc, "status_code", None) == 404 else LabelStudioError
-            raise kind(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}") from None
+            raise _kind(exc)(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}") from None
 
     def label_config(self, project: int) -> str:
         found = self._call(f"reading project {project}", self.sdk.projects.get, id=project)
@@ -95,9 +125,70 @@ class LabelStudioClient:
             for item in pager:
                 yield _plain(item)
         except Exception as exc:
-            raise LabelStudioError(
+            raise _kind(exc)(
                 f"Label Studio at {self.url}: listing tasks of project {project} failed: {_describe(exc)}"
             ) from None
+
+    def _page(self, what: str, project: int, query: dict, include: str, size: int) -> tuple[list[dict], int]:
+        """The first page of a listing (``include``: the task fields to send), and the listing's total."""
+        pager = self._call(
+            what,
+            self.sdk.tasks.list,
+            project=project,
+            fields="task_only",  # the SDK's default is "all": every annotation, draft and prediction of every task
+            include=include,
+            page=1,
+            page_size=size,
+            query=json.dumps(query),
+        )
+        response = pager.response
+        return [_plain(item) for item in pager.items or []], int(getattr(response, "total", 0) or 0)
+
+    def pending(
+        self, project: int, version: str, *, skip_annotated: bool = False, after: int = 0
+    ) -> Iterator[TaskPage]:
+        """Ids above ``after`` of the project's tasks lacking a prediction of ``version``, page by page, lowest first.
+
+        Each page asks for ids above the last one seen (not for page N): predictions posted meanwhile take tasks
+        out of the listing, and a page number would then skip as many tasks as were posted. Only ids come back.
+        """
+        while True:
+            items = [_lacking(version), _number_is("id", "greater", after), *(UNANNOTATED if skip_annotated else ())]
+            query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
+            tasks, total = self._page(f"listing tasks of project {project}", project, query, "id", self.page_size)
+            ids = [int(t["id"]) for t in tasks]
+            if not ids:
+                return
+            yield TaskPage(ids, total)
+            after = max(ids)
+
+    def count(self, project: int) -> int:
+        """How many tasks the project holds (one id comes back)."""
+        return self._page(f"counting tasks of project {project}", project, {}, "id", 1)[1]
+
+    def lacking(
+        self, project: int, version: str, ids: Sequence[int], *, include: str = "id,data", skip_annotated=False
+    ) -> list[dict]:
+        """The tasks among ``ids`` that still lack a prediction of ``version``, with only the fields in ``include``
+        (a chunk reads ``id,data``: never the annotations, drafts or other versions' predictions)."""
+        out: list[dict] = []
+        for start in range(0, len(ids), self.page_size):
+            group = list(ids[start : start + self.page_size])
+            items = [_lacking(version), *(UNANNOTATED if skip_annotated else ())]
+            query = {"filters": {"conjunction": "and", "items": items},
+                     "selectedItems": {"all": False, "included": group}}  # fmt: skip
+            out += self._page(f"reading tasks of project {project}", project, query, include, len(group))[0]
+        return out
+
+    def existing(self, project: int, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` exist in the project."""
+        found: set[int] = set()
+        for start in range(0, len(ids), self.page_size):
+            group = list(ids[start : start + self.page_size])
+            query = {"selectedItems": {"all": False, "included": group}}
+            tasks = self._page(f"reading tasks of project {project}", project, query, "id", len(group))[0]
+            found |= {int(t["id"]) for t in tasks}
+        return found
 
     def annotated_tasks(self, project: int) -> list[dict]:
         return [t for t in self.tasks(project) if t.get("annotations")]
@@ -122,6 +213,19 @@ class LabelStudioClient:
         )
         created = getattr(answer, "created", None)
         return int(created) if created is not None else len(request)
+
+
+def _kind(exc: Exception) -> type[LabelStudioError]:
+    """Which error a failed call is: not found, worth trying again later, or neither."""
+    status = getattr(exc, "status_code", None)
+    if status == 404:
+        return LabelStudioNotFound
+    if status is not None:
+        return LabelStudioUnavailable if status >= 500 or status == 429 else LabelStudioError
+    name = exc.__class__.__name__
+    if isinstance(exc, httpx.TransportError) or "Connect" in name or "Timeout" in name:
+        return LabelStudioUnavailable
+    return LabelStudioError
 
 
 def _describe(exc: Exception) -> str:

@@ -74,7 +74,9 @@ class Annotator:
 
     def health(self) -> dict:
         llm = self.services.labeller.config
-        return {**self.services.store.health(), "llm_model": llm.model, "llm_base_url": public_url(llm.base_url)}
+        limits = self.services.settings.llm_limits.to_dict()  # the limits in force, and which follow the endpoint
+        return {**self.services.store.health(), "llm_model": llm.model, "llm_base_url": public_url(llm.base_url),
+                "llm_limits": limits}  # fmt: skip
 
 
 class ProjectRequest:

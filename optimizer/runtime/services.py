@@ -23,6 +23,7 @@ from optimizer.serving.policy import Policy, load_prompt
 from optimizer.serving.predictor import Predictor
 from optimizer.settings import Settings, prompt_path
 from optimizer.state.bulk import BulkLedger
+from optimizer.state.cancels import CancelRegistry
 from optimizer.state.coalesce import Coalescer
 from optimizer.state.history import PolicyHistory
 from optimizer.state.llmslots import RedisSlots
@@ -189,6 +190,10 @@ class Services:
     @cached_property
     def bulk(self) -> BulkLedger:
         return BulkLedger(self.redis, self.settings.redis_namespace, done_ttl=self.settings.job_result_ttl)
+
+    @cached_property
+    def cancels(self) -> CancelRegistry:
+        return CancelRegistry(self.redis, self.settings.redis_namespace, ttl=self.settings.job_result_ttl)
 
     @cached_property
     def rq_redis(self) -> redis.Redis:

@@ -178,10 +178,10 @@ class RedisStateCollector:
     The validation score of a version is cached in-process; it is safe because a policy body never changes.
     """
 
-    def __init__(self, client: redis.Redis, namespace: str, queue: str, first_n: int = 30) -> None:
+    def __init__(self, client: redis.Redis, namespace: str, queues: Sequence[str], first_n: int = 30) -> None:
         self.redis = client
         self.keys = KeyMap(namespace)
-        self.queue = queue
+        self.queues = tuple(queues)  # the training queue and the bulk queue
         self.first_n = first_n  # LIVE_GATE_ANNOTATIONS, for the live regression gauge
         self._scores: dict[str, float | None] = {}
         self._lock = threading.Lock()
@@ -198,9 +198,9 @@ class RedisStateCollector:
         return [up, *families]
 
     def _read(self) -> list[Metric]:
-        keys = rq_keys(self.queue)
+        keys = [(queue, state, kind, key) for queue in self.queues for state, (kind, key) in rq_keys(queue).items()]
         pipe = self.redis.pipeline(transaction=False)
-        for kind, key in keys.values():
+        for _, _, kind, key in keys:
             pipe.llen(key) if kind == "list" else pipe.zcard(key)
         pipe.smembers(self.keys.projects())
         pipe.hgetall(self.keys.llm_usage())
@@ -217,8 +217,8 @@ class RedisStateCollector:
 
         jobs = GaugeMetricFamily("lsml_jobs", "RQ jobs per state, read from the queue and its registries.",
                                  labels=["queue", "state"])  # fmt: skip
-        for state, count in zip(keys, counts, strict=True):
-            jobs.add_metric([self.queue, state], count)
+        for (queue, state, _, _), count in zip(keys, counts, strict=True):
+            jobs.add_metric([queue, state], count)
         promotions = CounterMetricFamily(
             "lsml_policy_promotions", "Policy promotions per project (length of its history).", labels=["project"]
         )

@@ -73,6 +73,9 @@ class Failure:
 
     reason: FailureReason
     detail: str = ""
+    # Trying again later could answer (the LLM timed out, refused with 429/5xx, or was unreachable); a bulk chunk
+    # retries these tasks, never an answer that held no valid label.
+    retryable: bool = False
 
     def __str__(self) -> str:
         return self.detail or self.reason.value
@@ -103,8 +106,8 @@ class Prediction:
         return {**self.choices, **self.texts, **self.values}
 
     @classmethod
-    def failed(cls, reason: FailureReason, detail: str = "") -> Prediction:
-        return cls(error=Failure(reason, detail))
+    def failed(cls, reason: FailureReason, detail: str = "", *, retryable: bool = False) -> Prediction:
+        return cls(error=Failure(reason, detail, retryable))
 
 
 def _token_offsets(tokens: list[tuple[str, float]]) -> list[tuple[int, int, float]]:
@@ -224,9 +227,9 @@ class Predictor:
                 priority=priority,
             )
         except LLMDeadline as exc:
-            return Prediction.failed(FailureReason.DEADLINE, str(exc))
+            return Prediction.failed(FailureReason.DEADLINE, str(exc), retryable=True)
         except LLMError as exc:
-            return Prediction.failed(FailureReason.LLM_ERROR, str(exc))
+            return Prediction.failed(FailureReason.LLM_ERROR, str(exc), retryable=exc.retryable)
         parsed = parse_answer(schema, completion.text)
         if completion.tokens:
             scores = score_from_logprobs(parsed, completion.text, completion.tokens)

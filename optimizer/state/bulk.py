@@ -8,18 +8,24 @@ holder reads the task from Label Studio again and skips it if a prediction of th
 window between posting and recording it here). The ``done`` set only saves that read for tasks known to be posted.
 
 Counts per run (``bulk:run:<id>``) and per project (``metrics:bulk``) are plain ``HINCRBY``s, so chunk jobs in any
-process add to them without coordination, and ``GET /jobs/<id>`` and ``/metrics`` read them.
+process add to them without coordination, and ``GET /jobs/<id>`` and ``/metrics`` read them. A run also keeps the
+set of its chunk jobs that have not ended (``bulk:run:<id>:open``: the plan adds each one as it queues it, the chunk
+removes itself after its last attempt), so its view asks RQ only about those, never about every chunk of a
+10,000-task run; and the tasks that still failed after their chunk's last attempt, each with its reason
+(``bulk:run:<id>:failed``).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import redis
 
 from optimizer.state.keys import KeyMap, Script
+from optimizer.state.replies import text
 
 _CLAIM = """
 local ids = cjson.decode(a_ids)
@@ -66,6 +72,18 @@ return released
 """
 
 
+_CLOSE = """
+if redis.call('SREM', k_open, a_chunk) == 1 then
+  redis.call('HINCRBY', k_run, 'c:ended', 1)
+  return 1
+end
+return 0
+"""
+
+# Failure reasons kept per run for GET /jobs/<id>; counts are kept for every task, the reasons for this many.
+FAILURES_KEPT = 1000
+
+
 def _ids(values: Iterable[int]) -> str:
     # An empty Lua table encodes as {} not []; the scripts only iterate, so either decodes to nothing.
     return json.dumps([str(v) for v in values])
@@ -86,6 +104,7 @@ class BulkLedger:
         self._claim = Script(client, ("done",), ("prefix", "holder", "ttl_ms", "ids"), _CLAIM)
         self._renew = Script(client, (), ("prefix", "holder", "ttl_ms", "ids"), _RENEW)
         self._finish = Script(client, ("done",), ("prefix", "holder", "posted", "done_ttl", "release"), _FINISH)
+        self._close = Script(client, ("open", "run"), ("chunk",), _CLOSE)
 
     def _prefix(self, project: str, version: str) -> str:
         return self.keys.bulk_claim(project, version, "")
@@ -128,6 +147,47 @@ class BulkLedger:
         pipe.expire(key, ttl)
         pipe.execute()
 
+    def note_run(self, run_id: str, fields: Mapping[str, object]) -> None:
+        """Update a run's fields as its plan learns them (the total after the first page; ``planned`` at the end)."""
+        self.redis.hset(self.keys.bulk_run(run_id), mapping={k: json.dumps(v) for k, v in fields.items()})
+
+    def open_chunk(self, run_id: str, chunk_id: str, ttl: int) -> None:
+        """A chunk job is about to be queued: it counts as the run's until it closes itself."""
+        pipe = self.redis.pipeline()
+        pipe.sadd(self.keys.bulk_open(run_id), chunk_id)
+        pipe.expire(self.keys.bulk_open(run_id), ttl)
+        pipe.hincrby(self.keys.bulk_run(run_id), "c:queued", 1)
+        pipe.execute()
+
+    def close_chunk(self, run_id: str, chunk_id: str) -> bool:
+        """The chunk's last attempt ended (its tasks are counted); idempotent. False if it was already closed."""
+        return bool(self._close(open=self.keys.bulk_open(run_id), run=self.keys.bulk_run(run_id), chunk=chunk_id))
+
+    def open_chunks(self, run_id: str) -> list[str]:
+        return sorted(text(c) for c in self.redis.smembers(self.keys.bulk_open(run_id)))
+
+    def fail_tasks(self, run_id: str, project: str, failures: Mapping[int, tuple[str, str]], ttl: int) -> None:
+        """Record tasks that end without a prediction: ``task -> (reason, detail)``; counted as ``failed_<reason>``."""
+        if not failures:
+            return
+        key = self.keys.bulk_failed(run_id)
+        kept = self.redis.hlen(key)
+        room = max(0, FAILURES_KEPT - kept)
+        sample = dict(list(failures.items())[:room])
+        if sample:
+            pipe = self.redis.pipeline(transaction=False)
+            rows = {str(t): json.dumps({"reason": r, "detail": d[:300]}) for t, (r, d) in sample.items()}
+            pipe.hset(key, mapping=rows)
+            pipe.expire(key, ttl)
+            pipe.execute()
+        self.count(run_id, project, Counter(f"failed_{reason}" for reason, _ in failures.values()))
+
+    def failures(self, run_id: str, limit: int = 20) -> list[dict]:
+        """Up to ``limit`` of the run's failed tasks with their reasons, lowest task id first."""
+        raw = self.redis.hgetall(self.keys.bulk_failed(run_id))
+        rows = sorted((int(text(t)), json.loads(text(v))) for t, v in raw.items())
+        return [{"task": task, **why} for task, why in rows[:limit]]
+
     def count(self, run_id: str, project: str, outcomes: Mapping[str, int]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for outcome, amount in outcomes.items():
@@ -140,10 +200,12 @@ class BulkLedger:
         raw = self.redis.hgetall(self.keys.bulk_run(run_id))
         if not raw:
             return None
-        out: dict = {"tasks": {}}
+        out: dict = {"tasks": {}, "chunks": {"queued": 0, "ended": 0}}
         for field, value in raw.items():
             if field.startswith("n:"):
                 out["tasks"][field[2:]] = int(value)
+            elif field.startswith("c:"):
+                out["chunks"][field[2:]] = int(value)
             else:
                 out[field] = json.loads(value)
         return out

@@ -28,6 +28,8 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:bulk:<p>:<version>:claim:<task>`` | string | the bulk job predicting that task now (TTL, renewed) |
 | ``ns:bulk:<p>:<version>:done`` | set | task ids whose prediction of that version is in Label Studio |
 | ``ns:bulk:run:<id>`` | hash | one bulk pre-annotation run: project, version, chunk job ids, task counts by outcome |
+| ``ns:bulk:run:<id>:open`` | set | the run's chunk jobs that have not ended yet (queued, running, retrying) |
+| ``ns:bulk:run:<id>:failed`` | hash | task id → why it still has no prediction after the chunk's last attempt (JSON) |
 | ``ns:metrics:bulk`` | hash | bulk pre-annotation task counts, ``project|outcome`` → count |
 | ``ns:served:<p>:<task>`` | string | what the backend last answered for a task: model version and answer (TTL) |
 | ``ns:quality:<p>:versions`` | zset | every version that answered the project, scored by when it first did (ms) |
@@ -36,6 +38,7 @@ Layout (``<p>`` is the project uid Label Studio sends, ``12.1700000000``):
 | ``ns:quality:<p>:scored`` | hash | annotation id → what it added to its version's counts (replaced on update) |
 | ``ns:quality:<p>:unscored`` | hash | annotation events not scored, by reason → count |
 | ``ns:spend:<p>:<day>`` | hash | LLM spend of one UTC day, ``role|profile|field`` → count (tokens, calls, nano-units) |
+| ``ns:job:<id>:cancel`` | string | a cancel request for that job (who, when), or ``committed`` while it promotes |
 | ``ns:llm:slots`` | zset | the cross-process LLM semaphore: holder id → lease expiry (ms) |
 | ``ns:llm:waiting`` | zset | interactive callers waiting for a slot: id → give-up time (ms) |
 | ``ns:dashboard:csrf-key`` | string | the random key the dashboard signs its CSRF tokens with, made once |
@@ -120,6 +123,12 @@ class KeyMap:
     def bulk_run(self, run_id: str) -> str:
         return self._key("bulk", "run", run_id)
 
+    def bulk_open(self, run_id: str) -> str:
+        return self._key("bulk", "run", run_id, "open")
+
+    def bulk_failed(self, run_id: str) -> str:
+        return self._key("bulk", "run", run_id, "failed")
+
     def bulk_metrics(self) -> str:
         return self._key("metrics", "bulk")
 
@@ -145,6 +154,10 @@ class KeyMap:
     # -- spend ---------------------------------------------------------------------------------------------------
     def spend(self, project: str, day: str) -> str:
         return self._key("spend", project, day)
+
+    # -- any job ------------------------------------------------------------------------------------------------
+    def job_cancel(self, job_id: str) -> str:
+        return self._key("job", job_id, "cancel")
 
     # -- the LLM endpoint, shared by every process ----------------------------------------------------------------
     def llm_slots(self) -> str:

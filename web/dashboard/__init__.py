@@ -67,4 +67,9 @@ OPENAPI_PATHS = {
         }
         for action in BUTTONS
     },
+    "/dashboard/jobs/{job_id}/cancel": {
+        "post": operation(
+            "dashboard button: cancel a job", ok=303, html=True, params=[_JOB], request=form_body(["csrf_token"])
+        )
+    },
 }

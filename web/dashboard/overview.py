@@ -19,7 +19,7 @@ from dataclasses import asdict
 
 from optimizer.jobs.kinds import JobKind
 from optimizer.jobs.queue import JobQueue
-from optimizer.jobs.views import JobView
+from optimizer.jobs.views import JobState, JobView
 from optimizer.labelstudio.ids import numeric_id
 from optimizer.learning.cost import estimate
 from optimizer.learning.curve import reward_curve
@@ -67,7 +67,7 @@ def _runs_by_project(jobs: JobQueue) -> dict[str, list[JobView]]:
 
 def _with_result(jobs: JobQueue, view: JobView | None) -> JobView | None:
     """The full view of a listed job, result included: fetched only for the runs a page shows an outcome of."""
-    if view is None or view.status != "finished":
+    if view is None or view.state is not JobState.FINISHED:
         return view
     return jobs.view(view.id) or view
 
@@ -271,4 +271,8 @@ def _progress(view: JobView) -> dict:
         "started_at": view.started_at,
         "note": view.note,
         "outcomes": outcomes,
+        "state": view.state.value,
+        # Training and bulk runs can be stopped (a chunk's row is its run's); not twice, and not once ended.
+        "cancellable": view.kind in (JobKind.TRAIN, JobKind.BULK) and view.cancel is None and not view.state.ended,
+        "cancelled_by": view.cancel.by if view.cancel else None,
     }

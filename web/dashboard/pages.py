@@ -6,7 +6,8 @@ Pages (all behind the app's basic auth, like every route but ``/health``):
 - ``/dashboard/projects/<p>``        a project: version timeline, each version's instruction, demos and diff,
                                      and the rollback, pin, unpin and train buttons
 - ``/dashboard/runs/<job>``          a training run: reward curve per step, candidates, test scores, calls, cost
-- ``/dashboard/live``                jobs running and queued, refreshed in place from ``GET /jobs``
+- ``/dashboard/live``                jobs running and queued, refreshed in place from ``GET /jobs``, each with a
+                                     Cancel button
 
 Every page renders what ``overview.py`` returns, the same dict its JSON twin serves, and links to
 that twin. Buttons are plain HTML forms that POST to ``/dashboard/...``; each carries a CSRF token and is checked
@@ -25,11 +26,12 @@ from werkzeug.exceptions import HTTPException
 
 from ls_protocol import ProtocolError
 from optimizer.runtime.services import Services
-from web.context import jobs, services
+from web.context import caller, jobs, services
 from web.dashboard import charts, overview
 from web.dashboard.api import run_or_404
 from web.dashboard.csrf import FIELD, CsrfError, CsrfGuard
 from web.policies import project_ref, publish_policy, version_ref
+from web.refs import JobRef
 
 log = logging.getLogger("dashboard")
 ERRORS = "dashboard_domain_errors"  # app.extensions key: domain error type → status, as the JSON API maps them
@@ -65,6 +67,7 @@ class Notice(Enum):
     TRAIN_QUEUED = "train-queued"
     PUBLISHED = "published"
     PUBLISHED_LIVE = "published-live"
+    CANCEL_REQUESTED = "cancel-requested"
 
     @property
     def text(self) -> str:
@@ -75,6 +78,7 @@ class Notice(Enum):
             Notice.TRAIN_QUEUED: "A training run is queued (or folded into the one already queued).",
             Notice.PUBLISHED: "Published: the new version is in the history; roll back to it to serve it.",
             Notice.PUBLISHED_LIVE: "Published and live: Label Studio gets the new version on its next request.",
+            Notice.CANCEL_REQUESTED: "Cancel requested: the job stops at its next safe point and promotes nothing.",
         }[self]
 
 
@@ -223,3 +227,11 @@ def publish(ref: str):
     policy = here.store.current(project).with_instruction(instruction)
     publish_policy(project, policy, live=live, expected=version_ref(expected, "expected") if expected else None)
     return _back(project, Notice.PUBLISHED_LIVE if live else Notice.PUBLISHED)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    """The Live page's Cancel button: the same cancel as ``POST /jobs/<id>/cancel``, behind the CSRF checks."""
+    _guard().check(request)
+    jobs().cancel(JobRef.parse(job_id).text, caller())
+    return redirect(url_for("dashboard.live_page", notice=Notice.CANCEL_REQUESTED.value), 303)

@@ -10,6 +10,9 @@
   var runUrl = table.getAttribute("data-run-url");
   var projectUrl = table.getAttribute("data-project-url");
   var jobUrl = table.getAttribute("data-job-url");
+  var cancelUrl = table.getAttribute("data-cancel-url");
+  var csrfField = table.getAttribute("data-csrf-field");
+  var csrfToken = table.getAttribute("data-csrf-token");
 
   function cell(row, text) {
     var td = document.createElement("td");
@@ -56,13 +59,36 @@
         detail.textContent = names.map(function (name) { return name + " " + job.outcomes[name]; }).join(" · ");
         progress.appendChild(detail);
       }
+      var actions = cell(tr);
+      if (job.cancellable) {  // the same form the page renders: a POST with the page's CSRF token
+        var form = document.createElement("form");
+        form.method = "post";
+        form.action = cancelUrl.replace("__id__", encodeURIComponent(job.id));
+        form.className = "inline";
+        var token = document.createElement("input");
+        token.type = "hidden";
+        token.name = csrfField;
+        token.value = csrfToken;
+        var button = document.createElement("button");
+        button.type = "submit";
+        button.className = "secondary";
+        button.textContent = "Cancel";
+        form.appendChild(token);
+        form.appendChild(button);
+        actions.appendChild(form);
+      } else if (job.cancelled_by) {
+        var note = document.createElement("span");
+        note.className = "small muted";
+        note.textContent = "cancelling (" + job.cancelled_by + ")";
+        actions.appendChild(note);
+      }
       rows.appendChild(tr);
     });
     if (!jobs.length) {
       var empty = document.createElement("tr");
       empty.className = "empty";
       var td = cell(empty, "Nothing running or queued.");
-      td.colSpan = 6;
+      td.colSpan = 7;
       td.className = "muted";
       rows.appendChild(empty);
     }
