@@ -19,8 +19,8 @@ as an ``ANNOTATION_CREATED`` webhook), two training runs started from Label Stud
 every task (``POST /projects/<id>/predict``). Faults, at fixed fractions of the run (at 20 minutes: 2:00 training,
 3:00 a gunicorn worker ``kill -9``, 4:00 the bulk run, then the RQ worker and its work horse ``kill -9`` while a
 chunk is in flight, 5:00 Label Studio answering 500 for 30 s, 6:00 Redis restarted, 11:00 training, 18:00 traffic
-stops: the bulk faults land while the bulk run is posting). Then, as the README says to resume a run a crash cut short, one more bulk run; when every job is done the
-predictions are read back through the SDK.
+stops: the bulk faults land while the bulk run is posting). Then, as the README says to resume a run a crash cut
+short, one more bulk run; when every job is done the predictions are read back through the SDK.
 
 Reported (``bench/results/soak.json``, and the table in bench/README.md): the share of ``/predict`` answers that
 were 5xx (and connections dropped); predictions lost (a task without a prediction of the final live version),
@@ -134,11 +134,14 @@ class Soak:
         return httpx.Client(base_url=self.stack.url, auth=AUTH, timeout=120)
 
     def start(self) -> None:
-        venv = ls_venv()
-        if venv is None:
-            raise SystemExit("Label Studio is not installed: run scripts/install_labelstudio.sh or set LS_VENV")
-        self.log("starting Label Studio")
-        self.ls = LabelStudioServer.launch(venv)
+        if os.environ.get("E2E_LABEL_STUDIO_URL"):  # one kept running (python -m testkit.labelstudio), for rehearsals
+            self.ls = LabelStudioServer(os.environ["E2E_LABEL_STUDIO_URL"], os.environ["E2E_LABEL_STUDIO_TOKEN"])
+        else:
+            venv = ls_venv()
+            if venv is None:
+                raise SystemExit("Label Studio is not installed: run scripts/install_labelstudio.sh or set LS_VENV")
+            self.log("starting Label Studio")
+            self.ls = LabelStudioServer.launch(venv)
         self.proxy, self.proxy_url = self.helper("bench.faultproxy", "--target", self.ls.url)
         self.llm, llm_url = self.helper("bench.fakellm_proc", "--delay", str(self.args.llm_delay), "--responder",
                                         "magic")  # fmt: skip
@@ -209,7 +212,8 @@ class Soak:
             roles = self.stack.roles()
             roles["fake LLM"] = [self.llm.pid]
             roles["fault proxy"] = [self.proxy.pid]
-            roles["Label Studio"] = [self.ls.process.pid, *descendants(self.ls.process.pid)]
+            if self.ls.process is not None:
+                roles["Label Studio"] = [self.ls.process.pid, *descendants(self.ls.process.pid)]
             at = self.now()
             for role, pids in roles.items():
                 for pid in pids:

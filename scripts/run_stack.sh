@@ -21,15 +21,21 @@ export STACK_VAR=${STACK_VAR:-var}
 mkdir -p "$STACK_VAR/log"
 
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+REDIS_PIDFILE=$STACK_VAR/redis/redis.pid
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  # Redis last, once nothing uses it. It is a daemon, not a child: its pid file names the server holding our data,
+  # also after a restart (a pid noted at start would miss a Redis restarted since, and leave it running).
+  if [ "${STOP_REDIS:-0}" = 1 ] && [ -f "$REDIS_PIDFILE" ]; then kill "$(cat "$REDIS_PIDFILE")" 2>/dev/null || true; fi
+}
 trap cleanup EXIT INT TERM
 
 .venv/bin/python -c "from optimizer.settings import load_settings; load_settings()"  # fail fast on bad config
-REDIS_PIDFILE=$STACK_VAR/redis/redis.pid
 had_pidfile=0; [ -f "$REDIS_PIDFILE" ] && had_pidfile=1
 scripts/ensure_redis.sh
 if [ "$had_pidfile" = 0 ] && [ -f "$REDIS_PIDFILE" ]; then
-  PIDS+=("$(cat "$REDIS_PIDFILE")")  # we started it: stop it with the rest (SIGTERM; the AOF keeps the data)
+  STOP_REDIS=1  # we started it: stop it with the rest (SIGTERM; the AOF keeps the data)
 fi
 
 if [ "${EMBEDDED_LLM:-1}" = "1" ]; then

@@ -5,16 +5,18 @@ script with its append-only file, the embedded llama.cpp server with SmolLM2-135
 ``.env``'s defaults (``testkit/runstack.py``). Only addresses change, so it never meets another run: free ports for
 the web service, the model and Redis, and its own ``STACK_VAR`` for logs and Redis data. A real Label Studio 1.23.2
 connects to it without credentials (the README's default), retrieves predictions for 3 tasks, and they are read back
-through the SDK. Then the test does what a terminal does on Ctrl-C: SIGINT to the whole foreground process group;
-afterwards no process of the stack may be left (Redis, a daemon in a session of its own, is found by its pid file)
-and none of its ports may answer.
+through the SDK. Redis is restarted on its append-only file and the stack serves on. Then the test does what a
+terminal does on Ctrl-C: SIGINT to the whole foreground process group; afterwards no process of the stack may be
+left (Redis, a daemon in a session of its own, is found by its pid file) and none of its ports may answer.
 """
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from testkit.embedded import find_server_python
+from testkit.processes import wait_for
 from testkit.runstack import RunStack, listening
 from tests.support.gating import need
 
@@ -56,6 +58,13 @@ def test_make_run_serves_label_studio_with_the_embedded_model_and_ctrl_c_stops_e
                 chosen = [item["value"]["choices"] for item in prediction["result"] if item["from_name"] == "topic"]
                 assert chosen and chosen[0][0] in {"Billing", "Shipping", "Other"}, prediction
         assert (stack.var / "log" / "worker.log").exists() and stack.redis_pidfile.exists()
+        # Redis restarted on its append-only file (as an operator or a crash would): the stack keeps serving the same
+        # version, and Ctrl-C must stop the new server too, not only the one the script started.
+        before = stack.redis_pid()
+        stack.restart_redis()
+        assert stack.redis_pid() not in (None, before)
+        assert wait_for(lambda: httpx.get(stack.url + "/health", timeout=5).json()["redis"] == "ok", 30, 0.5)
+        assert labelstudio.ml_backend(ml.id)["model_version"] == version
     finally:
         status = stack.interrupt()
         left = stack.leftovers()
