@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup llm labelstudio run test fuzz lint bench bench-optimize clean
+.PHONY: setup llm labelstudio run test fuzz soak lint bench bench-optimize clean
 
 setup: $(VENV)/.done
 $(VENV)/.done: requirements.txt requirements-dev.txt bench/requirements.txt
@@ -28,6 +28,11 @@ test: setup llm labelstudio
 # The HTTP fuzz suite alone, ten times longer than in `make test` (FUZZ_EXAMPLES=N to choose).
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(PY) -m pytest -q -s tests/test_fuzz_http.py
+
+# 20 minutes of mixed traffic with faults against make run's stack and a real Label Studio (not part of make test;
+# bench/soak.py, docs/trust.md). Writes bench/results/soak.json; exits 1 when a goal is missed.
+soak: setup labelstudio
+	$(PY) -m bench.soak
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ stdin closes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import sys
@@ -60,7 +61,8 @@ def handler(target: str, faults: Faults):
                     self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client went away (killed, say)
+                self.wfile.write(body)
 
         def _forward(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)

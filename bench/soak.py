@@ -16,11 +16,13 @@ What runs (every part a real process on loopback):
 Traffic, all through the whole run: ``--clients`` threads posting ``/predict`` as Label Studio does (1-4 tasks of
 the project, its uid and label config), one annotator creating annotations through the SDK (Label Studio sends each
 as an ``ANNOTATION_CREATED`` webhook), two training runs started from Label Studio (``ml.train``) and a bulk run of
-every task (``POST /projects/<id>/predict``). Faults, at fixed fractions of the run (at 20 minutes: 2:00 training,
-3:00 a gunicorn worker ``kill -9``, 4:00 the bulk run, then the RQ worker and its work horse ``kill -9`` while a
-chunk is in flight, 5:00 Label Studio answering 500 for 30 s, 6:00 Redis restarted, 11:00 training, 18:00 traffic
-stops: the bulk faults land while the bulk run is posting). Then, as the README says to resume a run a crash cut
-short, one more bulk run; when every job is done the predictions are read back through the SDK.
+every task (``POST /projects/<id>/predict``). Events and faults at fixed fractions of the run (at 20 minutes: 1:00
+the bulk run, then the RQ worker and its work horse ``kill -9`` while a chunk is in flight, 2:00 Label Studio
+answering 500 for 30 s, 3:00 Redis restarted, 4:00 a gunicorn worker ``kill -9``, 6:00 and 12:00 training, 20:00
+traffic stops), so the faults land while the bulk run posts; the first training run promotes, and with
+``REPREDICT_AFTER_PROMOTE=1`` that queues a second run over the unlabelled tasks. Then, as the README says to
+resume a run a crash cut short, one more bulk run; when no job is left the predictions are read back through the
+SDK.
 
 Reported (``bench/results/soak.json``, and the table in bench/README.md): the share of ``/predict`` answers that
 were 5xx (and connections dropped); predictions lost (a task without a prediction of the final live version),
@@ -68,14 +70,14 @@ GOALS = {"lost": 0, "duplicated": 0, "empty": 0, "half_promoted": 0, "rss_growth
 JUDGED = ("gunicorn master", "gunicorn worker", "rq worker")
 # When each event happens, as a fraction of the run (at 20 minutes: 2:00, 3:00, ...).
 SCHEDULE = (
-    (0.10, "train"),
-    (0.15, "kill gunicorn worker"),
-    (0.20, "bulk run"),
-    (0.21, "kill rq worker mid-chunk"),
-    (0.25, "label studio 500 for 30 s"),
-    (0.30, "restart redis"),
-    (0.55, "train"),
-    (0.90, "stop traffic"),
+    (0.05, "bulk run"),
+    (0.06, "kill rq worker mid-chunk"),
+    (0.10, "label studio 500 for 30 s"),
+    (0.15, "restart redis"),
+    (0.20, "kill gunicorn worker"),
+    (0.30, "train"),
+    (0.60, "train"),
+    (1.00, "stop traffic"),
 )
 
 
@@ -155,7 +157,7 @@ class Soak:
             "LLM_API_KEY": "not-needed", "LLM_CONCURRENCY": "16", "LLM_GLOBAL_CONCURRENCY": "16",
             "LLM_MAX_RETRIES": "2", "LABEL_STUDIO_URL": self.proxy_url, "LABEL_STUDIO_API_KEY": self.ls.token,
             "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1], "WEBHOOK_SECRET": SECRET,
-            "RETRAIN_EVERY_N": "0", "REPREDICT_AFTER_PROMOTE": "1", "OPTIMIZE_BUDGET": "80", "TRAIN_MIN_GOLD": "8",
+            "RETRAIN_EVERY_N": "0", "REPREDICT_AFTER_PROMOTE": "1", "OPTIMIZE_BUDGET": "400", "TRAIN_MIN_GOLD": "8",
             "LOG_FORMAT": "text", "LOG_LEVEL": "INFO",
         }  # fmt: skip
         self.stack = RunStack(self.workdir / "var", env, self.workdir / "make-run.log").start()
@@ -220,9 +222,22 @@ class Soak:
                     mb = rss_mb(pid)
                     if mb is not None:
                         self.rss.setdefault(role, []).append((round(at, 1), pid, round(mb, 1)))
+            self._note_jobs()
             if final:
                 return
             self.ended.wait(15)
+
+    def _note_jobs(self) -> None:
+        """Runs the backend started by itself (the re-prediction a promotion queues), for the report."""
+        try:
+            with self.http() as client:
+                listed = client.get("/jobs").json().get("jobs", [])
+        except (httpx.HTTPError, ValueError):
+            return
+        for job in listed:
+            kind = {"bulk": "bulk", "train": "train"}.get(job.get("kind"))
+            if kind and job.get("id") and job["id"] not in self.jobs[kind]:
+                self.jobs[kind].append(job["id"])
 
     # --- events and faults -------------------------------------------------------------------------------------
 
@@ -323,21 +338,50 @@ class Soak:
 
     # --- the end -----------------------------------------------------------------------------------------------
 
+    def idle(self) -> tuple[bool, str]:
+        """No job queued, none running on a live worker, no training run reserved. A job whose worker was killed
+        stays "started" in RQ until its cleanup moves it to failed (minutes later), so it does not count."""
+        from rq import Queue, Worker
+        from rq.job import Job
+        from rq.registry import StartedJobRegistry
+
+        services = self.services()
+        queue = Queue(services.settings.rq_queue, connection=services.rq_redis)
+        workers = {w.name for w in Worker.all(queue=queue)}
+        running = []
+        for job_id in StartedJobRegistry(queue=queue).get_job_ids():
+            with contextlib.suppress(Exception):
+                if Job.fetch(job_id, connection=services.rq_redis).worker_name in workers:
+                    running.append(job_id)
+        project = services.projects.resolve(self.uid)
+        training = services.coalescer.status(project)
+        reserved = training.get("queued") or training.get("followup")
+        busy = queue.count or running or reserved
+        return not busy, f"queued {queue.count}, running {running}, reserved {reserved}"
+
     def quiesce(self, timeout: float) -> dict:
-        """Wait until no job is queued or running; the bulk runs' final views."""
-        deadline = time.monotonic() + timeout
+        """Wait until :meth:`idle` three looks in a row, 2 s apart (a job just taken from the queue is in neither the
+        queue nor the started registry for a moment); the bulk and training runs' final views."""
+        started, state, quiet = time.monotonic(), "", 0
+        while time.monotonic() < started + timeout and quiet < 3:
+            time.sleep(2)
+            try:
+                done, state = self.idle()
+            except Exception as exc:  # Redis restarting, say: look again
+                done, state = False, repr(exc)
+            quiet = quiet + 1 if done else 0
+        self.log(f"quiet after {time.monotonic() - started:.0f} s ({state})")
         with self.http() as client:
-            while time.monotonic() < deadline:
-                try:
-                    active = client.get("/jobs").json().get("jobs", [])
-                except (httpx.HTTPError, ValueError):
-                    active = [{"status": "unknown"}]
-                if not active:
-                    break
-                time.sleep(2)
-            views = {job: client.get(f"/jobs/{job}").json() for job in self.jobs["bulk"] + self.jobs["train"]
-                     if job and job != "none"}  # fmt: skip
-        return views
+            return {job: client.get(f"/jobs/{job}").json() for job in self.jobs["bulk"] + self.jobs["train"]
+                    if job and job != "none"}  # fmt: skip
+
+    def services(self):
+        from optimizer.runtime.services import Services
+        from optimizer.settings import Settings
+
+        if not hasattr(self, "_services"):
+            self._services = Services(Settings(_env_file=None, redis_url=self.stack.redis_url, llm_model="fake"))
+        return self._services
 
     def readback(self) -> dict:
         live = self.ls.ml_backend(self.ml.id)["model_version"]
@@ -361,10 +405,7 @@ class Soak:
 
     def half_promoted(self) -> list[str]:
         """The live pointer, its policy body, the history and what every web worker serves must agree."""
-        from optimizer.runtime.services import Services
-        from optimizer.settings import Settings
-
-        services = Services(Settings(_env_file=None, redis_url=self.stack.redis_url, llm_model="fake"))
+        services = self.services()
         project = services.projects.resolve(self.uid)
         problems = []
         live = services.store.current_version(project)
@@ -386,8 +427,8 @@ class Soak:
         return problems
 
     def rss_report(self) -> dict:
-        """Per process: its first sample after one minute of traffic (or 30 s after it started, for one a fault
-        replaced) against its last."""
+        """Per process: its first sample after one minute of traffic (for one a fault replaced, after its own first
+        minute) against its last."""
         warm = min(60.0, self.duration * 0.05)
         report = {}
         for role, samples in self.rss.items():
@@ -397,7 +438,7 @@ class Soak:
                 if mine[-1][0] < self.final_at - 1:  # gone before the end (killed, or a work horse): not judged
                     continue
                 born = mine[0][0]
-                start = next(((t, mb) for t, mb in mine if t >= max(warm, born + 30)), mine[0])
+                start = next(((t, mb) for t, mb in mine if t >= max(warm, born + warm)), mine[0])
                 name = role if len(pids) == 1 else f"{role} {pid}"
                 report[name] = {"pid": pid, "role": role, "from_s": start[0], "start_mb": start[1],
                                 "end_mb": mine[-1][1], "growth": mine[-1][1] / start[1] - 1,
@@ -465,7 +506,7 @@ class Soak:
                 "rss_growth_worst": judged[worst]["growth"] if judged else 0.0,
                 "rss_growth_worst_process": worst,
                 "traffic": f"{counts['requests']:,} /predict requests from {self.args.clients} clients, "
-                f"{self.annotate.counts['created']} annotations (webhooks answered 201: {hooks}), "
+                f"{self.annotate.counts['created']} annotations (webhook requests answered 201: {hooks}), "
                 f"{len(self.jobs['train'])} training runs, a {self.args.tasks:,}-task bulk run",
             },
             "predict": {**dict(counts), "latency_s_median": _median(self.predict.latencies)},

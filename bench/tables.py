@@ -152,7 +152,8 @@ def retraining_table(results: dict) -> str:
 def dashboard_table(result: dict) -> str:
     lists = result["list_jobs_ms"]
     ratio = lists["with results"] / lists["without results"] if lists["without results"] else float("nan")
-    rows = [(page, f"{ms:.1f} ms") for page, ms in result["pages_ms"].items()]
+    rows = [(f"`{page.split(' ')[0]}`" + page[len(page.split(" ")[0]):], f"{ms:.1f} ms")
+            for page, ms in result["pages_ms"].items()]  # fmt: skip
     rows += [
         (f"list {result['runs']} jobs with their results", f"{lists['with results']:.1f} ms"),
         (f"list {result['runs']} jobs without (what listings do)",
@@ -234,10 +235,13 @@ def _mean_sd(scores: list[float], per_seed: bool, spread: bool) -> str:
 
 
 def prefix_table(results: dict) -> str:
+    labels = {"no prompt cache": "no prompt cache (the product)", "--cache": "`--cache`",
+              "no prompt cache, --labels-first": "no prompt cache, label list *before* the instruction "
+                                                 "(measurement only)"}  # fmt: skip
     rows = []
     for name, figures in results["settings"].items():
         naive, loop = figures["naive"], figures["loop"]
-        rows.append((name, f"{statistics.median(naive):.2f} / {statistics.mean(naive):.2f}",
+        rows.append((labels.get(name, name), f"{statistics.median(naive):.2f} / {statistics.mean(naive):.2f}",
                      f"{statistics.median(loop):.2f} / {statistics.mean(loop):.2f}",
                      f"{statistics.mean(loop) / statistics.mean(naive):.2f}x"))  # fmt: skip
     header = ("server setting", "naive pattern", "optimiser's pattern", "optimiser / naive (mean)")
@@ -291,13 +295,24 @@ def soak_table(results: dict) -> str:
            for name, p in results["rss"].items()]  # fmt: skip
     lines += ["", *_markdown(("process", "RSS at start", "at end", "growth"), rss)]
     faults = [(f"{f['at_s']:.0f} s", f["fault"], f.get("detail", "")) for f in results["faults"]]
-    lines += ["", *_markdown(("at", "fault", "what happened"), faults)]
+    lines += ["", *_markdown(("at", "event or fault", "what happened"), faults)]
+    runs = []
+    for job, view in results["jobs"]["final"].items():
+        progress = view.get("progress") or {}
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted((progress.get("tasks") or {}).items())) or "-"
+        version = (view.get("meta") or {}).get("version") or (view.get("result") or {}).get("candidate") or ""
+        detail = view.get("error") or (view.get("result") or {}).get("status") or ""
+        runs.append((job, view.get("kind"), version, view.get("status"), outcomes, detail))
+    lines += ["", *_markdown(("job", "kind", "version", "status", "tasks by outcome", "detail"), runs)]
+    left = results["ctrl_c"]["left_running"]
+    ctrl_c = f"left running: {'; '.join(left)}." if left else "nothing left running."
     lines += [
         "",
         f"{results['duration_s'] / 60:.0f} minutes from {results['started']}; {s['traffic']}; load average "
-        f"{results['load'][0]:.1f} before, {results['load_after'][0]:.1f} after on {results['cpus']} CPUs.",
+        f"{results['load'][0]:.1f} before, {results['load_after'][0]:.1f} after on {results['cpus']} CPUs. "
+        f"`/predict` connections dropped: {s['predict_dropped']}. After Ctrl-C: {ctrl_c}",
     ]
-    return "\n".join(lines)  # fmt: skip
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -327,11 +342,13 @@ TABLES = (
           "python -m bench.optimize ... --out bench/results/optimize-<dataset>.json"),
     Table("optimize-issue13", _ISSUE13, optimizer_table,
           "python -m bench.optimize ... --out bench/results/issue13-*.json"),
+    Table("prefix", ("prefix.json",), prefix_table, "python -m bench.prefix"),
     Table("labels-first", ("issue13-banking77.json", "issue13-goemotions_ekman.json", *_LABELS_FIRST),
           labels_first_table, "python -m bench.optimize --labels-first ..."),
     Table("retraining", ("retraining.json",), retraining_table, "python -m bench --only R1,R2"),
     Table("dashboard", ("dashboard.json",), dashboard_table, "python -m bench.dashboard"),
     Table("bulk", ("bulk.json",), bulk_table, "python -m bench.bulk"),
+    Table("soak", ("soak.json",), soak_table, "python -m bench.soak"),
     Table("soft-rewards", ("soft_rewards.json",), soft_rewards_table, "python -m bench.soft_rewards"),
     Table("soft-rewards-embedded", ("soft_rewards_embedded.json",), soft_rewards_embedded_table,
           "python -m bench.soft_rewards --embedded-only ..."),

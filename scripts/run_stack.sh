@@ -50,9 +50,10 @@ if [ "${EMBEDDED_LLM:-1}" = "1" ]; then
   fi
 fi
 
-# The RQ worker is restarted when it dies (killed, out of memory, an error it cannot get past), as a service manager
-# or compose's restart policy would; its unfinished jobs are recovered by the next run (README, "Resumable"). A
-# SIGTERM to the loop stops the worker with it, so Ctrl-C still leaves nothing behind.
+# The RQ worker is restarted when it fails (killed, out of memory, Redis restarted under it: rq 2 quits on a dropped
+# connection), as a service manager or compose's restart policy would; its unfinished jobs are recovered by the next
+# run (README, "Resumable"). A clean exit (Ctrl-C reaches the worker too) ends the loop, and a SIGTERM to the loop
+# stops the worker with it, so Ctrl-C still leaves nothing behind.
 supervise() {
   local child="" status
   trap '[ -n "$child" ] && kill "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM
@@ -60,6 +61,7 @@ supervise() {
     "$@" &
     child=$!
     wait "$child" && status=0 || status=$?
+    [ "$status" = 0 ] && exit 0
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) run_stack: '$*' exited with status $status; restarting it in 2 s" >&2
     sleep 2 &
     wait $! || true

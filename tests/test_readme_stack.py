@@ -5,12 +5,16 @@ script with its append-only file, the embedded llama.cpp server with SmolLM2-135
 ``.env``'s defaults (``testkit/runstack.py``). Only addresses change, so it never meets another run: free ports for
 the web service, the model and Redis, and its own ``STACK_VAR`` for logs and Redis data. A real Label Studio 1.23.2
 connects to it without credentials (the README's default), retrieves predictions for 3 tasks, and they are read back
-through the SDK. Redis is restarted on its append-only file and the stack serves on. Then the test does what a
+through the SDK. Redis is restarted on its append-only file and the stack serves on; the RQ worker is killed and
+``make run`` starts another. Then the test does what a
 terminal does on Ctrl-C: SIGINT to the whole foreground process group; afterwards no process of the stack may be
 left (Redis, a daemon in a session of its own, is found by its pid file) and none of its ports may answer.
 """
 
 from __future__ import annotations
+
+import os
+import signal
 
 import httpx
 import pytest
@@ -65,6 +69,10 @@ def test_make_run_serves_label_studio_with_the_embedded_model_and_ctrl_c_stops_e
         assert stack.redis_pid() not in (None, before)
         assert wait_for(lambda: httpx.get(stack.url + "/health", timeout=5).json()["redis"] == "ok", 30, 0.5)
         assert labelstudio.ml_backend(ml.id)["model_version"] == version
+        # The RQ worker killed (kill -9): make run starts another, as compose's restart policy would.
+        (worker,) = wait_for(lambda: stack.roles()["rq worker"], 30, 0.5, "the RQ worker")  # restarted by now, maybe
+        os.kill(worker, signal.SIGKILL)
+        assert wait_for(lambda: [p for p in stack.roles()["rq worker"] if p != worker], 30, 0.5, "a new RQ worker")
     finally:
         status = stack.interrupt()
         left = stack.leftovers()
