@@ -520,7 +520,6 @@ class Soak:
             "rss": rss,
             "rss_samples": self.rss,
             "ctrl_c": {"make_status": status, "left_running": left},
-            "workdir": str(self.workdir),
         }
 
     def close(self) -> None:
