@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup llm labelstudio run test fuzz lint image-test bench bench-optimize clean
+.PHONY: setup llm labelstudio run test fuzz soak lint image-test bench bench-optimize clean
 
 setup: $(VENV)/.done
 $(VENV)/.done: requirements.txt requirements-dev.txt bench/requirements.txt
@@ -33,6 +33,11 @@ fuzz: setup
 # the app image started and used (scripts/image_test.sh; needs root, buildah, mmdebstrap and redis-server).
 image-test: setup
 	scripts/image_test.sh
+
+# 20 minutes of mixed traffic with faults against make run's stack and a real Label Studio (not part of make test;
+# bench/soak.py, docs/trust.md). Writes bench/results/soak.json; exits 1 when a goal is missed.
+soak: setup labelstudio
+	$(PY) -m bench.soak
 
 lint: setup
 	$(VENV)/bin/ruff check .

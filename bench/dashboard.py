@@ -18,6 +18,7 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from rq import SimpleWorker
@@ -138,8 +139,11 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=10)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=11)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "dashboard.json")
     args = parser.parse_args()
-    result = d1(args.projects, args.versions, args.runs, args.repeat)
+    result = {**d1(args.projects, args.versions, args.runs, args.repeat), "repeat": args.repeat}
+    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"D1: {result['projects']} projects x {result['versions_per_project']} versions, {result['runs']} finished "
         f"runs (report {result['report_bytes'] / 1024:.0f} KiB, {result['steps']} steps); medians of {args.repeat}, "
@@ -153,7 +157,7 @@ def main() -> None:
         f"  list {result['runs']} jobs: with results {lists['with results']:.1f} ms, "
         f"without {lists['without results']:.1f} ms = {ratio:.1f}x"
     )
-    print(json.dumps(result))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -140,18 +140,27 @@ class Client:
 
 
 def llm_bodies(base: str, model: str, form: str, instruction: str, inputs: list[str], schema_config: str) -> list[dict]:
-    """The exact chat-completion bodies the backend sends for ``inputs``, built by the backend's own code."""
-    from optimizer.labelstudio.labelconfig import parse_label_config
-    from optimizer.serving.llm import LLMClient, LLMConfig
-    from optimizer.serving.policy import Policy
-    from optimizer.serving.prompting import build_messages, json_schema
+    """The exact chat-completion bodies the backend sends for ``inputs``, built by the backend's own code: the same
+    messages, schema form, answer-token cap and logprobs as ``Predictor.predict``'s call.
 
-    schema = parse_label_config(schema_config)
-    shaper = LLMClient(LLMConfig(base_url=base, model=model, response_format=form))
-    return [
-        shaper._request(build_messages(Policy(instruction), schema, text), json_schema(schema), None, form, True)
+    ``form`` becomes a :class:`ResponseFormat` first: ``_request`` compares members by identity, and a plain string
+    left every body without its ``response_format`` (llama.cpp then answered unconstrained, 9x the tokens, and P5
+    compared different work)."""
+    from optimizer.labelstudio.labelconfig import parse_label_config
+    from optimizer.serving.llm import LLMClient, LLMConfig, ResponseFormat
+    from optimizer.serving.policy import Policy
+    from optimizer.serving.prompting import answer_token_cap, build_messages, json_schema
+
+    schema, fmt = parse_label_config(schema_config), ResponseFormat(form)
+    shaper = LLMClient(LLMConfig(base_url=base, model=model, response_format=fmt))
+    cap = answer_token_cap(schema, shaper.config.max_tokens)
+    bodies = [
+        shaper._request(build_messages(Policy(instruction), schema, text), json_schema(schema), cap, fmt, True)
         for text in inputs
     ]
+    if fmt is not ResponseFormat.TEXT and not all("response_format" in body for body in bodies):
+        raise RuntimeError(f"llm_bodies built bodies without the {fmt} response_format the backend sends")
+    return bodies
 
 
 class DirectLLM:

@@ -259,6 +259,19 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def merge_results(files) -> dict:
+    """Result files (loaded) as one: files of one dataset from separate processes (say, one per method) add up run
+    by run. ``bench/tables.py`` merges the committed files the same way for bench/README.md's tables."""
+    merged: dict = {}
+    for results in files:
+        for name, ds in results.items():
+            into = merged.setdefault(name, {"runs": {}})
+            into.update({k: v for k, v in ds.items() if k not in ("runs", "test_by_policy")})
+            into["runs"].update(ds.get("runs", {}))
+            into.setdefault("test_by_policy", {}).update(ds.get("test_by_policy", {}))
+    return merged
+
+
 def probe(base_url: str, data: str, max_tokens: int, datasets=DATASETS) -> None:
     """Median seconds per labelling call without demos, with 4 retrieved demos, and with narrowing on top."""
     for name in datasets:
@@ -331,14 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", help="comma-separated result files: merge them into --out, print the table")
     args = parser.parse_args(argv)
     if args.table:
-        merged: dict = {}
-        for path in args.table.split(","):
-            # Files of one dataset from separate processes (say, one per method) add up run by run.
-            for name, ds in json.loads(Path(path).read_text()).items():
-                into = merged.setdefault(name, {"runs": {}})
-                into.update({k: v for k, v in ds.items() if k not in ("runs", "test_by_policy")})
-                into["runs"].update(ds.get("runs", {}))
-                into.setdefault("test_by_policy", {}).update(ds.get("test_by_policy", {}))
+        merged = merge_results(json.loads(Path(path).read_text()) for path in args.table.split(","))
         Path(args.out).write_text(json.dumps(merged, indent=1, ensure_ascii=False))
         print(table(merged))
         return 0

@@ -19,6 +19,8 @@ then leads the prompt, and a policy switch recomputes only the instruction onwar
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -78,10 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="banking77")
     parser.add_argument("--port", type=int, default=18441)
     parser.add_argument("--only", help="run only the settings whose name contains this text")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "prefix.json")
     args = parser.parse_args(argv)
     folder = Path(args.data) / args.dataset
     gold = load_gold(folder / "test.jsonl", labels_path=folder / "labels.json")
     items = sample(gold.items, 32, 0)
+    out = {"dataset": args.dataset, "items": len(items), "load": os.getloadavg(), "settings": {},
+           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     for name, (extra, reorder) in SETTINGS.items():
         if args.only and args.only not in name:
             continue
@@ -90,9 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(server.base_url, gold.schema, items, reorder)
         finally:
             server.stop()
+        out["settings"][name] = result  # seconds of every call: bench/tables.py makes the README's table
         figures = {k: (statistics.median(v), statistics.mean(v)) for k, v in result.items()}
         parts = [f"{k} pattern median {m:.2f} s/call (mean {a:.2f})" for k, (m, a) in figures.items()]
         print(f"{args.dataset} {name}: " + ", ".join(parts), flush=True)
+    out["load_after"] = os.getloadavg()
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

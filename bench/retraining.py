@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -232,9 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swaps", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retraining.json")
     args = parser.parse_args(argv)
+    machine = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with redis_server() as redis:
         results = retraining(redis.url, args.swaps, args.concurrency, args.rounds)
+    results = {"machine": {**machine, "load_after": os.getloadavg()}, "started": started, **results}
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     swap, hooks = results["hot_swap"], results["webhooks"]
     print(json.dumps(results, indent=2))
     print(

@@ -5,7 +5,7 @@ It follows the contract of the maintained upstream backend (``setup()``, ``predi
 plugs in through a model factory. See ../shared/DESIGN.md §2 for why this is not PyPI's ``label-studio-ml``.
 """
 
-from .app import create_app
+from .app import ProtectedRead, create_app
 from .auth import BasicAuth
 from .base import LabelStudioMLBase
 from .body import read_object
@@ -30,6 +30,7 @@ __all__ = [
     "LabelStudioMLBase",
     "NotFound",
     "Payload",
+    "ProtectedRead",
     "ProtocolError",
     "Unavailable",
     "create_app",

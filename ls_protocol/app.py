@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, Response, g, request
@@ -48,6 +49,21 @@ WEBHOOK_PATHS = frozenset({"/webhook"})
 # Writes Label Studio itself makes; without basic auth they stay open (its default connection has no credentials).
 PROTOCOL_WRITES = frozenset({"/setup", "/predict", "/webhook", "/train"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ANONYMOUS = "anonymous"  # ``g.principal`` of a request served without basic auth
+
+
+@dataclass(frozen=True)
+class ProtectedRead:
+    """Reads that are not harmless (they hand out data the caller could not see otherwise): without basic auth
+    they answer 403 like a write, unless the product opened them on purpose (``open``).
+
+    ``rules`` are Flask URL rules as the product registered them (``/projects/<ref>/export``), so the protocol layer
+    needs to know nothing about what they serve; ``opt_in`` is the setting the 403 names (``ALLOW_X=1``).
+    """
+
+    rules: frozenset[str]
+    opt_in: str
+    open: bool = False
 
 
 def project_uid(project: WebhookProject) -> str | None:
@@ -145,8 +161,13 @@ def create_app(
     name: str = "ls_protocol",
     domain_errors: ErrorMap | None = None,
     allow_anonymous_writes: bool = False,
+    protected_reads: Iterable[ProtectedRead] = (),
 ) -> Flask:
-    """The protocol app. ``domain_errors`` maps the model's own error types to statuses (see :func:`map_errors`)."""
+    """The protocol app. ``domain_errors`` maps the model's own error types to statuses (see :func:`map_errors`).
+
+    Every request gets ``g.principal``: the basic-auth user it passed as, ``"webhook-secret"``, or ``"anonymous"``
+    (no auth configured), for routes that keep an audit line of who did what."""
+    guarded = tuple(protected_reads)
     app = Flask(name, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.ensure_ascii = False
@@ -155,13 +176,16 @@ def create_app(
     def _identify_and_authorize():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
         g.started = time.perf_counter()
+        g.principal = ANONYMOUS
         if request.path in PUBLIC_PATHS:
             return None
         if request.path in WEBHOOK_PATHS and secret_matches(request.headers.get("X-Webhook-Secret"), webhook_secret):
+            g.principal = "webhook-secret"
             return None
         if auth is None:
             return _anonymous()
         if auth.check(request.headers.get("Authorization")):
+            g.principal = auth.user
             return None
         response = error_response(
             401, "authentication required: send HTTP basic auth in the Authorization header", "Authorization"
@@ -180,12 +204,22 @@ def create_app(
 
     def _anonymous() -> Response | None:
         """No basic auth configured: the Label Studio routes stay open (Label Studio connects without auth by
-        default), but a set ``webhook_secret`` still guards ``/webhook``, and every other write (rollback, pin,
-        train...) needs ``allow_anonymous_writes``: reading is harmless, changing what is served is not."""
+        default), but a set ``webhook_secret`` still guards ``/webhook``, every other write (rollback, pin,
+        train...) needs ``allow_anonymous_writes``, and each :class:`ProtectedRead` its own opt-in: most reads are
+        harmless, changing what is served (or handing out what Label Studio holds) is not."""
         if request.path in WEBHOOK_PATHS and webhook_secret:
             return error_response(
                 401, "webhook secret required: send it in the X-Webhook-Secret header", "X-Webhook-Secret"
             )
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        for guard in guarded:
+            if rule in guard.rules and not guard.open:
+                return error_response(
+                    403,
+                    f"this read needs authentication: set BASIC_AUTH_USER and BASIC_AUTH_PASS (and send them in the "
+                    f"Authorization header), or {guard.opt_in} to let anyone who reaches this port read it",
+                    "Authorization",
+                )
         if request.method in READ_METHODS or request.path in PROTOCOL_WRITES or allow_anonymous_writes:
             return None
         return error_response(

@@ -9,6 +9,7 @@ import hmac
 
 class BasicAuth:
     def __init__(self, user: str, password: str) -> None:
+        self.user = user  # who a request that passed :meth:`check` acted as (for audit lines, never the password)
         self._expected = f"{user}:{password}".encode()
 
     def check(self, header: str | None) -> bool:

@@ -25,10 +25,15 @@ def exposure_warning(settings: Settings, host: str) -> str | None:
         else "(writes such as rollback and pin stay refused)"
     )
     webhook = "" if settings.webhook_secret.get_secret_value() else "; /webhook is open too (set WEBHOOK_SECRET)"
+    export = (
+        "; anyone may export connected projects' annotations (ALLOW_ANONYMOUS_EXPORT=1)"
+        if settings.allow_anonymous_export
+        else ""
+    )
     return (
         f"WARNING: serving without authentication on {host}: set BASIC_AUTH_USER and BASIC_AUTH_PASS; "
         f"until then anyone who reaches this port can read policies, scores and /metrics and run predictions "
-        f"{writes}{webhook}"
+        f"{writes}{webhook}{export}"
     )
 
 

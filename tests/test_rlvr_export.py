@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import pytest
 
@@ -116,25 +117,82 @@ def auth_headers() -> dict:
     return {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
 
 
+def connect(client, project: int = 7, headers: dict | None = None) -> None:
+    """What Label Studio does when a user adds the backend to a project: ``/setup`` with the project's uid."""
+    answer = client.post("/setup", json={"project": f"{project}.1700000000", "schema": REWARD_CONFIG}, headers=headers)
+    assert answer.status_code == 200, answer.get_json()
+
+
+class AuditLines(logging.Handler):
+    """The ``export`` logger's records (attached to that logger: the app's logging setup replaces the root's
+    handlers, pytest's ``caplog`` among them)."""
+
+    def __enter__(self):
+        self.records: list[logging.LogRecord] = []
+        logging.getLogger("export").addHandler(self)
+        return self.records
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger("export").removeHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def exported(answer) -> list[dict]:
+    return [json.loads(line) for line in answer.get_data(as_text=True).splitlines()]
+
+
 def test_http_export_behind_basic_auth(fake_ls, make_settings):
     settings = make_settings(
         label_studio_url=fake_ls.url, label_studio_api_key=fake_ls.token, basic_auth_user="u", basic_auth_pass="p"
     )
     client = create_app(settings).test_client()
+    # Label Studio's token can read project 7, but nobody connected it to this backend: it is not exported.
+    unknown = client.get("/projects/7/export?format=rlvr", headers=auth_headers())
+    assert unknown.status_code == 404 and unknown.get_json()["field"] == "project"
+    assert "has not seen it" in unknown.get_json()["error"]
+    assert not [r for r in fake_ls.requests if "/api/" in r], "an unknown project must not even be read"
+    connect(client, headers=auth_headers())
     assert client.get("/projects/7/export?format=rlvr").status_code == 401
-    answer = client.get("/projects/7/export?format=rlvr", headers=auth_headers())
+    with AuditLines() as audit:
+        answer = client.get("/projects/7/export?format=rlvr", headers=auth_headers())
     assert answer.status_code == 200 and answer.mimetype == "application/x-ndjson"
-    assert [json.loads(line)["reward"] for line in answer.get_data(as_text=True).splitlines()] == [1.0, 0.0, 1.0]
-    pairs = client.get("/projects/7/export?format=preference&include_judged=1", headers=auth_headers())
-    assert json.loads(pairs.get_data(as_text=True).splitlines()[0])["chosen"] == "x = 2"
+    assert [line["reward"] for line in exported(answer)] == [1.0, 0.0, 1.0]
+    (line,) = audit
+    assert line.principal == "u" and line.project == "7.1700000000" and line.lines == 3
+    assert "by u from 127.0.0.1" in line.getMessage()
+    by_uid = client.get("/projects/7.1700000000/export?format=preference&include_judged=1", headers=auth_headers())
+    assert exported(by_uid)[0]["chosen"] == "x = 2"
     bad = client.get("/projects/7/export?format=csv", headers=auth_headers())
     assert bad.status_code == 400 and '"format"' in bad.get_json()["error"]
     flag = client.get("/projects/7/export?include_judged=maybe", headers=auth_headers())
     assert flag.status_code == 400 and "include_judged" in flag.get_json()["error"]
-    assert client.get("/projects/x7/export", headers=auth_headers()).status_code == 400
+    assert client.get("/projects/x7/export", headers=auth_headers()).status_code == 404
+    malformed = client.get("/projects/7:1/export", headers=auth_headers())
+    assert malformed.status_code == 400 and malformed.get_json()["field"] == "project"
+
+
+def test_http_export_without_basic_auth_needs_the_explicit_flag(fake_ls, make_settings):
+    """No basic auth: reads are open, but the export hands out what Label Studio holds, so it is refused unless
+    ALLOW_ANONYMOUS_EXPORT=1 says so in as many words; and an unknown project stays refused even then."""
+    values = {"label_studio_url": fake_ls.url, "label_studio_api_key": fake_ls.token}
+    closed = create_app(make_settings(**values)).test_client()
+    connect(closed)
+    refused = closed.get("/projects/7/export?format=rlvr")
+    assert refused.status_code == 403 and refused.get_json()["field"] == "Authorization"
+    assert "ALLOW_ANONYMOUS_EXPORT=1" in refused.get_json()["error"]
+    assert closed.get("/projects/7/policies").status_code == 200  # other reads stay open
+    opened = create_app(make_settings(**values, allow_anonymous_export=True)).test_client()
+    with AuditLines() as audit:
+        answer = opened.get("/projects/7/export?format=rlvr")
+    assert answer.status_code == 200 and len(exported(answer)) == 3
+    assert [r.principal for r in audit] == ["anonymous"]
+    assert opened.get("/projects/8/export").status_code == 404  # never connected
 
 
 def test_http_export_without_label_studio_settings_is_a_503(make_settings):
-    client = create_app(make_settings(label_studio_url="")).test_client()
+    client = create_app(make_settings(label_studio_url="", allow_anonymous_export=True)).test_client()
+    connect(client)
     answer = client.get("/projects/7/export")
     assert answer.status_code == 503 and "LABEL_STUDIO_URL" in answer.get_json()["error"]

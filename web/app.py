@@ -10,7 +10,7 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
-from ls_protocol import BasicAuth, describe
+from ls_protocol import BasicAuth, ProtectedRead, describe
 from ls_protocol import create_app as create_protocol_app
 from model import PromptPolicyModel
 from optimizer.jobs.errors import CancelError, JobEnded, UnknownJob
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         name="prompt-policy-backend",
         domain_errors=DOMAIN_ERRORS,
         allow_anonymous_writes=settings.allow_anonymous_writes,
+        protected_reads=[ProtectedRead(export.RULES, "ALLOW_ANONYMOUS_EXPORT=1", settings.allow_anonymous_export)],
     )
     app.extensions[SERVICES] = services
     app.extensions[JOBS] = queue

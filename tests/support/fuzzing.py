@@ -6,17 +6,29 @@ huge string, a lone surrogate, ``NaN``, a broken label config, a context whose r
 Some bodies are then damaged as bytes (non-UTF-8, truncated). Path and query parameters get the same treatment.
 
 A :class:`Case` is one request; :func:`cases` draws them for every route of the OpenAPI document, so a route that
-is described is fuzzed without further work here.
+is described is fuzzed without further work here. Routes with a body are drawn :data:`BODY_WEIGHT` times as often
+as routes without (a weighted ``sampled_from`` over the operations: ``one_of`` would drop repeated strategies).
+
+What reaches route code, and not only the first check:
+- every field of every request body in the OpenAPI document is present in some seed (:func:`body_seeds`;
+  ``test_every_openapi_body_field_is_seeded`` fails when a new field is not), with real values: the backend's
+  project, its policy versions, Label Studio task ids, real Extra params;
+- the dashboard's form POSTs are form-encoded and carry the page's valid CSRF token (sometimes none, or a wrong one);
+- path parameters take the real project, versions and job ids (:class:`Known`) as well as junk;
+- headers vary (:func:`header_sets`): missing, wrong and malformed auth, a same-site or cross-site ``Origin``,
+  every ``Content-Type``, a right or wrong ``X-Webhook-Secret``. Each case records what its headers should cause
+  (:meth:`Case.expected_refusal`), so the test checks the refusal and not only the absence of a 500.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from hypothesis import strategies as st
 
@@ -203,33 +215,66 @@ def encode(value, draw) -> bytes:
 
 
 @dataclass(frozen=True)
+class Known:
+    """Real values of the running backend, so mutations reach deep code: its credentials and webhook secret, a
+    project it knows with its policy versions, real job ids, Label Studio task ids and the dashboard's CSRF token."""
+
+    project_id: str
+    project_uid: str
+    versions: tuple[str, ...]
+    auth: tuple[str, str] = ("fuzz", "fuzz-secret-pass")
+    webhook_secret: str = "fuzz-hook-secret"
+    origin: str = "http://127.0.0.1"  # this backend's own origin (scheme, host and port)
+    jobs: tuple[str, ...] = ()
+    tasks: tuple[int, ...] = (1,)
+    csrf_token: str = ""
+
+    @property
+    def authorization(self) -> str:
+        return basic(*self.auth)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@dataclass(frozen=True)
 class Case:
+    """One request, and what its headers alone should make of it."""
+
     method: str
     path: str
     body: bytes | None = None
     query: dict = field(default_factory=dict)
     html: bool = False  # a dashboard page: errors are HTML pages for people, not JSON
+    headers: tuple[tuple[str, str], ...] = ()
+    auth_ok: bool = True  # the Authorization header holds the right credentials
+    secret_ok: bool = False  # X-Webhook-Secret holds the right secret
+    cross_site: bool = False  # Origin / Sec-Fetch-Site say another site sent it
+    csrf_ok: bool = False  # a form-encoded dashboard POST carrying the valid token
+    route: str = ""  # the OpenAPI path and method this case was drawn for
+
+    def expected_refusal(self) -> int | None:
+        """The status the headers alone must cause, before any route code runs, or None."""
+        if self.path == "/health":
+            return None
+        if not self.auth_ok and not (self.path == "/webhook" and self.secret_ok):
+            return 401
+        if self.method == "POST" and self.cross_site:
+            return 403
+        return None
 
     def __repr__(self) -> str:  # hypothesis prints failing cases; keep them readable
         shown = self.body if self.body is None or len(self.body) < 400 else self.body[:400] + b"..."
-        return f"Case({self.method} {self.path} query={self.query} body={shown!r})"
-
-
-@dataclass(frozen=True)
-class Known:
-    """Real values of the running backend (a registered project and its versions), so mutations reach deep code."""
-
-    project_id: str
-    project_uid: str
-    versions: tuple[str, ...]
-    job: str = "no-such-job"
+        headers = {k: (v if k != "Authorization" else v[:16] + "...") for k, v in self.headers}
+        return f"Case({self.method} {self.path} query={self.query} headers={headers} body={shown!r})"
 
 
 def path_values(kind: str, known: Known) -> st.SearchStrategy[str]:
     real = {
         "ref": [known.project_id, known.project_uid, "99999"],
         "version": [*known.versions, "pv-000000000000"],
-        "job_id": [known.job],
+        "job_id": [*known.jobs, "no-such-job"],
         "filename": ["dashboard.css", "live.js", "favicon.svg"],
     }[kind]
     junk = st.one_of(
@@ -243,15 +288,192 @@ def _quote(value: str) -> str:
     return quote(value.encode("utf-8", "surrogatepass"), safe="")
 
 
-def policy_bodies(path: str, known: Known) -> st.SearchStrategy[dict]:
-    version = st.sampled_from(known.versions)
+# --- seeds: every body field, with real values -----------------------------------------------------------------
+
+EXTRA_PARAMS = {  # every key a project may choose (optimizer.project_settings.ProjectChoices), valid values
+    "profile": "default",
+    "model": "fake",
+    "temperature": 0.2,
+    "max_tokens": 64,
+    "budget": 20,
+    "retrain_every": 3,
+    "verifiers": {"intent": "exact", "response": "regex:^[A-Z]"},
+}
+
+
+def body_seeds(path: str, known: Known) -> list[dict]:
+    """Seed bodies for an OpenAPI path: recorded Label Studio payloads, completed with the fields they leave out,
+    and the product's own bodies with real versions and task ids. ``[]`` for a path with no JSON body."""
+    version, other = known.versions[-1], known.versions[0]
+    if path in SEEDS:
+        seeds = [copy.deepcopy(recorded(name)) for name in SEEDS[path]]
+        if path == "/setup":
+            seeds.append({**recorded("setup.json"), "project": known.project_uid, "extra_params": EXTRA_PARAMS})
+        if path == "/predict":
+            context = {"result": [{"from_name": "intent", "to_name": "chat", "type": "choices",
+                                   "value": {"choices": ["Billing"], "text": ["a note"]}}]}  # fmt: skip
+            seeds.append({**recorded("predict.retrieve_predictions.json"), "project": known.project_uid,
+                          "params": {"context": context}, "extra_params": EXTRA_PARAMS})  # fmt: skip
+        if path == "/webhook":
+            created = recorded("webhook.ANNOTATION_CREATED.json")
+            seeds.append({**created, "annotations": [created["annotation"]]})
+        if path == "/train":
+            seeds.append({**recorded("train.legacy.json"), "label_config": SUPPORT_CONFIG, "params": {"x": 1}})
+        return seeds
     if path.endswith("/rollback"):
-        seed = st.fixed_dictionaries({"version": version}, optional={"expected": version, "pin": st.booleans()})
-    elif path.endswith("/pin"):
-        seed = st.fixed_dictionaries({}, optional={"version": version})
+        return [{"version": other, "expected": version, "pin": False}, {"version": version}]
+    if path.endswith("/pin"):
+        return [{"version": version}, {}]
+    if path.endswith("/predict"):
+        return [{"tasks": list(known.tasks)}, {"tasks": [*known.tasks, 99999]}, {}]
+    return []
+
+
+def form_seeds(known: Known) -> list[dict]:
+    """The dashboard buttons' forms as its pages render them (``project.html``)."""
+    token, (first, *_, last) = known.csrf_token, known.versions
+    return [{"csrf_token": token, "version": first, "expected": last}, {"csrf_token": token}]
+
+
+def schema_fields(document: dict, schema: dict, prefix: str = "", depth: int = 0) -> set[str]:
+    """Every field path a JSON schema names (``params.context.result[].value.text``), following ``$ref``."""
+    if depth > 12:
+        return set()
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return schema_fields(document, document["components"]["schemas"][name], prefix, depth + 1)
+    found: set[str] = set()
+    for choice in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", []):
+        found |= schema_fields(document, choice, prefix, depth + 1)
+    if "items" in schema:
+        found |= schema_fields(document, schema["items"], prefix + "[]", depth + 1)
+    for name, child in schema.get("properties", {}).items():
+        path = f"{prefix}.{name}" if prefix else name
+        found |= {path} | schema_fields(document, child, path, depth + 1)
+    return found
+
+
+def value_fields(value, prefix: str = "") -> set[str]:
+    """Every field path a JSON value holds, in :func:`schema_fields`' notation."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for name, child in value.items():
+            path = f"{prefix}.{name}" if prefix else str(name)
+            found |= {path} | value_fields(child, path)
+    elif isinstance(value, list):
+        for child in value:
+            found |= value_fields(child, prefix + "[]")
+    return found
+
+
+def request_schema(operation: dict) -> tuple[str, dict] | None:
+    """(content type, schema) of an operation's body, or None."""
+    body = operation.get("requestBody")
+    if not body:
+        return None
+    ((kind, content),) = body["content"].items()
+    return kind, content.get("schema", {})
+
+
+def json_bodies(path: str, known: Known) -> st.SearchStrategy[object]:
+    seeds = body_seeds(path, known) or [{}]
+    payloads = st.sampled_from(seeds).flatmap(lambda seed: st.just(seed) | mutated(seed, rounds=3))
+    if path == "/predict":
+        payloads = payloads | predict_contexts()
+    return payloads
+
+
+@st.composite
+def form_body(draw, known: Known) -> tuple[bytes, bool]:
+    """A dashboard form, URL-encoded: the page's own (valid token), or mutated; (body, carries the valid token)."""
+    fields = dict(draw(st.sampled_from(form_seeds(known))))
+    token = draw(st.sampled_from(["valid"] * 6 + ["missing", "wrong", "other"]))
+    if token == "missing":
+        del fields["csrf_token"]
+    elif token == "wrong":
+        fields["csrf_token"] = "0" * 64
+    elif token == "other":
+        fields["csrf_token"] = draw(st.text(max_size=80) | st.sampled_from(["", known.csrf_token.upper()]))
+    text_value = st.text(max_size=40) | st.sampled_from([*known.versions, "", "pv-" + "f" * 300]) | huge_strings()
+    for name in ("version", "expected"):
+        if draw(st.integers(0, 3)) == 0:
+            fields[name] = draw(text_value)
+    pairs = list(fields.items())
+    if draw(st.integers(0, 5)) == 0:  # a field twice, or one the form never has
+        pairs.append((draw(st.sampled_from(["version", "csrf_token", "x", ""])), draw(text_value)))
+    raw = urlencode([(k, v.encode("utf-8", "surrogatepass")) for k, v in pairs]).encode()
+    damage = draw(st.sampled_from(["none"] * 8 + ["flip", "truncate"]))
+    if damage == "flip" and raw:
+        at = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:at] + b"%" + raw[at + 1 :]
+    elif damage == "truncate" and raw:
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    return raw, token == "valid" and damage == "none"
+
+
+# --- headers ---------------------------------------------------------------------------------------------------
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@st.composite
+def header_sets(draw, known: Known, body_type: str | None) -> tuple[dict, dict]:
+    """Headers for one request, and what they mean (``auth_ok``, ``secret_ok``, ``cross_site``).
+
+    Most requests carry valid credentials and come from a server (no ``Origin``, as Label Studio and scripts send)
+    or from our own pages, so their bodies reach route code; about one in eight has bad credentials and one in ten
+    comes from another site, and those must be refused by their headers alone."""
+    headers: dict[str, str] = {}
+    auth = draw(st.sampled_from(["valid"] * 28 + ["missing", "wrong password", "wrong user", "malformed"]))
+    if auth == "valid":
+        headers["Authorization"] = known.authorization
+    elif auth == "wrong password":
+        headers["Authorization"] = basic(known.auth[0], known.auth[1] + "x")
+    elif auth == "wrong user":
+        headers["Authorization"] = basic("admin", known.auth[1])
+    elif auth == "malformed":
+        headers["Authorization"] = draw(
+            st.sampled_from(["Basic", "Basic !!!", "Bearer abc", basic("nocolon", "")[:-4], "Token " + "t" * 40])
+        )
+    secret = draw(st.sampled_from(["absent"] * 4 + ["right", "wrong"]))
+    if secret != "absent":
+        headers["X-Webhook-Secret"] = known.webhook_secret if secret == "right" else known.webhook_secret + "-not"
+    sender = draw(st.sampled_from(["server"] * 6 + ["our page"] * 3 + ["another site"]))
+    if sender == "our page":
+        origin = draw(st.sampled_from([known.origin, None]))
+        site = draw(st.sampled_from(["same-origin", "none", None]))
+    elif sender == "another site":
+        other = st.sampled_from(["https://evil.example", "null", known.origin.rsplit(":", 1)[0] + ":1"])
+        origin, site = draw(st.sampled_from([(other, None), (None, "cross"), (other, "cross")]))
+        origin = draw(origin) if origin is not None else None
+        site = draw(st.sampled_from(["cross-site", "same-site"])) if site else None
     else:
-        seed = st.just({})
-    return seed.flatmap(lambda s: st.just(s) | mutated(s, rounds=2))
+        origin, site = None, None
+    if origin is not None:
+        headers["Origin"] = origin
+    if site is not None:
+        headers["Sec-Fetch-Site"] = site
+    if body_type is not None:
+        others = ["absent", "text/plain", FORM, "application/json", "application/json; charset=utf-8",
+                  "multipart/form-data; boundary=x"]  # fmt: skip
+        kind = draw(st.sampled_from([body_type] * 10 + others))
+        if kind != "absent":
+            headers["Content-Type"] = kind
+    meaning = {"auth_ok": auth == "valid", "secret_ok": secret == "right", "cross_site": sender == "another site"}
+    return headers, meaning
+
+
+# --- cases -----------------------------------------------------------------------------------------------------
+
+BODY_WEIGHT = 6  # routes with a body are drawn this many times as often as routes without
+
+
+def operations(document: dict) -> list[tuple[str, str, dict]]:
+    return [(path, method, op) for path, item in document["paths"].items() for method, op in item.items()]
+
+
+def weight(operation: dict) -> int:
+    return BODY_WEIGHT if "requestBody" in operation else 1
 
 
 @st.composite
@@ -265,26 +487,30 @@ def case_for(draw, path: str, method: str, operation: dict, known: Known) -> Cas
             value = draw(st.sampled_from([*known.versions, "5", "0", "1001"]) | st.text(max_size=20))
             query[param["name"]] = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     html = "text/html" in next(iter(operation["responses"].values())).get("content", {})
-    if "requestBody" not in operation:
-        return Case(method.upper(), concrete, None, query, html)
-    if path in SEEDS:
-        payloads = st.sampled_from(SEEDS[path]).flatmap(lambda name: mutated(recorded(name)))
-        if path == "/predict":
-            payloads = payloads | predict_contexts()
-    else:
-        payloads = policy_bodies(path, known)
-    body = encode(draw(payloads), draw)
-    return Case(method.upper(), concrete, body, query, html)
+    described = request_schema(operation)
+    headers, meaning = draw(header_sets(known, described[0] if described else None))
+    body, csrf_ok = None, False
+    if described is not None and described[0] == FORM:
+        body, token_ok = draw(form_body(known))
+        csrf_ok = token_ok and headers.get("Content-Type") == FORM
+    elif described is not None:
+        body = encode(draw(json_bodies(path, known)), draw)
+    return Case(method.upper(), concrete, body, query, html, tuple(headers.items()), csrf_ok=csrf_ok,
+                route=f"{method.upper()} {path}", **meaning)  # fmt: skip
 
 
 def cases(document: dict, known: Known) -> st.SearchStrategy[Case]:
-    """One request to any operation of the OpenAPI ``document``; routes with bodies are drawn more often."""
-    options = []
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            weight = 6 if "requestBody" in operation else 1
-            options += [case_for(path, method, operation, known)] * weight
-    return st.one_of(options)
+    """One request to any operation of the OpenAPI ``document``, chosen with the weights of :func:`weight`."""
+    weighted = [op for op in operations(document) for _ in range(weight(op[2]))]
+    return st.sampled_from(weighted).flatmap(lambda op: case_for(*op, known))
+
+
+def body_share(document: dict, weighted: bool = True) -> float:
+    """The share of cases :func:`cases` should draw for routes with a body (``weighted=False``: if every operation
+    had the same share, as the old ``one_of`` over repeated strategies gave)."""
+    weights = [weight(op) if weighted else 1 for _, _, op in operations(document)]
+    bodies = [w for w, (_, _, op) in zip(weights, operations(document), strict=True) if "requestBody" in op]
+    return sum(bodies) / sum(weights)
 
 
 def names_the_field(answer: dict) -> bool:

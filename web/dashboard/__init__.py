@@ -38,7 +38,7 @@ def _refuse_cross_site_writes():
     try:
         check_origin(request)
     except CsrfError as exc:
-        return error_response(403, f"refused: {exc}", "Origin")
+        return error_response(403, f"refused: {exc}", exc.field)
     return None
 
 
