@@ -13,10 +13,12 @@ class BasicAuth:
         self._expected = f"{user}:{password}".encode()
 
     def check(self, header: str | None) -> bool:
-        if not header or not header.startswith("Basic "):
+        # The scheme name is case-insensitive (RFC 7617 via RFC 9110 §11.1): "basic" and "BASIC" are Basic too.
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic" or not token:
             return False
         try:
-            given = base64.b64decode(header[6:].strip(), validate=True)
+            given = base64.b64decode(token.strip(), validate=True)
         except (binascii.Error, ValueError):
             return False
         return hmac.compare_digest(given, self._expected)

@@ -260,3 +260,13 @@ def test_a_protected_read_is_refused_anonymously_unless_opened_and_names_its_opt
         assert answer.status_code == 403 and "OPEN_IT=1" in answer.get_json()["error"]
         assert answer.get_json()["field"] == "Authorization"
     assert client.get("/other/1").status_code == 200  # an unguarded read stays open
+
+
+def test_the_basic_auth_scheme_is_case_insensitive_and_the_credentials_are_not():
+    from ls_protocol import BasicAuth
+
+    auth = BasicAuth("admin", "s3cret")
+    token = base64.b64encode(b"admin:s3cret").decode()
+    assert all(auth.check(f"{scheme} {token}") for scheme in ("Basic", "basic", "BASIC", " Basic"))
+    wrong = base64.b64encode(b"admin:S3cret").decode()
+    assert not any(auth.check(h) for h in (f"Basic {wrong}", f"Bearer {token}", "Basic", "Basic ", None, token))
