@@ -62,10 +62,10 @@ OPENAPI_PATHS = {
                 ok=303,
                 html=True,
                 params=[_P],
-                request=form_body(["csrf_token", "version", "expected", "instruction", "live"]),
+                request=form_body(list(fields)),
             )
         }
-        for action in BUTTONS
+        for action, fields in BUTTONS.items()
     },
     "/dashboard/jobs/{job_id}/cancel": {
         "post": operation(

@@ -82,8 +82,14 @@ class Notice(Enum):
         }[self]
 
 
-# The buttons a project page has: each is a form POSTing to /dashboard/projects/<p>/<button>.
-BUTTONS = ("rollback", "pin", "unpin", "train", "publish")
+# The buttons a project page has: each is a form POSTing to /dashboard/projects/<p>/<button>, with these fields.
+BUTTONS = {
+    "rollback": ("csrf_token", "version", "expected"),
+    "pin": ("csrf_token",),
+    "unpin": ("csrf_token",),
+    "train": ("csrf_token",),
+    "publish": ("csrf_token", "instruction", "live", "expected"),
+}
 
 
 def _guard() -> CsrfGuard:
