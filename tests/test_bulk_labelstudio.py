@@ -14,6 +14,7 @@ import sys
 import httpx
 import pytest
 
+from optimizer.runtime.versions import policy_version
 from testkit.constants import THREE_CONTROLS_CONFIG
 from testkit.fakellm import FakeLLM, keyword_responder
 from testkit.processes import wait_for
@@ -84,10 +85,12 @@ def test_three_hundred_tasks_in_one_retrieve_then_a_new_version_for_the_whole_pr
             return {t.id: [p.model_dump(mode="json") for p in t.predictions or []] for t in listed}
 
         def every_task_once(version: str) -> None:
+            """Exactly one non-empty, right prediction of policy ``version`` per task (whatever its config and
+            model parts: the project's stay the same here)."""
             by_task = held()
             assert set(by_task) == set(task_ids)
             for i, task_id in enumerate(task_ids):
-                ours = [p for p in by_task[task_id] if p["model_version"] == version]
+                ours = [p for p in by_task[task_id] if policy_version(p["model_version"]) == version]
                 assert len(ours) == 1, (task_id, by_task[task_id])  # none duplicated
                 chosen = {r["from_name"]: r["value"]["choices"] for r in ours[0]["result"]}
                 assert WORDS[i % 3] in chosen["topics"], chosen  # none empty, and the right answer
