@@ -181,7 +181,7 @@ def test_a_training_run_cancelled_from_the_cli_stops_at_its_next_step_and_promot
     assert result["status"] == "cancelled" and result["promoted"] is False and result["cancelled_by"]["by"] == "cli"
     assert result["calls"] == view["meta"]["optimizer"]["calls"] > 0  # the calls done so far: it stopped mid-run
     assert s.setup_version() == v1 and s.services.history.promotions(s.project) == []  # nothing promoted
-    assert s.services.store.current(s.project).version == v1
+    assert s.services.store.current(s.project).version == policy_version(v1)
     again = s.session.post(f"{s.url}/jobs/{job}/cancel", timeout=10)
     assert again.status_code == 409 and "already cancelled" in again.json()["error"]
     # The project was released: the next run trains and promotes as usual.
