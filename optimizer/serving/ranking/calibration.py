@@ -10,8 +10,10 @@ Folds are dealt deterministically: items ordered by their rarest label, then by 
 round-robin, so every fold gets its share of each label and a rebuilt ranker gets the same folds.
 
 Platt scaling maps a raw score ``s`` to ``sigmoid(a · logit(s) + b)``, fitted by logistic regression against the
-reward the answer earned (soft targets: an F1 of 0.5 counts half right, half wrong). With fewer than two distinct
-outcomes there is nothing to fit, and the calibrator is the smoothed mean reward.
+reward the answer earned (soft targets: an F1 of 0.5 counts half right, half wrong). When the outcomes do not
+vary (every out-of-fold answer right, say) the slope cannot be estimated: the raw scores keep slope 1 and only the
+intercept moves, so the calibrated mean is the smoothed mean reward and the order of inputs is kept. Scores that
+do not vary at all give that mean as a constant.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ class Platt:
         self.a, self.b = 0.0, 0.0
         mean = (rewards.sum() + 1) / (len(rewards) + 2)
         self.constant: float | None = float(mean)
-        informative = len(rewards) >= 4 and 0 < rewards.sum() < len(rewards) and np.ptp(scores) > 1e-9
-        if not informative:
+        if not len(scores) or np.ptp(scores) <= 1e-9:
+            return
+        if len(rewards) < 4 or not 0 < rewards.sum() < len(rewards):
+            self.a, self.b, self.constant = 1.0, _intercept(logit(scores), mean), None
             return
         x = logit(scores).reshape(-1, 1)
         # Soft targets: each item counts as right with weight r and wrong with weight 1 - r.
@@ -76,6 +80,18 @@ class Platt:
 
     def to_dict(self) -> dict:
         return {"a": round(self.a, 6), "b": round(self.b, 6), "constant": self.constant}
+
+
+def _intercept(x: np.ndarray, mean: float) -> float:
+    """The ``b`` with ``mean(sigmoid(x + b)) == mean``, by bisection (the mean is increasing in ``b``)."""
+    low, high = -50.0, 50.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        if (1.0 / (1.0 + np.exp(-(x + middle)))).mean() < mean:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
 
 
 def set_f1(chosen: np.ndarray, gold: np.ndarray) -> np.ndarray:

@@ -5,9 +5,10 @@ stems and misspellings ("arriv", "transfr"), which matter with a hundred short e
 (``1 + log tf``, times idf, each block L2-normalised), fitted on the ranker's own pool by scikit-learn's
 ``TfidfVectorizer``, so the features are a deterministic function of the pool's texts.
 
-Transforming is done here from the fitted vocabulary and idf, with the vectorizers' own analyzers: the same numbers
-as ``TfidfVectorizer.transform`` (a test holds them equal), without its per-call validation and matrix plumbing,
-which on one short task cost more than the analysis itself and would break the ranker's 2 ms budget.
+A batch is transformed by the vectorizers themselves. A single task (what serving does) is transformed here from
+their fitted vocabulary and idf, with their own analyzers: the same numbers (a test holds them equal), without the
+per-call validation and matrix plumbing that on one short task cost more than the analysis itself and would break
+the ranker's 2 ms budget.
 
 A reward-scoring (judge) input is a prompt and a response (``labelstudio.judge.pair_parts``). Whether a response
 suits its prompt is a property of the pair, which a bag of words over both cannot see, so pair features are added:
@@ -29,6 +30,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 # Char n-grams grow with the pool; the caps bound a built ranker's memory (coefficients are labels × features).
 MAX_CHAR_FEATURES = 30_000
 MAX_WORD_FEATURES = 20_000
+
+# From this many texts on, the vectorizers' own (batch) transform is the faster path.
+BATCH = 8
+
+# The two cosines are dense summaries competing with thousands of sparse n-gram weights under one L2 penalty;
+# scaled up, they are cheaper for the model to use (on the graded BANKING77 set: held-out balanced accuracy
+# 0.63 → 0.66 at 60 grades).
+SIMILARITY_WEIGHT = 5.0
 
 PairSplitter = Callable[[str], tuple[str, str] | None]
 Vector = dict[int, float]
@@ -78,7 +87,8 @@ class Features:
         if pair is not None:
             # The vocabulary covers both halves: shared n-grams must exist in it to be multiplied.
             corpus += [part for text in texts for part in (pair(text) or ())]
-        self.blocks = [_Block(v.fit(corpus)) for v in vectorizers()]
+        self.vectorizers = [v.fit(corpus) for v in vectorizers()]
+        self.blocks = [_Block(v) for v in self.vectorizers]
         self.width = sum(b.size for b in self.blocks) * (2 if pair else 1) + (len(self.blocks) if pair else 0)
 
     def row(self, text: str) -> Vector:
@@ -96,10 +106,12 @@ class Features:
             out.update({offset + j: w for j, w in shared.items()})
             offset += block.size
             # TF-IDF rows are L2-normalised, so the sum of the products is the cosine.
-            out[sum(b.size for b in self.blocks) * 2 + k] = sum(shared.values())
+            out[sum(b.size for b in self.blocks) * 2 + k] = SIMILARITY_WEIGHT * sum(shared.values())
         return out
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        if len(texts) >= BATCH:
+            return self._batch(texts)
         indptr, indices, data = [0], [], []
         for text in texts:
             row = self.row(text)
@@ -111,3 +123,15 @@ class Features:
             (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
             shape=(len(texts), self.width),
         )
+
+    def _batch(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        blocks = [v.transform(texts) for v in self.vectorizers]
+        if self.pair is None:
+            return sparse.hstack(blocks, format="csr")
+        parts = [self.pair(text) or (text, "") for text in texts]
+        shared = [
+            v.transform([p for p, _ in parts]).multiply(v.transform([r for _, r in parts])).tocsr()
+            for v in self.vectorizers
+        ]
+        cosines = np.hstack([np.asarray(m.sum(axis=1)) for m in shared]) * SIMILARITY_WEIGHT
+        return sparse.hstack([*blocks, *shared, sparse.csr_matrix(cosines)], format="csr")

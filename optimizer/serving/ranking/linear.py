@@ -33,35 +33,30 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 class LinearModel:
-    """Fitted on (texts, Y) where ``Y[i, j]`` says whether item ``i`` carries label ``j``."""
+    """Fitted on features ``x`` of a pool (from ``features``) and ``Y``: ``Y[i, j]`` says whether item ``i`` carries
+    label ``j``. :func:`fit` makes the features too; cross-validation fits several of these on one fold's features."""
 
     def __init__(
-        self,
-        texts: Sequence[str],
-        y: np.ndarray,
-        multiple: bool,
-        c: float,
-        *,
-        balanced: bool = False,
-        pair: PairSplitter | None = None,
+        self, features: Features, x, y: np.ndarray, multiple: bool, c: float, *, balanced: bool = False
     ) -> None:
         self.labels = y.shape[1]
         self.multiple = multiple
-        self.features = Features(texts, pair)
-        x = self.features.transform(texts)
+        self.features = features
         weight = "balanced" if balanced else None
+
+        def regression():
+            return LogisticRegression(C=c, solver=SOLVER, max_iter=MAX_ITER, class_weight=weight)
+
         # Rows of coefficients, the label column each row scores, and constants for columns with nothing to learn.
         self.constant = np.zeros(self.labels, dtype=np.float64)
         if multiple:
             rows, cols, bias = [], [], []
-            n = len(texts)
+            n = y.shape[0]
             for j in range(self.labels):
                 column = y[:, j].astype(int)
                 positives = int(column.sum())
                 if 0 < positives < n:
-                    model = LogisticRegression(C=c, solver=SOLVER, max_iter=MAX_ITER, class_weight=weight).fit(
-                        x, column
-                    )
+                    model = regression().fit(x, column)
                     rows.append(model.coef_[0])
                     bias.append(model.intercept_[0])
                     cols.append(j)
@@ -79,7 +74,7 @@ class LinearModel:
             self.intercept = np.zeros(0)
             self.constant[present[0]] = 1.0
             return
-        model = LogisticRegression(C=c, solver=SOLVER, max_iter=MAX_ITER, class_weight=weight).fit(x, target)
+        model = regression().fit(x, target)
         coef, intercept = model.coef_, model.intercept_
         if len(present) == 2:
             # scikit-learn keeps one row for two classes: the second class's log-odds. Two rows give the softmax.
@@ -88,10 +83,20 @@ class LinearModel:
         self.coef = np.asarray(coef, dtype=np.float32)
         self.intercept = np.asarray(intercept, dtype=np.float64)
 
-    def scores(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.tile(self.constant, (len(texts), 1))
+    def score_matrix(self, x) -> np.ndarray:
+        out = np.tile(self.constant, (x.shape[0], 1))
         if not len(self.columns) or not self.coef.shape[0]:
             return out
-        z = np.asarray(self.features.transform(texts) @ self.coef.T, dtype=np.float64) + self.intercept
+        z = np.asarray(x @ self.coef.T, dtype=np.float64) + self.intercept
         out[:, self.columns] = _sigmoid(z) if self.multiple else _softmax(z)
         return out
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        return self.score_matrix(self.features.transform(texts))
+
+
+def fit(
+    texts: Sequence[str], y: np.ndarray, multiple: bool, c: float, *, balanced=False, pair: PairSplitter | None = None
+) -> LinearModel:
+    features = Features(texts, pair)
+    return LinearModel(features, features.transform(texts), y, multiple, c, balanced=balanced)

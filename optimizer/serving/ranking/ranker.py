@@ -29,9 +29,9 @@ from threadpoolctl import threadpool_limits
 
 from optimizer.labelstudio.labelconfig import ChoiceControl
 from optimizer.serving.modes import RankerKind
+from optimizer.serving.ranking import linear
 from optimizer.serving.ranking.calibration import Platt, choose, fit_thresholds, fold_ids, set_f1
-from optimizer.serving.ranking.features import PairSplitter
-from optimizer.serving.ranking.linear import LinearModel
+from optimizer.serving.ranking.features import Features, PairSplitter
 from optimizer.serving.ranking.neighbours import NeighbourModel
 
 FOLDS = 5
@@ -58,9 +58,9 @@ class Ranking:
         return self.labels[:k]
 
 
-def _fit(kind: RankerKind, value: float, multiple: bool, balanced: bool, pair: PairSplitter | None) -> Callable:
+def _final(kind: RankerKind, value: float, multiple: bool, balanced: bool, pair: PairSplitter | None) -> Callable:
     if kind is RankerKind.LINEAR:
-        return lambda texts, y: LinearModel(texts, y, multiple, float(value), balanced=balanced, pair=pair)
+        return lambda texts, y: linear.fit(texts, y, multiple, float(value), balanced=balanced, pair=pair)
     return lambda texts, y: NeighbourModel(texts, y, multiple, int(value))
 
 
@@ -89,15 +89,26 @@ def _seen(y: np.ndarray, folds: np.ndarray, multiple: bool) -> np.ndarray:
     return out
 
 
-def out_of_fold(fit: Callable, texts: Sequence[str], y: np.ndarray, folds: np.ndarray, prior: np.ndarray):
-    """Each item's raw scores from a model fitted on the other folds (the prior when there are no other items)."""
-    out = np.tile(prior, (len(texts), 1))
+def out_of_fold(kind: RankerKind, texts: Sequence[str], y: np.ndarray, folds: np.ndarray, prior: np.ndarray, **options):
+    """Per hyperparameter of the kind's grid, each item's raw scores from a model fitted on the other folds (the
+    prior when there are no other items). A fold's features are computed once and shared by the whole grid."""
+    multiple, balanced, pair = options["multiple"], options["balanced"], options["pair"]
+    grid = GRIDS[kind]
+    out = {value: np.tile(prior, (len(texts), 1)) for value in grid}
     for f in np.unique(folds):
         held, rest = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
         if not len(rest):
             continue
-        model = fit([texts[i] for i in rest], y[rest])
-        out[held] = model.scores([texts[i] for i in held])
+        train, unseen = [texts[i] for i in rest], [texts[i] for i in held]
+        if kind is RankerKind.LINEAR:
+            features = Features(train, pair)
+            x, x_held = features.transform(train), features.transform(unseen)
+            for value in grid:
+                model = linear.LinearModel(features, x, y[rest], multiple, value, balanced=balanced)
+                out[value][held] = model.score_matrix(x_held)
+        else:
+            for value in grid:
+                out[value][held] = NeighbourModel(train, y[rest], multiple, int(value)).scores(unseen)
     return out
 
 
@@ -121,6 +132,8 @@ class ControlRanker:
         self.model = None
         self.param: float | None = None
         self.oof_reward = np.zeros(0)
+        # The selection metric of the chosen hyperparameter: mean out-of-fold reward where the label was knowable.
+        self.oof_score = 0.0
         self.oof_confidence = np.zeros(0)
         self._oof: dict[str, np.ndarray] = {}
         self.thresholds = np.full(len(labels), 0.5)
@@ -132,15 +145,16 @@ class ControlRanker:
         # Good-Turing: the chance that a new input's label is one the pool never shows is the share of labels seen
         # exactly once. No model can be right on those, so single-choice confidences are scaled by the rest.
         self.coverage = 1.0 if control.multiple else 1.0 - float((y.sum(axis=0) == 1).sum()) / n
+        grid = out_of_fold(
+            kind, self.texts, y, folds, self.prior, multiple=control.multiple, balanced=self.balanced, pair=pair
+        )
         best = None
-        for value in GRIDS[kind]:
-            fit = _fit(kind, value, control.multiple, self.balanced, pair)
-            scores = out_of_fold(fit, self.texts, y, folds, self.prior)
+        for value, scores in grid.items():
             reward = self._raw_reward(scores)
             if best is None or reward > best[0] + 1e-9:
-                best = (reward, value, scores, fit)
-        _, self.param, scores, fit = best
-        self.model = fit(self.texts, y)
+                best = (reward, value, scores)
+        self.oof_score, self.param, scores = best
+        self.model = _final(kind, self.param, control.multiple, self.balanced, pair)(self.texts, y)
         self._calibrate(scores)
         for text, row in zip(self.texts, scores, strict=True):
             self._oof.setdefault(text, row)
@@ -166,6 +180,16 @@ class ControlRanker:
             self.oof_reward = set_f1(chosen, y)
             self.item_calibrator = Platt(self._joint(probabilities, chosen), self.oof_reward)
             self.oof_confidence = self.item_calibrator(self._joint(probabilities, chosen))
+        elif len(self.control.labels) == 2:
+            # Two labels: calibrate the second label's probability itself, so both labels' probabilities are one
+            # coherent pair. (A top-label calibration would let an item answered "0" with low confidence carry a
+            # higher probability of "1" than an item answered "1".) The answer stays the model's own decision,
+            # which with balanced class weights is the one balanced accuracy rewards.
+            top = scores.argmax(axis=1)
+            self.oof_reward = y[np.arange(len(scores)), top]
+            self.label_calibrator = Platt(scores[:, 1], y[:, 1])
+            second = self.label_calibrator(scores[:, 1])
+            self.oof_confidence = np.where(top == 1, second, 1 - second)
         else:
             top = scores.argmax(axis=1)
             self.oof_reward = y[np.arange(len(scores)), top]
@@ -214,6 +238,11 @@ class ControlRanker:
             chosen = choose(p[None, :], self.thresholds)
             confidence = float(self.item_calibrator(self._joint(p[None, :], chosen))[0])
             answer = [labels[j] for j in np.flatnonzero(chosen[0])]
+        elif len(labels) == 2:
+            second = float(self.label_calibrator(raw[1:2])[0])
+            p = np.array([1 - second, second])
+            answer = [labels[int(raw.argmax())]]
+            confidence = float(p[int(raw.argmax())])
         else:
             top = int(raw.argmax())
             confidence = self.coverage * float(self.item_calibrator(raw[top : top + 1])[0])
@@ -239,7 +268,7 @@ class ControlRanker:
             "control": self.control.name,
             "pool": len(self.texts),
             "param": self.param,
-            "oof_reward": round(float(self.oof_reward.mean()), 6) if len(self.oof_reward) else None,
+            "oof_score": round(self.oof_score, 6),
         }
 
 
