@@ -21,6 +21,7 @@ loop's minibatches) are honest, as retrieval's are (it never shows an input as i
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -103,8 +104,9 @@ def out_of_fold(kind: RankerKind, texts: Sequence[str], y: np.ndarray, folds: np
         if kind is RankerKind.LINEAR:
             features = Features(train, pair)
             x, x_held = features.transform(train), features.transform(unseen)
-            for value in grid:
-                model = linear.LinearModel(features, x, y[rest], multiple, value, balanced=balanced)
+            model = None
+            for value in sorted(grid):
+                model = linear.LinearModel(features, x, y[rest], multiple, value, balanced=balanced, warm=model)
                 out[value][held] = model.score_matrix(x_held)
         else:
             for value in grid:
@@ -274,5 +276,7 @@ class ControlRanker:
 
 def build(kind: RankerKind, control: ChoiceControl, examples: Sequence[Example], **options) -> ControlRanker:
     # One BLAS thread: a web or RQ worker building a ranker must not take every core from its neighbours.
-    with threadpool_limits(1):
+    with threadpool_limits(1), warnings.catch_warnings():
+        # scikit-learn warns when labels outnumber half the items (77 intents, 100 examples): that is the setting.
+        warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
         return ControlRanker(kind, control, examples, **options)
