@@ -11,12 +11,13 @@ import pytest
 
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.labelstudio.render import render_input
+from optimizer.learning import modes
 from optimizer.learning.gold import GoldItem, synth_config
 from optimizer.learning.optimize import LoopConfig, optimize
 from optimizer.learning.rewards import scoring_for
 from optimizer.serving.llm import LLMClient, LLMConfig
-from optimizer.serving.modes import Mode
-from optimizer.serving.policy import Policy
+from optimizer.serving.modes import Mode, RankerKind
+from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.ranking import cache
 from tests.support.constants import REWARD_CONFIG
 from tests.support.fakellm import FakeLLM, Reply
@@ -134,3 +135,36 @@ def test_judge_optimisation_chooses_the_reward_model_over_an_llm_judge_that_says
     # Balanced accuracy (the judge's score): the always-Good judge has 0.5.
     assert test["initial"]["controls"]["reward"]["balanced_accuracy"] == pytest.approx(0.5)
     assert test["best"]["controls"]["reward"]["balanced_accuracy"] > 0.75
+
+
+def xor_pool(n: int) -> tuple:
+    """A label that is the XOR of two words: no linear model over words separates it, the nearest items do."""
+    rng = random.Random(5)
+    out = []
+    for i in range(n):
+        a, b = rng.choice(("north", "south")), rng.choice(("red", "blue"))
+        label = "alpha" if (a == "north") == (b == "red") else "bravo"
+        out.append(Demo(f"{a} item{i} {b}", {"label": label}))  # never adjacent: no bigram names the pair
+    return tuple(out)
+
+
+def test_fit_prefers_the_linear_ranker_unless_the_neighbours_are_clearly_better():
+    fitted = modes.fit(SCHEMA, tuple(Demo(i.input, i.answer) for i in make_gold(80)), max_k=8)
+    assert fitted.best is RankerKind.LINEAR  # both are perfect here: the default stays
+    xor = modes.fit(SCHEMA, xor_pool(120), max_k=8)
+    assert xor.best is RankerKind.NEIGHBOURS
+    assert xor.scores["neighbours"] > xor.scores["linear"] + 0.2
+
+
+def test_the_tau_ladder_answers_three_quarters_half_and_a_quarter_of_the_training_items():
+    pool = tuple(
+        Demo(f"request {i}: {LABELS[i % 5]}word{i % 3} {LABELS[(i * 7) % 5]}word{i % 2}", {"label": [LABELS[i % 5]]})
+        for i in range(150)
+    )
+    fitted = modes.fit(SCHEMA, pool, max_k=8)
+    assert len(fitted.taus) == 3 and list(fitted.taus) == sorted(fitted.taus)
+    ranker = cache.ranker_for(fitted.best, SCHEMA, SCHEMA.choices[0], pool)
+    shares = [float((ranker.oof_confidence >= tau).mean()) for tau in fitted.taus]
+    for share, target in zip(shares, modes.COVERAGES, strict=True):
+        assert share == pytest.approx(target, abs=0.08)
+    assert 2 <= fitted.k <= len(LABELS) // 2

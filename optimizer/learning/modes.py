@@ -7,7 +7,9 @@ validation pass and promotion rule (``search``).
 What the pool's rankers say about themselves out of fold (``serving.ranking``: each training item scored by a model
 that did not see it) chooses among them without touching validation:
 
-- **the better ranker**: linear or nearest-neighbour, by mean out-of-fold reward; it answers, and it narrows;
+- **the better ranker**: linear, unless the nearest-neighbour vote's mean out-of-fold reward is higher by more than
+  the standard error of the paired difference (a one-standard-error rule: on 75 items a difference of 0.01 is
+  noise, and the linear model ranks every label, not just the neighbours'); it answers, and it narrows;
 - **τ** (cascade threshold) ladder: the calibrated confidences at which the ranker would answer 75 %, 50 % and
   25 % of the training items. Multiple choice needs no ladder of its own: each label already has its own threshold
   (``calibration.fit_thresholds``), and τ applies to the answer's calibrated expected F1;
@@ -58,11 +60,27 @@ def fit(schema: Schema, pool: Sequence[Demo], max_k: int) -> Fitted | None:
         return None
     built = {kind: [ranker_for(kind, schema, c, pool) for c in schema.choices] for kind in RankerKind}
     scores = {kind.value: round(float(np.mean([r.oof_score for r in rankers])), 6) for kind, rankers in built.items()}
-    # Ties go to the linear model (listed first): it ranks every label, not just the neighbours'.
-    best = max(RankerKind, key=lambda kind: scores[kind.value])
+    best = (
+        RankerKind.NEIGHBOURS
+        if _clearly_better(built[RankerKind.NEIGHBOURS], built[RankerKind.LINEAR])
+        else (RankerKind.LINEAR)
+    )
     other = next(kind for kind in RankerKind if kind is not best)
     rankers = built[best]
     return Fitted(best, other, scores, _taus(rankers), _k(schema, rankers, max_k))
+
+
+def _clearly_better(challenger, default) -> bool:
+    """The challenger's out-of-fold rewards beat the default's by more than one standard error (paired by item,
+    over the items whose label a fold model could know)."""
+    diffs = []
+    for a, b in zip(challenger, default, strict=True):
+        seen = a.seen & b.seen
+        diffs.append(a.oof_reward[seen] - b.oof_reward[seen])
+    d = np.concatenate(diffs) if diffs else np.zeros(0)
+    if len(d) < 2:
+        return False
+    return float(d.mean()) > float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def _taus(rankers) -> tuple[float, ...]:

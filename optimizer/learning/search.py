@@ -347,6 +347,9 @@ class Search:
             variants = modes.mode_variants(parent, self.schema, demo_pool(train), self.fitted, self.config.demo_k)
             fresh = [(k, p) for k, p in variants if p.version not in self.tried]
             learned = [Candidate(k, p) for k, p in fresh[: self.config.learned_candidates]]
+            if parent.mode is Mode.RANKER:
+                # The ranker answers every input: a rewrite, a demo change or a narrowing would answer the same.
+                return learned
         if self.config.demos:
             variants = demo_variants(
                 parent,
