@@ -11,9 +11,9 @@ round-robin, so every fold gets its share of each label and a rebuilt ranker get
 
 Platt scaling maps a raw score ``s`` to ``sigmoid(a · logit(s) + b)``, fitted by logistic regression against the
 reward the answer earned (soft targets: an F1 of 0.5 counts half right, half wrong). When the outcomes do not
-vary (every out-of-fold answer right, say) the slope cannot be estimated: the raw scores keep slope 1 and only the
-intercept moves, so the calibrated mean is the smoothed mean reward and the order of inputs is kept. Scores that
-do not vary at all give that mean as a constant.
+vary (every out-of-fold answer right, say), or the fitted slope is not positive, the slope cannot be estimated:
+the raw scores keep slope 1 and only the intercept moves, so the calibrated mean is the smoothed mean reward and
+the order of inputs is kept. Scores that do not vary at all give that mean as a constant.
 """
 
 from __future__ import annotations
@@ -69,8 +69,12 @@ class Platt:
         ww = np.r_[rewards, 1 - rewards]
         model = LogisticRegression(C=10.0, max_iter=1000).fit(xx, yy, sample_weight=ww)
         a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
-        if a > 1e-6:  # a non-increasing fit means the scores carry no usable order: keep the constant
+        if a > 1e-6:
             self.a, self.b, self.constant = a, b, None
+        else:
+            # A non-increasing fit on a hundred noisy items does not show the order is useless, only that it is
+            # not measurable here: keep the raw order at slope 1 and move the level to the mean reward.
+            self.a, self.b, self.constant = 1.0, _intercept(x.ravel(), mean), None
 
     def __call__(self, scores) -> np.ndarray:
         scores = np.asarray(scores, dtype=np.float64)

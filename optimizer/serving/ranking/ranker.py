@@ -8,7 +8,7 @@ Built from a pool of (text, labels) examples (the policy's demos) by :func:`buil
 3. calibration on the chosen out-of-fold scores. Single choice: the top label's raw score → the probability it is
    right. Multiple choice: each label's raw score → the probability it applies (one calibrator shared by all
    labels: a label seen five times cannot support its own), per-label thresholds on those (``fit_thresholds``),
-   and the answer's joint decision confidence → its expected F1.
+   and the answer's plug-in expected F1 → the F1 it earns out of fold.
 
 A :class:`Ranking` of an input holds every label best first with its calibrated probability, the answer the
 ranker would give, and ``confidence``: the calibrated expected reward of that answer (for single choice, the
@@ -180,8 +180,8 @@ class ControlRanker:
             self.thresholds = fit_thresholds(probabilities, y)
             chosen = choose(probabilities, self.thresholds)
             self.oof_reward = set_f1(chosen, y)
-            self.item_calibrator = Platt(self._joint(probabilities, chosen), self.oof_reward)
-            self.oof_confidence = self.item_calibrator(self._joint(probabilities, chosen))
+            self.item_calibrator = Platt(self._expected_f1(probabilities, chosen), self.oof_reward)
+            self.oof_confidence = self.item_calibrator(self._expected_f1(probabilities, chosen))
         elif len(self.control.labels) == 2:
             # Two labels: calibrate the second label's probability itself, so both labels' probabilities are one
             # coherent pair. (A top-label calibration would let an item answered "0" with low confidence carry a
@@ -201,10 +201,13 @@ class ControlRanker:
         self.oof_ranks = self._gold_ranks(scores)
 
     @staticmethod
-    def _joint(probabilities: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-        """How sure the ranker is of every label decision at once: the product of each decision's probability."""
-        decided = np.where(chosen, probabilities, 1 - probabilities)
-        return np.exp(np.log(np.clip(decided, 1e-9, 1)).sum(axis=1))
+    def _expected_f1(probabilities: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """The answer's expected F1 if each label applies independently with its probability, in the usual plug-in
+        form ``2 · Σ_chosen p / (|chosen| + Σ_all p)`` (expected hits over expected sizes). It ranks answers by how
+        likely they are to score, which the product of every label decision's probability did not (on
+        GoEmotions-Ekman, AUROC against correctness 0.58-0.71 against 0.44-0.59)."""
+        hits = np.where(chosen, probabilities, 0.0).sum(axis=1)
+        return 2 * hits / (chosen.sum(axis=1) + probabilities.sum(axis=1))
 
     def _gold_ranks(self, scores: np.ndarray) -> np.ndarray:
         """Per pool item, the out-of-fold rank (1-based) of its worst-ranked gold label: top-k holds all its gold
@@ -238,7 +241,7 @@ class ControlRanker:
         if self.control.multiple:
             p = self.label_calibrator(raw[None, :])[0]
             chosen = choose(p[None, :], self.thresholds)
-            confidence = float(self.item_calibrator(self._joint(p[None, :], chosen))[0])
+            confidence = float(self.item_calibrator(self._expected_f1(p[None, :], chosen))[0])
             answer = [labels[j] for j in np.flatnonzero(chosen[0])]
         elif len(labels) == 2:
             second = float(self.label_calibrator(raw[1:2])[0])
