@@ -123,22 +123,14 @@ class StepResult:
 
 
 def describe(policy: Policy) -> dict:
-    out = {
+    return {
         "version": policy.version,
         "instruction": policy.instruction,
         "demos": len(policy.demos),
         "demo_k": policy.demo_k,
         "mode": policy.mode.value,
+        **policy.answering(),
     }
-    if policy.narrow_k:
-        out["narrow_k"] = policy.narrow_k
-    if policy.ranker is not None:
-        out["ranker"] = policy.ranker.value
-    if policy.mode is Mode.CASCADE:
-        out["tau"] = policy.tau
-    if policy.hide_demos:
-        out["hide_demos"] = True
-    return out
 
 
 class Search:

@@ -85,22 +85,28 @@ class Policy:
             raise ValueError("tau must be a probability in [0, 1]")
 
     def content(self) -> dict:
-        content: dict = {
+        return {
             "instruction": self.instruction,
             "demos": [d.to_dict() for d in self.demos],
             "demo_k": self.demo_k,
+            **self.answering(),
         }
+
+    def answering(self) -> dict:
+        """How the policy answers beyond instruction and demos: each field only when it is not its default (and,
+        for ``ranker`` and ``tau``, only when something uses it), so older versions hash as they always did."""
+        out: dict = {}
         if self.narrow_k:
-            content["narrow_k"] = self.narrow_k
+            out["narrow_k"] = self.narrow_k
         if self.mode is not Mode.LLM:
-            content["mode"] = self.mode.value
+            out["mode"] = self.mode.value
         if self.ranker is not None and (self.mode is not Mode.LLM or self.narrow_k):
-            content["ranker"] = self.ranker.value
+            out["ranker"] = self.ranker.value
         if self.mode is Mode.CASCADE:
-            content["tau"] = self.tau
+            out["tau"] = self.tau
         if self.hide_demos:
-            content["hide_demos"] = True
-        return content
+            out["hide_demos"] = True
+        return out
 
     @property
     def shown_demos(self) -> bool:
