@@ -44,6 +44,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+# Imported now, not on the first ranker build: a long grid then runs the ranker code it started with.
+import optimizer.serving.ranking.ranker  # noqa: F401
 from bench.gepa_run import run_gepa
 from bench.knn import fit_knn
 from bench.linear import fit_linear
