@@ -168,3 +168,28 @@ def test_the_tau_ladder_answers_three_quarters_half_and_a_quarter_of_the_trainin
     for share, target in zip(shares, modes.COVERAGES, strict=True):
         assert share == pytest.approx(target, abs=0.08)
     assert 2 <= fitted.k <= len(LABELS) // 2
+
+
+class CandidateReader(Labeller):
+    """``Labeller`` that also knows a narrowed input: the candidates note after the input is not part of its text."""
+
+    def __call__(self, body: dict) -> Reply:
+        messages = [dict(m) for m in body["messages"]]
+        messages[-1]["content"] = messages[-1]["content"].split("\n\nCandidate labels for ")[0]
+        return super().__call__({**body, "messages": messages})
+
+
+def test_a_cascade_wins_when_the_ranker_is_sure_of_some_inputs_and_the_llm_better_on_the_rest():
+    clear = make_gold(60)  # the words give these labels away: the ranker is right and sure
+    opaque = [  # nothing in these texts says their label: the ranker guesses, unsure
+        GoldItem(f"o{i}", f"request {hashlib.sha256(str(i).encode()).hexdigest()[:10]}", {"label": [LABELS[i % 5]]})
+        for i in range(60)
+    ]
+    gold = [item for pair in zip(clear, opaque, strict=True) for item in pair]
+    result, _ = run(CandidateReader(gold, base=0.6), gold, budget=250)
+    assert result.accepted and result.best.mode is Mode.CASCADE
+    test = result.report["test"]
+    assert test["best"]["reward"] > test["initial"]["reward"] + 0.1
+    assert 20 < test["best"]["llm_calls_per_100"] < 80  # the opaque half goes to the LLM, the clear half does not
+    promoted = [c for c in candidates(result.report) if c["status"] == "promoted"]
+    assert promoted[-1]["mode"] == "cascade" and promoted[-1]["val"] > result.report["run"]["initial_val"]["reward"]
