@@ -23,6 +23,7 @@ from optimizer.learning.evaluation import Evaluation, score_prediction
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.splits import split
 from optimizer.learning.verifiers import label_set
+from optimizer.serving.modes import Source
 from optimizer.serving.predictor import Prediction
 from optimizer.serving.retrieval import BM25
 
@@ -56,7 +57,7 @@ class KNN:
         ranked = [(scores[i], self.gold[i]) for i in order if scores[i] > 0 and self.gold[i].input != text]
         ranked = ranked[: self.k]
         choices = {c.name: self._control(c, ranked) for c in self.schema.choices}
-        return Prediction(choices={k: v for k, v in choices.items() if v}, score=1.0, strict=True)
+        return Prediction(choices={k: v for k, v in choices.items() if v}, score=1.0, strict=True, source=Source.RANKER)
 
     def evaluate(self, items: Sequence[GoldItem]) -> Evaluation:
         predictions = tuple(self.predict(item.input) for item in items)

@@ -7,6 +7,7 @@ sample of ``--test`` test items (the same for every seed). Four policies, each s
 - (c) ``ours``: ``optimizer.learning.procedure.optimize`` on the gold (75 % train / 25 % validation, no internal test);
 - (d) ``ours-nodemo``: the same without demo or narrowing candidates (instruction changes only);
 - (e) ``knn``: no LLM, the labels of the nearest gold items (``bench/knn.py``, k chosen on validation);
+- (e') ``linear``: no LLM, TF-IDF + logistic regression on the gold (``bench/linear.py``, C chosen on validation);
 - (f) ``gepa``: the ``gepa`` package searching instructions over our labeller and verifiers (``bench/gepa_run.py``,
   needs ``bench/requirements.txt``).
 (b), (c), (d) and (f) get the same LLM-call budget: what the naive loop spends, 3 x gold + 3, counted the same way
@@ -19,6 +20,11 @@ accuracy for a single-label set, mean per-item F1 for a multi-label one).
 The labeller and the proposer are the same embedded SmolLM2-135M (that is what runs offline). Test scoring is
 cached by policy version, so a policy that several runs return (the initial prompt, typically) is scored once.
 Progress is saved after every (dataset, method, seed) to ``--out``; a rerun resumes.
+
+Test scoring of ``initial`` and ``ours`` asks for logprobs, as the product serves (``LLM_LOGPROBS``), so every test
+prediction carries the score users get: the LLM's probability of its answer, or the ranker's calibrated confidence.
+Each method's test metrics then include the AUROC of that score against correctness (reward >= 0.5) and the LLM
+calls its policy costs per 100 served tasks.
 
     python -m bench.optimize --probe                 # time a few calls and estimate the full run
     python -m bench.optimize                         # the full run (hours on 2 shared cores)
@@ -33,12 +39,16 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+# Imported now, not on the first ranker build: a long grid then runs the ranker code it started with.
+import optimizer.serving.ranking.ranker  # noqa: F401
 from bench.gepa_run import run_gepa
 from bench.knn import fit_knn
+from bench.linear import fit_linear
 from bench.naive import EPOCHS, naive_loop
 from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
@@ -58,7 +68,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The shared data sets sit beside the repository (../shared/data); BENCH_DATA points elsewhere.
 DEFAULT_DATA = os.environ.get("BENCH_DATA", str(ROOT.parent / "shared" / "data"))
 DATASETS = ("banking77", "goemotions_ekman")
-METHODS = ("initial", "knn", "naive", "gepa", "ours", "ours-nodemo")
+METHODS = ("initial", "knn", "linear", "naive", "gepa", "ours", "ours-nodemo")
+# Methods whose test predictions carry the product's scores (logprobs on), for the AUROC of score vs correctness.
+SCORED = ("initial", "ours")
+NO_LLM = {"knn": fit_knn, "linear": fit_linear}
 
 
 def sample(items: list[GoldItem], n: int, seed: int) -> list[GoldItem]:
@@ -83,11 +96,12 @@ def default_policy() -> Policy:
     return Policy(load_prompt("@" + str(ROOT / "prompts" / "default.txt")))
 
 
-def clients(base_url: str, max_tokens: int) -> tuple[LLMClient, LLMClient]:
-    """Labeller without logprobs: scoring needs labels, not confidences, and llama.cpp's logprobs triple a call."""
+def clients(base_url: str, max_tokens: int, logprobs: bool = False) -> tuple[LLMClient, LLMClient]:
+    """Labeller without logprobs by default: the loop needs labels, not confidences, and llama.cpp's logprobs triple
+    a call. Test scoring of the methods whose scores are reported turns them on."""
     labeller = LLMClient(
         LLMConfig(base_url=base_url, model="smollm2-135m", response_format="llama_schema", max_tokens=max_tokens,
-                  concurrency=2, timeout=300, max_retries=1, logprobs=False)
+                  concurrency=2, timeout=300, max_retries=1, logprobs=logprobs)
     )  # fmt: skip
     proposer = LLMClient(
         LLMConfig(base_url=base_url, model="smollm2-135m", response_format="text", logprobs=False, temperature=0.7,
@@ -121,21 +135,23 @@ class Bench:
         test = load_gold(folder / "test.jsonl", labels_path=folder / "labels.json", config=train.label_config)
         return train.schema, train.items, sample(test.items, self.args.test, 0)
 
-    def test_score(self, ds: dict, schema, policy: Policy, test) -> dict:
-        """Test metrics of ``policy``, computed once per policy version."""
+    def test_score(self, ds: dict, schema, policy: Policy, test, logprobs: bool = False) -> dict:
+        """Test metrics of ``policy``, computed once per policy version (and logprob setting)."""
         cache = ds.setdefault("test_by_policy", {})
-        if policy.version not in cache:
-            labeller, _ = clients(self.base_url, self.args.max_tokens)
+        key = policy.version + ("+logprobs" if logprobs else "")
+        if key not in cache:
+            labeller, _ = clients(self.base_url, self.args.max_tokens, logprobs=logprobs)
             started = time.monotonic()
             with Budget(10**9).attach(labeller) as budget:
                 evaluation = Evaluator(Predictor(labeller), schema, budget).evaluate(policy, test)
-            cache[policy.version] = {
+            cache[key] = {
                 **evaluation.metrics(schema),
+                **confidence(evaluation),
                 "calls": budget.spent,
                 "seconds": round(time.monotonic() - started, 1),
             }
             self.save()
-        return cache[policy.version]
+        return cache[key]
 
     def narrow_probe(self, ks: list[int], seed: int = 0) -> None:
         """Test scores of the policies narrowing would propose (retrieval k=4 over the seed's training split plus
@@ -171,7 +187,7 @@ class Bench:
             calls = labeller.usage.snapshot()["calls"] + proposer.usage.snapshot()["calls"]
             info = {"self_reported": report["epochs"], "accepted": True}
         else:
-            config = self.config if method == "ours" else replace(self.config, demos=False)
+            config = self.config if method == "ours" else replace(self.config, demos=False, learned=False)
             result = optimize(self.initial, schema, gold, labeller, proposer, budget_calls=budget, seed=seed,
                               config=config)  # fmt: skip
             policy, calls = result.best, result.calls
@@ -188,6 +204,9 @@ class Bench:
                 "promoted": [
                     c["kind"] for s in run["steps"] for c in s.get("candidates", []) if c.get("status") == "promoted"
                 ],
+                "candidates": candidate_rows(run),
+                "rankers": run.get("rankers"),
+                "refit": run.get("refit"),
             }
         usage = {"labeller": labeller.usage.snapshot(), "proposer": proposer.usage.snapshot()}
         return policy, {**info, "calls": calls, "budget": budget, "usage": usage,
@@ -207,22 +226,56 @@ class Bench:
                     if key in ds["runs"]:
                         continue
                     print(f"[{time.strftime('%H:%M:%S')}] {name} {key} ...", file=sys.stderr, flush=True)
-                    if method == "knn":
+                    if method in NO_LLM:
                         started = time.monotonic()
-                        knn, choice = fit_knn(schema, gold, seed, self.config.fractions)
-                        info = {"knn": choice, "calls": 0, "test": knn.evaluate(test).metrics(schema)}
+                        model, choice = NO_LLM[method](schema, gold, seed, self.config.fractions)
+                        evaluation = model.evaluate(test)
+                        info = {
+                            method: choice,
+                            "calls": 0,
+                            "test": {**evaluation.metrics(schema), "llm_calls_per_100": 0},
+                        }
                         info["seconds"] = round(time.monotonic() - started, 1)
                         ds["runs"][key] = info
                         self.save()
                         continue
                     policy, info = self.run_method(method, schema, gold, seed)
                     info.update(policy=policy.version, demo_k=policy.demo_k, narrow_k=policy.narrow_k,
+                                mode=policy.mode.value, ranker=policy.ranker and policy.ranker.value,
+                                tau=policy.tau, hide_demos=policy.hide_demos,
                                 instruction=policy.instruction[:400])  # fmt: skip
-                    info["test"] = self.test_score(ds, schema, policy, test)
+                    info["test"] = self.test_score(ds, schema, policy, test, logprobs=method in SCORED)
                     ds["runs"][key] = info
                     self.save()
                     print(f"    test reward {info['test']['reward']:.3f}, calls {info['calls']}, "
                           f"{info['seconds']}s", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def confidence(evaluation) -> dict:
+    """How much the predictions' scores mean: the AUROC of score against correctness (reward >= 0.5), and the mean
+    score beside the mean reward (a calibrated score has the two close)."""
+    from sklearn.metrics import roc_auc_score
+
+    right = [s.reward >= 0.5 for s in evaluation.scores]
+    scores = [p.score for p in evaluation.predictions]
+    auroc = roc_auc_score(right, scores) if 0 < sum(right) < len(right) else None
+    sources = Counter(p.source.value for p in evaluation.predictions)
+    return {
+        "auroc": round(float(auroc), 4) if auroc is not None else None,
+        "mean_score": round(statistics.mean(scores), 4) if scores else None,
+        "sources": dict(sources),
+    }
+
+
+def candidate_rows(run: dict) -> list[dict]:
+    """Each candidate the run scored: kind, mode, minibatch and validation score, LLM calls per 100 served tasks."""
+    keys = ("kind", "mode", "status", "minibatch", "val", "llm_calls_per_100")
+    return [
+        {k: c[k] for k in keys if k in c}
+        for step in run.get("steps", [])
+        for c in step.get("candidates", [])
+        if "minibatch" in c
+    ]
 
 
 def multi_label(name: str, ds: dict) -> bool:
@@ -236,25 +289,31 @@ def headline(multiple: bool, test: dict) -> float:
 
 
 def table(results: dict) -> str:
-    head = "| dataset | method | test metric (mean ± sd over seeds) | per seed | macro-F1 | calls | wall s | s/call |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = (
+        "| dataset | gold | method | test metric (mean ± sd over seeds) | per seed | macro-F1 | LLM calls / 100 tasks "
+        "| AUROC | calls | wall s |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for name, ds in results.items():
         multiple = multi_label(name, ds)
         metric = "item F1" if multiple else "accuracy"
+        gold = (ds.get("sizes") or {}).get("gold", "")
         for method in METHODS:
             runs = [v for k, v in sorted(ds["runs"].items()) if k.split("/")[0] == method]
             if not runs:
                 continue
             scores = [headline(multiple, r["test"]) for r in runs]
-            calls = sum(r["calls"] for r in runs)
-            per_call = f"{sum(r['seconds'] for r in runs) / calls:.2f}" if calls else "-"
             sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
             macro = statistics.mean(r["test"]["label"]["macro_f1"] for r in runs)
+            served = [r["test"].get("llm_calls_per_100") for r in runs]
+            served_text = f"{statistics.mean(served):.0f}" if None not in served else "-"
+            aurocs = [r["test"].get("auroc") for r in runs]
+            auroc_text = f"{statistics.mean(aurocs):.3f}" if aurocs and None not in aurocs else "-"
             lines.append(
-                f"| {name} | {method} | {metric} {statistics.mean(scores):.3f} ± {sd:.3f} | "
+                f"| {name} | {gold} | {method} | {metric} {statistics.mean(scores):.3f} ± {sd:.3f} | "
                 + " ".join(f"{s:.3f}" for s in scores)
-                + f" | {macro:.3f} | {statistics.mean(r['calls'] for r in runs):.0f} | "
-                f"{statistics.mean(r['seconds'] for r in runs):.0f} | {per_call} |"
+                + f" | {macro:.3f} | {served_text} | {auroc_text} | {statistics.mean(r['calls'] for r in runs):.0f} | "
+                f"{statistics.mean(r['seconds'] for r in runs):.0f} |"
             )
     return "\n".join(lines)
 

@@ -22,6 +22,13 @@ at-a-time server with logprobs runs about 1 call/s here).
     python -m bench.soft_rewards                 # scripted judge, 3 seeds (about 1 minute on 2 cores)
     python -m bench.soft_rewards --embedded      # also the embedded model (tens of minutes on a busy machine)
     python -m bench.soft_rewards --embedded-only --embedded-parts optimise --embedded-held 60 --embedded-budget 80
+    python -m bench.soft_rewards --embedded-only --embedded-parts choose --choose-gold 200 --embedded-held 200
+
+3. **The chosen judge** (``--embedded-parts choose``, issue 22): ``optimize`` as a training job runs it on a
+   reward-scoring project, learned answers on: the LLM judge, the reward model (the ranker over (prompt, response)
+   trained on the grades) and cascades of the two compete by balanced accuracy on validation; the returned judge
+   is scored on the held-out grades (balanced accuracy, kappa, AUROC of its probability of "Good"), beside the LLM
+   judge and the reward model alone (trained on all the gold).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.graded import build, confusable, load
+from optimizer.labelstudio.judge import judge_shape
 from optimizer.labelstudio.labelconfig import parse_label_config
 from optimizer.labelstudio.render import render_input
 from optimizer.learning.budget import Budget
@@ -45,8 +53,10 @@ from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.procedure import LoopConfig, optimize
 from optimizer.learning.rewards import Reward, Scoring
+from optimizer.learning.rlvr import best_probability
 from optimizer.serving.llm import LLMClient, LLMConfig
-from optimizer.serving.policy import Policy
+from optimizer.serving.modes import Mode, RankerKind
+from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.predictor import Predictor
 from testkit.constants import REWARD_CONFIG
 from testkit.fakellm import FakeLLM, Reply, labels_from_system, last_user
@@ -172,7 +182,9 @@ def said_good(scored) -> float:
 
 
 def optimise(labeller, proposer, judge: Evaluator, gold, held, reward: Reward, seed: int, budget: int, demos=False):
-    config = LoopConfig(minibatch=MINIBATCH, demos=demos, label_guide=False, patience=6)
+    # Instruction (and demo) changes only: this question is about soft against hard rewards for the LLM judge.
+    # Choosing between the LLM judge and a learned reward model is ``choose_judge``'s question.
+    config = LoopConfig(minibatch=MINIBATCH, demos=demos, label_guide=False, patience=6, learned=False)
     result = optimize(
         Policy(JUDGE),
         SCHEMA,
@@ -205,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedded-parts", default="gate,optimise", help="gate, optimise or both (comma-separated)")
     parser.add_argument("--embedded-held", type=int, default=100, help="held-out items for the embedded model")
     parser.add_argument("--embedded-budget", type=int, default=EMBEDDED_BUDGET, help="calls per embedded run")
+    parser.add_argument("--choose-gold", type=int, default=200, help="graded items per seed for the chosen judge")
+    parser.add_argument("--choose-seeds", type=lambda v: [int(x) for x in v.split(",")], default=list(SEEDS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soft_rewards.json")
     args = parser.parse_args(argv)
     source = load("train")
@@ -238,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             results["optimise"][seed] = runs
     if args.embedded or args.embedded_only:
         parts = set(args.embedded_parts.split(","))
-        results["embedded"] = embedded(source, nearest, parts, args.embedded_held, args.embedded_budget)
+        results["embedded"] = embedded(source, nearest, parts, args.embedded_held, args.embedded_budget,
+                                       gold=args.choose_gold, seeds=args.choose_seeds)  # fmt: skip
     results["seconds"] = round(time.monotonic() - started, 1)
     summarise(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +289,55 @@ def scripted_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, budget: int) -> dict:
+def choose_judge(labeller, proposer, judge: Evaluator, source, nearest, seed: int, gold_n: int, held_n: int, budget):
+    """Question 3 for one seed: which judge the loop chooses, and how it does on held-out grades."""
+    gold = items(build(source, gold_n, seed=seed, nearest=nearest), f"c{seed}-")
+    held = items(build(load("test"), held_n, seed=100 + seed, nearest=nearest), f"ch{seed}-")
+    config = LoopConfig(minibatch=MINIBATCH, label_guide=False, patience=4, fractions=(0.75, 0.25, 0.0))
+    started = time.monotonic()
+    result = optimize(Policy(JUDGE), SCHEMA, gold, labeller, proposer, budget_calls=budget, seed=seed,
+                      config=config, scoring=scoring(Reward.HARD))  # fmt: skip
+    pool = tuple(Demo(item.input, item.answer) for item in gold)
+    reward_model = Policy(JUDGE, pool, mode=Mode.RANKER, ranker=RankerKind.LINEAR)
+    out = {"gold": len(gold), "held_out": len(held), "calls": result.calls, "promoted": result.accepted}
+    for name, policy in (("chosen", result.best), ("llm_judge", Policy(JUDGE)), ("reward_model", reward_model)):
+        scored = judge.evaluate(policy, held)
+        metrics = scored.metrics(SCHEMA)["controls"]["reward"]
+        out[name] = {
+            "mode": policy.mode.value,
+            "ranker": policy.ranker and policy.ranker.value,
+            "tau": policy.tau if policy.mode is Mode.CASCADE else None,
+            "balanced_accuracy": round(scored.mean, 4),
+            "kappa": round(metrics["kappa"], 4),
+            "said_good": said_good(scored),
+            "llm_calls_per_100": scored.llm_per_100,
+            "auroc_good": good_auroc(scored),
+        }
+    out["candidates"] = [
+        {k: c[k] for k in ("kind", "mode", "status", "minibatch", "val", "llm_calls_per_100") if k in c}
+        for step in result.report["run"]["steps"]
+        for c in step.get("candidates", [])
+        if "minibatch" in c
+    ]
+    out["seconds"] = round(time.monotonic() - started, 1)
+    return out
+
+
+def good_auroc(scored) -> float | None:
+    """AUROC of the judge's probability of "Good" (``rlvr.best_probability`` of its grade and score, the soft
+    reward the RLVR export writes) against the human grade."""
+    from sklearn.metrics import roc_auc_score
+
+    shape = judge_shape(SCHEMA)
+    good = [item.answer["reward"][0] == shape.best for item in scored.items]
+    p = [
+        best_probability(shape, pred.choices["reward"][0], pred.score) if pred.choices.get("reward") else 0.5
+        for pred in scored.predictions
+    ]
+    return round(float(roc_auc_score(good, p)), 4) if 0 < sum(good) < len(good) else None
+
+
+def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, budget: int, **choose) -> dict:
     """Both questions with the real embedded model, smaller: 4 hand-written judge instructions for the gate
     (20-item gates against 100 held-out items), and one seed of soft and hard optimisation (40 gold, demos on)."""
     from testkit.embedded import EmbeddedLLM, find_server_python
@@ -311,6 +374,10 @@ def embedded(source: list[dict], nearest: dict, parts: set[str], held_n: int, bu
             out.update(agreement=agreement, ties=ties, pairs=counted, judge_default_ba=initial)
             print(f"embedded gate agreement (20 vs {held_n}): {agreement} ties {ties} pairs {counted}", flush=True)
         judge = held_out_evaluator(labeller)
+        for seed in choose["seeds"] if "choose" in parts else ():
+            run = choose_judge(model(), model(False), judge, source, nearest, seed, choose["gold"], held_n, budget)
+            out.setdefault("choose", {})[seed] = run
+            print(f"embedded choose seed {seed}: {json.dumps(run)}", flush=True)
         for reward in Reward if "optimise" in parts else ():
             run = optimise(model(), model(False), judge, gold, held, reward, 0, budget, demos=True)
             out[reward.value] = run

@@ -25,6 +25,8 @@ _PUBLIC = {
     "parse_label_config": "optimizer.labelstudio.labelconfig",
     "Policy": "optimizer.serving.policy",
     "Demo": "optimizer.serving.policy",
+    "Mode": "optimizer.serving.modes",
+    "RankerKind": "optimizer.serving.modes",
     "LLMClient": "optimizer.serving.llm",
     "LLMConfig": "optimizer.serving.llm",
     "Predictor": "optimizer.serving.predictor",

@@ -74,3 +74,14 @@ def judge_shape(schema: Schema) -> JudgeShape | None:
         return None
     prompt = next(o for o in objects if o is not response)
     return JudgeShape(prompt, response, control, tuple((label, float(value)) for label, value in grades))
+
+
+def pair_parts(schema: Schema, shape: JudgeShape, text: str) -> tuple[str, str] | None:
+    """``(prompt, response)`` of a judge input as ``render.render_input`` renders it (``[name]`` then the text, per
+    object, in config order); None for a text not in that layout."""
+    first, second = schema.objects
+    head, separator = f"[{first.name}]\n", f"\n\n[{second.name}]\n"
+    if not text.startswith(head) or separator not in text:
+        return None
+    a, b = text[len(head) :].split(separator, 1)
+    return (a, b) if first is shape.prompt else (b, a)

@@ -24,6 +24,7 @@ from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.gold import GoldItem
 from optimizer.learning.splits import stratified_order
 from optimizer.learning.verifiers import label_set
+from optimizer.serving.modes import RankerKind
 from optimizer.serving.policy import Demo, Policy
 
 FIXED_MAX_LABELS = 16
@@ -45,8 +46,13 @@ def fixed_set(schema: Schema, train: Sequence[GoldItem], seed: int) -> tuple[Dem
     return demo_pool(chosen)
 
 
-def narrow_variants(parent: Policy, retrieved: Policy, schema: Schema, narrow_k: int, narrow_min: int) -> list:
-    """Narrowing changes of ``parent`` for a config with a control of more than ``narrow_min`` labels."""
+def narrow_variants(
+    parent: Policy, retrieved: Policy, schema: Schema, narrow_k: int, narrow_min: int, ranker: RankerKind | None = None
+) -> list:
+    """Narrowing changes of ``parent`` for a config with a control of more than ``narrow_min`` labels.
+
+    ``ranker``: the pool's better learned ranker (``modes.fit``), which then ranks the candidates of a newly
+    narrowed policy; a parent that already narrows keeps its own ranking."""
     widest = max((len(c.labels) for c in schema.choices), default=0)
     if widest <= narrow_min or narrow_k <= 0:
         return []
@@ -54,7 +60,8 @@ def narrow_variants(parent: Policy, retrieved: Policy, schema: Schema, narrow_k:
         base = parent if parent.demos and parent.demo_k > 0 else retrieved
         # At most half the labels: narrowing 7 emotions to 8 candidates would narrow nothing.
         k = max(2, min(narrow_k, widest // 2))
-        return [(f"narrow:k={k}", replace(base, narrow_k=k, meta={}))]
+        by = f" by {ranker}" if ranker is not None else ""
+        return [(f"narrow:k={k}{by}", replace(base, narrow_k=k, ranker=ranker, meta={}))]
     out = []
     bigger, smaller = parent.narrow_k * 2, parent.narrow_k // 2
     if bigger < widest:
@@ -75,13 +82,14 @@ def demo_variants(
     seed: int,
     narrow_k: int = 0,
     narrow_min: int = 16,
+    ranker: RankerKind | None = None,
 ) -> list[tuple[str, Policy]]:
     """(kind, policy) demo and narrowing changes of ``parent``, most promising first."""
     if not train:
         return []
     pool = demo_pool(train)
     retrieved = replace(parent, demos=pool, demo_k=min(demo_k, len(pool)), meta={})
-    return narrow_variants(parent, retrieved, schema, narrow_k, narrow_min) + _demo_changes(
+    return narrow_variants(parent, retrieved, schema, narrow_k, narrow_min, ranker) + _demo_changes(
         parent, retrieved, schema, train, max_k, seed
     )
 

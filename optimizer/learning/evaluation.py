@@ -17,6 +17,7 @@ from optimizer.learning.gold import GoldItem
 from optimizer.learning.metrics import summary
 from optimizer.learning.rewards import HARD, Reward, Scoring, balance_weights, soft_reward
 from optimizer.learning.verifiers import ItemScore, ScoreError, ScoreErrorKind, Verifier, combine, mean
+from optimizer.serving.modes import Source
 from optimizer.serving.policy import Policy
 from optimizer.serving.predictor import FailureReason, Prediction, Predictor, item_key
 
@@ -37,6 +38,13 @@ class Evaluation:
         return mean(s.reward for s in self.scores)
 
     @property
+    def llm_per_100(self) -> float:
+        """LLM calls this policy costs per 100 served tasks, as measured on these items (a ranker answer costs 0)."""
+        if not self.predictions:
+            return 0.0
+        return round(100.0 * sum(p.source is Source.LLM for p in self.predictions) / len(self.predictions), 2)
+
+    @property
     def hard_mean(self) -> float:
         """The hard verifier's mean, whatever reward drives the loop (promotion must not regress on it)."""
         return mean(s.hard_reward for s in self.scores)
@@ -52,6 +60,7 @@ class Evaluation:
             out["hard_reward"] = round(self.hard_mean, 6)
         out["failed"] = sum(1 for p in self.predictions if llm_failed(p))
         out["empty"] = sum(1 for p in self.predictions if p.empty and not llm_failed(p))
+        out["llm_calls_per_100"] = self.llm_per_100
         controls = {}
         for control in schema.choices:
             pairs = [
@@ -108,12 +117,13 @@ class Evaluator:
         self.verifiers = verifiers
         self.weights = weights
 
-    def _key(self, policy: Policy, item: GoldItem) -> str:
-        return item_key(policy, self.schema, item.input)
-
     def cost(self, policy: Policy, items: Sequence[GoldItem]) -> int:
-        """Calls needed to score ``policy`` on ``items``: the pairs not seen before, each once."""
-        return len({self._key(policy, item) for item in items} - self.predictor.cache.keys())
+        """Calls needed to score ``policy`` on ``items``: the pairs not seen before, each once, that the LLM (not
+        the policy's ranker) would answer."""
+        cache = self.predictor.cache
+        texts = dict.fromkeys(item.input for item in items)
+        unseen = [t for t in texts if item_key(policy, self.schema, t) not in cache]
+        return self.predictor.llm_calls(policy, self.schema, unseen)
 
     def evaluate(self, policy: Policy, items: Sequence[GoldItem], reserve: int = 0) -> Evaluation | None:
         """Score ``policy`` on ``items``, or None when the budget cannot pay for the unseen pairs and ``reserve``."""

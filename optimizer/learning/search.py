@@ -2,8 +2,9 @@
 
 1. Score the initial policy on validation; it is the first champion and the first pool member.
 2. Each step: pick a parent from the pool, score it on a seeded training minibatch, and aggregate its errors.
-3. Make 2-4 candidates: at most one demo change (no LLM call), the label guide once, and instruction rewrites
-   from the proposer for the rest. Invalid proposals are dropped and counted.
+3. Make candidates: up to ``learned_candidates`` learned-answer changes (``modes``: the pool's ranker answering,
+   a cascade, τ and k; no proposer call), then 2-4 more: at most one demo change (no LLM call), the label guide
+   once, and instruction rewrites from the proposer for the rest. Invalid proposals are dropped and counted.
 4. Score each candidate on the same minibatch; only those beating the parent get a full validation pass. A tie
    is settled on a second minibatch of fresh training items (``gate.minibatch_gate``).
 5. Validated candidates join the pool; one becomes champion only under the promotion rule (``gate``).
@@ -20,8 +21,9 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning import modes
 from optimizer.learning.budget import Budget
-from optimizer.learning.candidates import demo_variants
+from optimizer.learning.candidates import demo_pool, demo_variants
 from optimizer.learning.evaluation import Evaluation, Evaluator
 from optimizer.learning.feedback import aggregate, as_text
 from optimizer.learning.gate import GateRule, minibatch_gate, promotion
@@ -29,6 +31,7 @@ from optimizer.learning.gold import GoldItem
 from optimizer.learning.pool import Pool
 from optimizer.learning.proposer import GoldText, Proposal, check, label_guide, propose
 from optimizer.serving.llm import LLMClient
+from optimizer.serving.modes import Mode
 from optimizer.serving.policy import Policy
 
 
@@ -46,6 +49,11 @@ class LoopConfig:
     # Label-set narrowing for controls with more than narrow_min_labels labels; narrow_k 0 never proposes it.
     narrow_k: int = 8
     narrow_min_labels: int = 5
+    # Learned answers (``modes``): rankers trained on the training pool, answering alone or in a cascade.
+    learned: bool = True
+    learned_candidates: int = 2
+    # After the search, a champion whose pool is the training split learns from validation items too (``_refit``).
+    refit: bool = True
     label_guide: bool = True
     guide_labels: int = 12
     max_instruction_chars: int = 2000
@@ -120,6 +128,8 @@ def describe(policy: Policy) -> dict:
         "instruction": policy.instruction,
         "demos": len(policy.demos),
         "demo_k": policy.demo_k,
+        "mode": policy.mode.value,
+        **policy.answering(),
     }
 
 
@@ -149,6 +159,7 @@ class Search:
         self.tried: set[str] = set()
         self.invalid = 0
         self.guide_done = False
+        self.fitted: modes.Fitted | None = None
 
     def _emit(self, **event) -> None:
         if self.progress is not None:
@@ -161,6 +172,10 @@ class Search:
         reserve = 2 * len(test)
         report: dict = {"sizes": {"train": len(train), "val": len(val), "test": len(test)}, "steps": []}
         self.tried.add(initial.version)
+        if self.config.learned and train:
+            self.fitted = modes.fit(self.schema, demo_pool(train), self.config.narrow_k)
+            if self.fitted is not None:
+                report["rankers"] = self.fitted.to_dict()
         champion_val = self.evaluator.evaluate(initial, val, reserve=reserve)
         if champion_val is None:
             report["stop"] = str(Stop(StopReason.INITIAL_UNAFFORDABLE))
@@ -189,7 +204,22 @@ class Search:
                 break
         report["stop"] = str(stop)
         report["champion_val"] = champion_val.metrics(self.schema)
+        champion = self._refit(report, champion, train, val)
         return champion, self._finish(report, initial, champion, champion_val, test)
+
+    def _refit(self, report: dict, champion: Policy, train, val) -> Policy:
+        """The champion with validation items added to its pool, when its pool is the training split.
+
+        Validation chose the champion's configuration (mode, ranker, τ, k, demos); once chosen, its ranker and
+        retrieval learn from every gold item this run may see, as a practitioner refits a model chosen on a
+        validation split (and as the ``knn`` and ``linear`` baselines do). Test items are never added. The
+        recorded validation score stays the one the configuration earned before refitting.
+        """
+        if not self.config.refit or not val or champion.demos != demo_pool(train):
+            return champion
+        refitted = replace(champion, demos=demo_pool([*train, *val]))
+        report["refit"] = {"from": champion.version, "to": refitted.version, "pool": len(refitted.demos)}
+        return refitted
 
     def _finish(self, report: dict, initial: Policy, champion: Policy, champion_val: Evaluation | None, test) -> dict:
         report["initial"] = describe(initial)
@@ -244,6 +274,7 @@ class Search:
                 break
             passed, diff = minibatch_gate(parent_mb, cand_mb)
             entry["minibatch"] = round(cand_mb.mean, 6)
+            entry["llm_calls_per_100"] = cand_mb.llm_per_100
             if not passed and abs(diff) < 1e-9 and extra:
                 parent_x = self.evaluator.evaluate(parent.policy, extra, reserve=reserve)
                 cand_x = self.evaluator.evaluate(policy, extra, reserve=reserve) if parent_x else None
@@ -264,6 +295,7 @@ class Search:
                 stop = StopReason.BUDGET
                 break
             entry["val"] = round(cand_val.mean, 6)
+            entry["llm_calls_per_100"] = cand_val.llm_per_100
             pool.add(policy, cand_val, outcome[0].version)
             decision = promotion(
                 outcome[1], cand_val, self.config.gate, f"gate:{self.seed}:{self.tag}:{step}:{policy.version}"
@@ -302,6 +334,14 @@ class Search:
         """At most ``config.candidates`` candidates: a demo change, the label guide, rewrites."""
         want = self.config.candidates
         out: list[Candidate] = []
+        learned: list[Candidate] = []
+        if self.fitted is not None:
+            variants = modes.mode_variants(parent, self.schema, demo_pool(train), self.fitted, self.config.demo_k)
+            fresh = [(k, p) for k, p in variants if p.version not in self.tried]
+            learned = [Candidate(k, p) for k, p in fresh[: self.config.learned_candidates]]
+            if parent.mode is Mode.RANKER:
+                # The ranker answers every input: a rewrite, a demo change or a narrowing would answer the same.
+                return learned
         if self.config.demos:
             variants = demo_variants(
                 parent,
@@ -312,6 +352,7 @@ class Search:
                 seed=self.seed,
                 narrow_k=self.config.narrow_k,
                 narrow_min=self.config.narrow_min_labels,
+                ranker=self.fitted.best if self.fitted is not None else None,
             )
             fresh = [(k, p) for k, p in variants if p.version not in self.tried]
             out += [Candidate(k, p) for k, p in fresh[:1]]
@@ -349,7 +390,7 @@ class Search:
             if reason:
                 self.invalid += 1
             out.append(Candidate(proposal.kind, policy, Status.INVALID if reason else None, reason))
-        return out
+        return learned + out
 
     def _guide_labels(self, feedback: dict) -> dict[str, list[str]]:
         """Per control, the labels the guide defines: all of a small set, else those in the minibatch's errors."""

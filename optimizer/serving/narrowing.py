@@ -15,6 +15,10 @@ labels have any, the rest are filled with the pool's most frequent labels. **Fal
 (no neighbour and no name overlaps the input) the control is not narrowed and the full label set is offered, since
 a list made from priors alone would be arbitrary.
 
+**A policy with a learned ranker** (``policy.ranker``, ``serving.ranking``) narrows by that ranker instead: its
+top ``k`` labels by calibrated probability. The original ranking above stays for the policies made before rankers
+existed, so their answers (and versions) do not change.
+
 ``Predictor.predict`` calls :func:`narrow` once per input and hands the result to both the JSON schema and the
 message builder, so ``/predict``, re-prediction and every score the optimiser computes use the same candidates.
 """
@@ -28,6 +32,7 @@ from typing import Protocol
 
 from optimizer.labelstudio.labelconfig import ChoiceControl, Schema
 from optimizer.serving.policy import Demo, Policy
+from optimizer.serving.ranking.cache import ranker_for
 from optimizer.serving.retrieval import index_for, tokenize
 
 NAME_WEIGHT = 0.5
@@ -113,8 +118,14 @@ def narrow(policy: Policy, schema: Schema, text: str) -> Narrowed:
     if not controls:
         return {}
     pool = policy.demos
-    retriever = index_for(tuple(d.input for d in pool)) if pool else None
     out = {}
+    if policy.ranker is not None:
+        for control in controls:
+            ranked = ranker_for(policy.ranker, schema, control, pool).rank(text)
+            if ranked.answer:  # a ranker with no examples for the control knows nothing: offer every label
+                out[control.name] = ranked.top(k)
+        return out
+    retriever = index_for(tuple(d.input for d in pool)) if pool else None
     for control in controls:
         ranked = rank_labels(control, pool, retriever, text, k)
         if ranked is not None:

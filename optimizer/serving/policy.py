@@ -12,6 +12,17 @@ Demos come in two modes:
 ranked from the demo pool and the label names (see ``narrowing``). It is part of the content, so it changes the
 version; it is left out of the hashed content when 0, so the versions of policies made before it existed stay the
 same.
+
+Learned answers (``serving.ranking``, ``serving.modes``), each hashed only when it differs from its default, so
+every version made before them keeps its id:
+- ``ranker``: the model trained on the demo pool that ranks each Choices control's labels (TF-IDF + logistic
+  regression, or the nearest-neighbour vote). It narrows instead of the original ranking (neighbours plus label
+  names, ``ranker`` None), and it answers in the two modes below;
+- ``mode``: ``llm`` (the default), ``ranker`` (the ranker answers, no LLM call) or ``cascade`` (the ranker answers
+  when its calibrated confidence is at least ``tau``; otherwise the LLM does, choosing among the ranker's top
+  ``narrow_k`` labels);
+- ``hide_demos``: the pool trains the ranker and narrows, but the LLM is shown no demos (a tiny labeller chooses
+  among candidates better without them: bench/README.md, issue 13).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from optimizer.labelstudio.results import Answer
+from optimizer.serving.modes import Mode, RankerKind
 
 DEFAULT_INSTRUCTION = (
     "You are a careful annotator. Read the input and choose the labels that describe it. "
@@ -57,16 +69,49 @@ class Policy:
     # Free-form provenance (parent version, scores, job id). Not part of the identity.
     meta: dict = field(default_factory=dict, compare=False, hash=False)
     narrow_k: int = 0
+    mode: Mode = Mode.LLM
+    ranker: RankerKind | None = None
+    tau: float = 0.0
+    hide_demos: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))
+        if self.ranker is not None:
+            object.__setattr__(self, "ranker", RankerKind(self.ranker))
+        object.__setattr__(self, "tau", round(float(self.tau), 4))
+        if self.mode is not Mode.LLM and self.ranker is None:
+            raise ValueError(f"a {self.mode.value} policy needs a ranker")
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError("tau must be a probability in [0, 1]")
 
     def content(self) -> dict:
-        content = {
+        return {
             "instruction": self.instruction,
             "demos": [d.to_dict() for d in self.demos],
             "demo_k": self.demo_k,
+            **self.answering(),
         }
+
+    def answering(self) -> dict:
+        """How the policy answers beyond instruction and demos: each field only when it is not its default (and,
+        for ``ranker`` and ``tau``, only when something uses it), so older versions hash as they always did."""
+        out: dict = {}
         if self.narrow_k:
-            content["narrow_k"] = self.narrow_k
-        return content
+            out["narrow_k"] = self.narrow_k
+        if self.mode is not Mode.LLM:
+            out["mode"] = self.mode.value
+        if self.ranker is not None and (self.mode is not Mode.LLM or self.narrow_k):
+            out["ranker"] = self.ranker.value
+        if self.mode is Mode.CASCADE:
+            out["tau"] = self.tau
+        if self.hide_demos:
+            out["hide_demos"] = True
+        return out
+
+    @property
+    def shown_demos(self) -> bool:
+        """Whether the LLM sees demos at all (the pool may exist only to train the ranker)."""
+        return bool(self.demos) and not self.hide_demos
 
     @property
     def version(self) -> str:
@@ -86,6 +131,10 @@ class Policy:
             demos=tuple(Demo.from_dict(d) for d in data.get("demos") or ()),
             demo_k=int(data.get("demo_k") or 0),
             narrow_k=int(data.get("narrow_k") or 0),
+            mode=Mode(data.get("mode") or Mode.LLM),
+            ranker=RankerKind(data["ranker"]) if data.get("ranker") else None,
+            tau=float(data.get("tau") or 0.0),
+            hide_demos=bool(data.get("hide_demos")),
             meta=dict(data.get("meta") or {}),
         )
 

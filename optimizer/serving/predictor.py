@@ -12,6 +12,10 @@ With logprobs (llama.cpp, OpenAI, vLLM): a chosen label's score is the probabili
 (spans, number, rating, taxonomy, pairwise), taken over the whole answer. The prediction's score is the mean over the
 controls it filled.
 
+A learned ranker's answer (``ranker`` mode, or a ``cascade`` the ranker answered) scores its calibrated
+confidence instead: the probability, estimated out of fold on the policy's pool, that the answer is right (for
+multiple choice, its expected F1). ``Prediction.source`` says which of the two answered.
+
 Without logprobs (the documented fallback): ``format quality × demo agreement``, where format quality is 1.0 for a
 well-formed JSON answer and 0.7 for one recovered from plain text, scaled by the share of proposed labels that were
 valid; and demo agreement is ``(1 + a) / (1 + k)`` when ``k`` demos were retrieved for the input and ``a`` of them
@@ -32,8 +36,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from optimizer.labelstudio.labelconfig import Schema
+from optimizer.serving import ranked
 from optimizer.serving.llm import LLMClient, Priority
 from optimizer.serving.llm_errors import LLMDeadline, LLMError, LLMUnavailable
+from optimizer.serving.modes import Source
 from optimizer.serving.narrowing import narrow
 from optimizer.serving.parsing import Parsed, parse_answer
 from optimizer.serving.policy import Demo, Policy
@@ -95,6 +101,8 @@ class Prediction:
     dropped: int = 0
     # Kept from an answer cut off at the token cap: the labels that were complete.
     salvaged: bool = False
+    # Who answered: the policy's learned ranker (no LLM call) or the LLM.
+    source: Source = Source.LLM
 
     @property
     def empty(self) -> bool:
@@ -108,6 +116,21 @@ class Prediction:
     @classmethod
     def failed(cls, reason: FailureReason, detail: str = "", *, retryable: bool = False) -> Prediction:
         return cls(error=Failure(reason, detail, retryable))
+
+    @classmethod
+    def from_rankings(cls, rankings) -> Prediction:
+        """The rankers' answer: each control's labels, scored by its calibrated confidence."""
+        scores = {name: r.confidence for name, r in rankings.items() if r.answer}
+        prediction = cls(
+            choices={name: list(r.answer) for name, r in rankings.items() if r.answer},
+            score=round(sum(scores.values()) / len(scores), 6) if scores else 0.0,
+            control_scores=scores,
+            strict=True,
+            source=Source.RANKER,
+        )
+        if prediction.empty:
+            prediction.error = Failure(FailureReason.UNPARSABLE, "the ranker has no examples to answer from")
+        return prediction
 
 
 def _token_offsets(tokens: list[tuple[str, float]]) -> list[tuple[int, int, float]]:
@@ -217,7 +240,16 @@ class Predictor:
         if key is not None and key in self.cache:
             return self.cache[key]
         demos = select_demos(policy, text)
-        narrowed = narrow(policy, schema, text)
+        if ranked.learned(policy, schema):
+            rankings = ranked.rankings(policy, schema, text)
+            if ranked.answers(policy, schema, rankings):
+                prediction = Prediction.from_rankings(rankings)
+                if key is not None:
+                    self.cache[key] = prediction
+                return prediction
+            narrowed = ranked.candidates(schema, rankings, policy.narrow_k)
+        else:
+            narrowed = narrow(policy, schema, text)
         try:
             completion = self.llm.complete(
                 build_messages(policy, schema, text, demos, narrowed),
@@ -258,6 +290,12 @@ class Predictor:
         if key is not None:
             self.cache[key] = prediction
         return prediction
+
+    def llm_calls(self, policy: Policy, schema: Schema, texts: Sequence[str]) -> int:
+        """How many of ``texts`` this policy would send to the LLM (the rankers answer the rest for nothing)."""
+        if not ranked.learned(policy, schema):
+            return len(texts)
+        return sum(not ranked.answers(policy, schema, ranked.rankings(policy, schema, t)) for t in texts)
 
     def predict_many(
         self,

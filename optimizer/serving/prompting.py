@@ -124,7 +124,9 @@ def answer_json(schema: Schema, answer: Answer) -> str:
 
 
 def select_demos(policy: Policy, text: str) -> tuple[Demo, ...]:
-    if not policy.demos or policy.demo_k <= 0:
+    if not policy.shown_demos:
+        return ()
+    if policy.demo_k <= 0:
         return policy.demos
     index = index_for(tuple(d.input for d in policy.demos))
     return tuple(policy.demos[i] for i in index.top(text, policy.demo_k))
