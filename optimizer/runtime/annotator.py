@@ -256,7 +256,8 @@ class ProjectRequest:
         """Count every task in /metrics and log every one that got no answer, by reason: none is silent."""
         errors = [p.error for p in predictions]
         salvaged = sum(1 for p in predictions if p.salvaged and not p.error)
-        telemetry.record_predictions(self.project, version, errors, salvaged)
+        sources = [p.source for p in predictions if not p.error]
+        telemetry.record_predictions(self.project, version, errors, salvaged, sources)
         failed = Counter(e.reason.value for e in errors if e)
         if failed:
             first = next(e for e in errors if e)

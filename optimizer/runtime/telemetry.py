@@ -37,6 +37,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from optimizer.runtime.project_metrics import project_families
 from optimizer.serving.llm import LLMClient
+from optimizer.serving.modes import Source
 from optimizer.serving.predictor import Failure
 from optimizer.state.keys import KeyMap
 from optimizer.state.replies import text
@@ -63,6 +64,12 @@ PREDICTION_FAILURES = Counter(
     "Tasks that got no prediction, by reason (deadline, llm, unparsable, truncated, nothing_found, no_input, "
     "internal, queued, budget).",
     ["project", "reason"],
+    registry=REGISTRY,
+)
+ANSWERS = Counter(
+    "lsml_answers_total",
+    "Tasks /predict answered, by project and by what answered: the policy's learned ranker (no LLM call) or the LLM.",
+    ["project", "source"],
     registry=REGISTRY,
 )
 PREDICTIONS_SALVAGED = Counter(
@@ -115,9 +122,18 @@ def multiprocess_dir() -> str | None:
 
 
 # --- recording -------------------------------------------------------------------------------------------------
-def record_predictions(project: str, policy_version: str, errors: Sequence[Failure | None], salvaged: int = 0) -> None:
-    """Count one batch: ``errors`` holds each task's failure reason, ``None`` for a task that was answered."""
+def record_predictions(
+    project: str,
+    policy_version: str,
+    errors: Sequence[Failure | None],
+    salvaged: int = 0,
+    sources: Sequence[Source] = (),
+) -> None:
+    """Count one batch: ``errors`` holds each task's failure reason, ``None`` for a task that was answered;
+    ``sources`` says, for each answered task, whether the ranker or the LLM answered it."""
     PREDICTIONS.labels(project, policy_version).inc(len(errors))
+    for source in set(sources):
+        ANSWERS.labels(project, source.value).inc(sum(1 for s in sources if s is source))
     for error in errors:
         if error:
             PREDICTION_FAILURES.labels(project, error.reason.value).inc()
