@@ -356,12 +356,18 @@ _ISSUE13 = ("issue13-banking77.json", "issue13-gepa-banking77.json", "issue13-go
 _LABELS_FIRST = tuple(
     f"labels-first-{d}{s}.json" for d in ("banking77", "goemotions_ekman") for s in ("", "-s1", "-s2")
 )
+_ISSUE22 = ("issue22-banking77.json", "issue22-gepa-banking77.json", "issue22-goemotions_ekman.json",
+            "issue22-gepa-goemotions_ekman.json")  # fmt: skip
 TABLES = (
     Table("serving", ("serving.json",), serving_table, "python -m bench"),
     Table("optimize-issue3", ("optimize-banking77.json", "optimize-goemotions_ekman.json"), optimizer_table,
           "python -m bench.optimize ... --out bench/results/optimize-<dataset>.json"),
     Table("optimize-issue13", _ISSUE13, optimizer_table,
           "python -m bench.optimize ... --out bench/results/issue13-*.json"),
+    Table("optimize-issue22", _ISSUE22, optimizer_table,
+          "python -m bench.optimize --datasets D --gold 100 --test 200 --methods initial,knn,linear,ours; then gepa"),
+    Table("optimize-issue22-gold300", ("issue22-g300-goemotions_ekman.json",), optimizer_table,
+          "python -m bench.optimize --datasets goemotions_ekman --gold 300 --test 200 --methods linear,ours"),
     Table("prefix", ("prefix.json",), prefix_table, "python -m bench.prefix"),
     Table("labels-first", ("issue13-banking77.json", "issue13-goemotions_ekman.json", *_LABELS_FIRST),
           labels_first_table, "python -m bench.optimize --labels-first ..."),

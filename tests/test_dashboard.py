@@ -152,6 +152,18 @@ def test_run_page_has_one_curve_point_per_step_and_the_costs(dash):
     assert [int(p) for p in points] == [s["step"] for s in steps]
     assert "<script>window.__pwned" not in html and "&lt;script&gt;" in html
     assert f'href="/runs/{dash.seeded.second_job}"' in html
+    # Each candidate's row names its mode and the LLM calls it costs per 100 served tasks (issue 22).
+    cands = [c for s in steps for c in s["candidates"]]
+    table = html.split('id="candidates"', 1)[1].split("</table>", 1)[0]
+    rows = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        for row in re.findall(r'<tr class="(?:accepted|rejected)">(.*?)</tr>', table, re.S)
+    ]
+    assert len(rows) == len(cands) and any(c.get("mode") for c in cands)
+    for cells, cand in zip(rows, cands, strict=True):
+        assert cells[2] == (cand.get("mode") or "")
+        calls = cand.get("llm_calls_per_100")
+        assert cells[7] == ("" if calls is None else f"{calls:.0f}")
     # What the prompt became: the run's start against its candidate, the added rule marked as added.
     _, middle, live = dash.seeded.versions
     assert (twin["diff"]["from"], twin["diff"]["to"]) == (middle, live)

@@ -55,6 +55,10 @@ def test_a_ranker_that_beats_a_weak_labeller_is_promoted_through_the_gate_at_no_
     ranker = next(c for c in entries if c["kind"].startswith("ranker:"))
     assert ranker["mode"] == "ranker" and ranker["llm_calls_per_100"] == 0
     assert "minibatch" in ranker and "val" in ranker and ranker["status"] == "promoted"
+    # It made no LLM call, so it was judged on every training and validation item, with the cheaper bar.
+    sizes = result.report["split"]
+    assert ranker["widened"]["items"] == sizes["train"] + sizes["val"] and ranker["widened"]["alpha"] == 0.2
+    assert ranker["widened"]["candidate"] > ranker["widened"]["champion"]
     assert ranker["val"] > result.report["run"]["initial_val"]["reward"] + 0.3
     assert result.report["test"]["best"]["reward"] > result.report["test"]["initial"]["reward"] + 0.3
     assert result.report["test"]["best"]["llm_calls_per_100"] < 100
@@ -72,6 +76,11 @@ def test_a_ranker_that_cannot_learn_is_refused_and_the_llm_kept():
     learned = [c for c in candidates(result.report) if c["kind"].startswith(("ranker:", "cascade:"))]
     assert learned, "learned answers were proposed"
     assert all(c["status"] in ("gate_failed", "not_promoted") for c in learned if "minibatch" in c)
+    # Judged on training items too, the ranker answers them out of fold: a model that had seen them would have
+    # learned these unique texts by heart and scored near 1 on the training 60 % of the items.
+    widened = [c["widened"] for c in learned if "widened" in c]
+    sizes = result.report["split"]
+    assert widened and all(w["items"] == sizes["train"] + sizes["val"] and w["candidate"] < 0.4 for w in widened)
 
 
 def test_learned_candidates_are_off_with_learned_false_and_runs_are_deterministic():

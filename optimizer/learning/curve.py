@@ -5,7 +5,8 @@ re-reads it into one point per step, so the chart, the JSON and the CLI's ``repo
 
 - the parent's score on the step's training minibatch;
 - each candidate's minibatch score and, if it passed the minibatch gate, its validation score, with its status
-  (promoted, not_promoted, gate_failed, invalid, ...) and the reason;
+  (promoted, not_promoted, gate_failed, invalid, ...), the reason, its answer mode and the LLM calls it costs per
+  100 served tasks;
 - the champion's validation score after the step (the initial policy's before any step).
 
 Scores are the run's mean reward (0..1). A step that stopped early (budget exhausted) still gets its point, so the
@@ -28,6 +29,8 @@ class CandidatePoint:
     minibatch: float | None
     val: float | None
     instruction: str | None = None
+    mode: str | None = None  # who answers under it: llm, ranker or cascade (serving.modes.Mode)
+    llm_calls_per_100: float | None = None  # what it costs to serve, measured on its last evaluation
 
     @property
     def accepted(self) -> bool:
@@ -90,6 +93,8 @@ def reward_curve(report: dict) -> Curve:
                 minibatch=_number(entry.get("minibatch")),
                 val=_number(entry.get("val")),
                 instruction=entry.get("instruction"),
+                mode=entry.get("mode") if isinstance(entry.get("mode"), str) else None,
+                llm_calls_per_100=_number(entry.get("llm_calls_per_100")),
             )
             if candidate.accepted and candidate.val is not None:
                 champion_val = candidate.val
