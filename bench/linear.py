@@ -12,6 +12,7 @@ product's ranker has to match, not the ranker itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,3 +95,57 @@ def fit_linear(schema: Schema, gold: Sequence[GoldItem], seed: int, fractions=(0
     c, t = max(grid, key=lambda ct: (tried[ct], -ct[0], ct[1]))
     choice = {"C": c, "threshold": t, "val": round(tried[(c, t)], 6), "split": parts.sizes()}
     return Linear(schema, gold, c, t), choice
+
+
+def split_check(data: str, datasets, gold_n: int, test_n: int, seeds) -> dict:
+    """What validation can see of the regression the loop proposes: fitted on the loop's training split only, its
+    score on that run's validation items beside its score on the test items (and, fitted on all gold, the
+    ``linear`` baseline's). No LLM; seconds per dataset."""
+    from pathlib import Path
+
+    from bench.optimize import sample
+    from optimizer.learning.gold import load_gold
+
+    out: dict = {}
+    for name in datasets:
+        folder = Path(data) / name
+        train = load_gold(folder / "train.jsonl", labels_path=folder / "labels.json")
+        test = load_gold(folder / "test.jsonl", labels_path=folder / "labels.json", config=train.label_config)
+        items = sample(test.items, test_n, 0)
+        for seed in seeds:
+            gold = sample(train.items, gold_n, seed)
+            parts = split(gold, seed, (0.75, 0.25, 0.0))
+            _, choice = fit_linear(train.schema, gold, seed)  # the ``linear`` baseline's C (chosen on this split)
+            on_train = Linear(train.schema, parts.train, choice["C"], choice["threshold"])
+            out.setdefault(name, {})[str(seed)] = {
+                "train": len(parts.train),
+                "val": len(parts.val),
+                "train_fit_on_val": round(on_train.evaluate(parts.val).mean, 4),
+                "train_fit_on_test": round(on_train.evaluate(items).mean, 4),
+                "C": choice["C"],
+            }
+            print(name, seed, json.dumps(out[name][str(seed)]), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from bench.optimize import DATASETS, DEFAULT_DATA
+
+    parser = argparse.ArgumentParser(description=split_check.__doc__)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
+    parser.add_argument("--gold", type=int, default=100)
+    parser.add_argument("--test", type=int, default=200)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--out", default="bench/results/issue22-split-check.json")
+    args = parser.parse_args(argv)
+    results = split_check(args.data, args.datasets, args.gold, args.test, args.seeds)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -254,6 +254,39 @@ def _mean_sd(scores: list[float], per_seed: bool, spread: bool) -> str:
     return text
 
 
+def rankers_table(results: dict) -> str:
+    """What a learned ranker costs to build and to ask, per set, pool size and kind (bench/rankers.py)."""
+    header = ("set", "gold", "ranker", "build s", "ms / task (median)", "ms / task (p95)", "model MB", "tasks timed")
+    rows = [
+        (r["set"], r["gold"], r["ranker"], f"{r['build_s']:.2f}", f"{r['ms_per_task_median']:.3f}",
+         f"{r['ms_per_task_p95']:.3f}", f"{r['model_mb']:.2f}", r["tasks_timed"])
+        for r in results["rows"]
+    ]  # fmt: skip
+    load = ", ".join(f"{x:.1f}" for x in results["load_average"])
+    goal = f"Goal: at most {results['goal_ms']:g} ms per task; worst median {results['worst_median_ms']:.3f} ms"
+    verdict = f"{goal}: **{results['verdict']}** (load average {load} on {results['cpus']} CPUs)."
+    return "\n".join([*_markdown(header, rows), "", verdict])
+
+
+def split_check_table(check: dict, *reports: dict) -> str:
+    """BANKING77's first pass: the regression fitted on the loop's 75 training items, on the 25 validation items the
+    gate saw and on the 200 test items, beside the LLM's validation score and the ranker candidate's in that run."""
+    header = ("seed", "regression on validation (25)", "regression on test (200)", "LLM (initial) on validation",
+              "ranker candidate in the run: minibatch / validation / decision")  # fmt: skip
+    rows = []
+    for report in reports:
+        seed = str(report["seed"])
+        run = report["run"]
+        ranker = next(
+            (c for step in run["steps"] for c in step.get("candidates", []) if c["kind"].startswith("ranker:")), {}
+        )
+        seen = f"{ranker.get('minibatch', '-')} / {ranker.get('val', '-')} / {ranker.get('status', '-')}"
+        cells = check["banking77"][seed]
+        rows.append((seed, f"{cells['train_fit_on_val']:.3f}", f"{cells['train_fit_on_test']:.3f}",
+                     f"{run['initial_val']['reward']:.3f}", seen))  # fmt: skip
+    return "\n".join(_markdown(header, rows))
+
+
 def prefix_table(results: dict) -> str:
     labels = {"no prompt cache": "no prompt cache (the product)", "--cache": "`--cache`",
               "no prompt cache, --labels-first": "no prompt cache, label list *before* the instruction "
@@ -368,6 +401,10 @@ TABLES = (
           "python -m bench.optimize --datasets D --gold 100 --test 200 --methods initial,knn,linear,ours; then gepa"),
     Table("optimize-issue22-gold300", ("issue22-g300-goemotions_ekman.json",), optimizer_table,
           "python -m bench.optimize --datasets goemotions_ekman --gold 300 --test 200 --methods linear,ours"),
+    Table("rankers", ("rankers.json",), rankers_table, "python -m bench.rankers"),
+    Table("issue22-split-check", ("issue22-split-check.json",
+          *(f"issue22-reports/banking77-ours-{seed}.json" for seed in range(3))), split_check_table,
+          "python -m bench.linear; the reports of the first pass's ours runs"),
     Table("prefix", ("prefix.json",), prefix_table, "python -m bench.prefix"),
     Table("labels-first", ("issue13-banking77.json", "issue13-goemotions_ekman.json", *_LABELS_FIRST),
           labels_first_table, "python -m bench.optimize --labels-first ..."),
