@@ -34,7 +34,7 @@ CONFIG = synth_config(LABELS, multiple=False)
 
 
 def texts() -> tuple[list[str], list[str], list[bool]]:
-    """(text, label, clear) per task, clear and opaque alternating."""
+    """(text, label, clear) per task: the annotated first (GOLD_EACH clear, GOLD_EACH opaque), then the rest."""
     clear = [(item.input, item.answer["label"][0]) for item in make_gold(N_CLEAR)]
     opaque = [(f"request {hashlib.sha256(str(i).encode()).hexdigest()[:10]}", LABELS[i % 5]) for i in range(N_OPAQUE)]
     rows = []
