@@ -24,7 +24,7 @@ from optimizer.runtime.versions import policy_version
 from testkit.fakellm import FakeLLM, Reply, labels_from_system, last_user
 from testkit.processes import wait_for
 from testkit.scripted import LABELS, make_gold
-from tests.test_training_e2e import backend_get, finished, labelstudio_backend_events
+from tests.support.backend_http import backend_get, finished, labelstudio_backend_events
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 
 import pytest
 
@@ -23,6 +22,7 @@ from testkit.constants import SUPPORT_CONFIG
 from testkit.fakellm import FakeLLM
 from testkit.processes import wait_for
 from testkit.training_stack import INTENTS, MAGIC_WORD, magic_responder
+from tests.support.backend_http import finished, labelstudio_backend_events
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
@@ -109,24 +109,3 @@ def test_start_training_in_label_studio_promotes_v2_and_retrieve_stores_v2(label
         assert intent_of(newest[0]) == [label]
         prompt = next(i for i in newest[0]["result"] if i["from_name"] == "prompt")
         assert MAGIC_WORD in prompt["value"]["text"][0]
-
-
-def labelstudio_backend_events(backend, project_id: int) -> list[dict]:
-    answer = backend_get(backend, f"/projects/{project_id}/events")
-    return answer["events"]
-
-
-def backend_get(backend, path: str) -> dict:
-    import httpx
-
-    response = httpx.get(backend.url + path, headers=backend.auth_header, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def finished(backend, job_id: str) -> dict | None:
-    view = backend_get(backend, f"/jobs/{job_id}")
-    if view["status"] in ("finished", "failed"):
-        return view
-    time.sleep(0.2)
-    return None
