@@ -194,6 +194,13 @@ class FakeLLM:
                     wait = fake.delay + reply.delay
                     if wait:
                         time.sleep(wait)
+                finally:
+                    # Out of flight before the answer is written: a client that has read it may release its slot
+                    # and start its next call before this thread runs again, and that call must not count as a
+                    # second one in flight (a loaded machine made a limit of 3 read as 4).
+                    with fake._lock:
+                        fake.active -= 1
+                try:
                     if reply.status != 200:
                         message = reply.error or f"fake error {reply.status}"
                         self._send(reply.status, {"error": {"message": message, "type": "fake"}}, reply.headers)
@@ -205,9 +212,6 @@ class FakeLLM:
                 except (BrokenPipeError, ConnectionResetError):
                     with fake._lock:
                         fake.abandoned += 1
-                finally:
-                    with fake._lock:
-                        fake.active -= 1
 
         return Handler
 
