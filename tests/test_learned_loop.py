@@ -202,3 +202,12 @@ def test_a_cascade_wins_when_the_ranker_is_sure_of_some_inputs_and_the_llm_bette
     assert 20 < test["best"]["llm_calls_per_100"] < 80  # the opaque half goes to the LLM, the clear half does not
     promoted = [c for c in candidates(result.report) if c["status"] == "promoted"]
     assert promoted[-1]["mode"] == "cascade" and promoted[-1]["val"] > result.report["run"]["initial_val"]["reward"]
+
+
+def test_a_free_candidate_is_judged_on_the_training_items_the_champion_was_scored_on_when_the_rest_is_unaffordable():
+    gold = make_gold(80)
+    result, requests = run(Labeller(gold, base=0.3), gold, budget=70)  # val, a minibatch and the test reserve
+    sizes = result.report["split"]
+    ranker = next(c for c in candidates(result.report) if c["kind"].startswith("ranker:") and "widened" in c)
+    assert sizes["val"] < ranker["widened"]["items"] < sizes["train"] + sizes["val"]
+    assert result.report["calls"] == len(requests) <= 70  # widening spent nothing it could not afford

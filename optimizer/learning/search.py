@@ -349,8 +349,8 @@ class Search:
         return self.evaluator.predictor.llm_calls(policy, self.schema, [item.input for item in items]) == 0
 
     def _widened(self, champion: Policy, candidate: Policy, items, reserve: int):
-        """(champion, candidate, rule) on validation and training items, or None when the champion's scores on the
-        training items it was not yet scored on are unaffordable.
+        """(champion, candidate, rule) on validation and training items; when the champion's scores on the training
+        items it was not yet scored on are unaffordable, on those it was scored on (its minibatches).
 
         Validation alone is a few dozen items: on BANKING77 (77 labels, 75 training items) a ranker that scores
         0.24-0.29 on 200 test items against the LLM's 0.195 scored 0.08-0.20 on the 25 validation items, against
@@ -360,6 +360,9 @@ class Search:
         candidate that makes no LLM call where the champion makes some needs less evidence of a gain
         (``GateRule.cheaper_alpha``): being right as often at no cost is a gain in itself."""
         champion_on = self.evaluator.evaluate(champion, items, reserve=reserve)
+        if champion_on is None:  # the items the champion was already scored on cost nothing
+            items = [item for item in items if self.evaluator.cost(champion, [item]) == 0]
+            champion_on = self.evaluator.evaluate(champion, items) if items else None
         candidate_on = self.evaluator.evaluate(candidate, items) if champion_on is not None else None
         if champion_on is None or candidate_on is None:
             return None
