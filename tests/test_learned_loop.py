@@ -211,3 +211,15 @@ def test_a_free_candidate_is_judged_on_the_training_items_the_champion_was_score
     ranker = next(c for c in candidates(result.report) if c["kind"].startswith("ranker:") and "widened" in c)
     assert sizes["val"] < ranker["widened"]["items"] < sizes["train"] + sizes["val"]
     assert result.report["calls"] == len(requests) <= 70  # widening spent nothing it could not afford
+
+
+def test_a_ranker_is_judged_only_on_training_items_whose_label_its_pool_shows_elsewhere():
+    gold = make_gold(40)
+    # One more label, on one training item only: out of fold no model could answer it.
+    schema = parse_label_config(synth_config([*LABELS, "rare"], multiple=False))
+    lone = GoldItem("lone", "a request about something else entirely", {"label": ["rare"]})
+    pool = tuple(Demo(item.input, item.answer) for item in [*gold, lone])
+    policy = Policy("Label the request.", demos=pool, mode=Mode.RANKER, ranker=RankerKind.LINEAR)
+    kept = modes.knowable(policy, schema, [*gold, lone])
+    assert lone not in kept and len(kept) == len(gold)
+    assert modes.knowable(Policy("Label the request."), schema, gold) == []  # no ranker, nothing to judge it on

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from optimizer.labelstudio.labelconfig import Schema
+from optimizer.learning.gold import GoldItem
 from optimizer.serving.modes import Mode, RankerKind
 from optimizer.serving.policy import Demo, Policy
 from optimizer.serving.ranked import answerable
@@ -68,6 +69,23 @@ def fit(schema: Schema, pool: Sequence[Demo], max_k: int) -> Fitted | None:
     other = next(kind for kind in RankerKind if kind is not best)
     rankers = built[best]
     return Fitted(best, other, scores, _taus(rankers), _k(schema, rankers, max_k))
+
+
+def knowable(policy: Policy, schema: Schema, items: Sequence[GoldItem]) -> list[GoldItem]:
+    """The items of ``policy``'s pool whose label a fold model could know, for every control (``ranker._seen``).
+
+    Out of fold, an item whose label the pool shows only once can never be answered; at test time, with the whole
+    pool behind the ranker, almost every input's label is one it holds (a stratified gold sample covers the label
+    set). Judging a ranker on the others would describe a model that knows a fifth of BANKING77's labels."""
+    if policy.ranker is None or not answerable(schema):
+        return []
+    known: set[str] | None = None
+    for control in schema.choices:
+        ranker = ranker_for(policy.ranker, schema, control, policy.demos)
+        seen_mask = getattr(ranker, "seen", ())  # absent for an empty pool
+        texts = {text for text, seen in zip(ranker.texts, seen_mask, strict=True) if seen}
+        known = texts if known is None else known & texts
+    return [item for item in items if item.input in (known or set())]
 
 
 def _clearly_better(challenger, default) -> bool:

@@ -307,7 +307,9 @@ class Search:
             pool.add(policy, cand_val, outcome[0].version)
             champion_on, candidate_on, rule = outcome[1], cand_val, self.config.gate
             if free:
-                widened = self._widened(outcome[0], policy, [*val, *train], reserve)
+                widened = self._widened(
+                    outcome[0], policy, [*val, *modes.knowable(policy, self.schema, train)], reserve
+                )
                 if widened is not None:
                     champion_on, candidate_on, rule = widened
                     entry["widened"] = {"items": len(candidate_on.items), "champion": round(champion_on.mean, 6),
@@ -352,11 +354,13 @@ class Search:
         """(champion, candidate, rule) on validation and training items; when the champion's scores on the training
         items it was not yet scored on are unaffordable, on those it was scored on (its minibatches).
 
-        Validation alone is a few dozen items: on BANKING77 (77 labels, 75 training items) a ranker that scores
-        0.24-0.29 on 200 test items against the LLM's 0.195 scored 0.08-0.20 on the 25 validation items, against
-        the LLM's 0.16-0.24, and was refused on every seed. Every item here is held out for the candidate (out of
-        fold on training items); the champion's training scores can only be flattered (rewrites were made from
-        their feedback, retrieved demos may include the item itself), so widening never favours the candidate. A
+        ``items`` are validation and the training items whose label the candidate's pool shows elsewhere
+        (``modes.knowable``). Validation alone is a few dozen items: on BANKING77 (77 labels, 75 training items) a
+        ranker that scores 0.24-0.29 on 200 test items against the LLM's 0.195 scored 0.08-0.20 on the 25 validation
+        items, against the LLM's 0.16-0.24, and was refused on every seed. Every item here is held out for the
+        candidate (out of fold on training items); the champion's training scores can only be flattered (rewrites
+        were made from their feedback, retrieved demos may include the item itself), and the training items left out
+        are only those no fold model could answer, which the ranker refitted on the whole pool mostly can. A
         candidate that makes no LLM call where the champion makes some needs less evidence of a gain
         (``GateRule.cheaper_alpha``): being right as often at no cost is a gain in itself."""
         champion_on = self.evaluator.evaluate(champion, items, reserve=reserve)
