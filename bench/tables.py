@@ -326,6 +326,26 @@ def soft_rewards_embedded_table(results: dict) -> str:
     return "\n".join(_markdown(header, rows))
 
 
+def judge_choice_table(results: dict) -> str:
+    """Issue 22's judge question: which judge the loop chose on a reward-scoring project, scored on held-out grades,
+    beside the LLM judge and the reward model alone (trained on all the gold)."""
+    runs = results["embedded"]["choose"]
+    rows = []
+    for seed, run in sorted(runs.items()):
+        cells = [seed, f"{run['gold']} / {run['held_out']}"]
+        for name in ("chosen", "llm_judge", "reward_model"):
+            judge = run[name]
+            label = f" ({judge['mode']})" if name == "chosen" else ""
+            cells.append(f"{judge['balanced_accuracy']:.3f} / {judge['kappa']:.3f}{label}")
+        cells.append(f"{run['chosen']['auroc_good']:.3f}")
+        cells.append(run["calls"])
+        rows.append(tuple(cells))
+    mean = statistics.mean(run["chosen"]["balanced_accuracy"] for run in runs.values())
+    header = ("seed", "gold / held out", "chosen judge: balanced accuracy / kappa", "LLM judge", "reward model alone",
+              "AUROC of the chosen judge's P(Good)", "calls")  # fmt: skip
+    return "\n".join([*_markdown(header, rows), "", f"Chosen judge, mean balanced accuracy over seeds: {mean:.3f}."])
+
+
 # --- soak (python -m bench.soak) --------------------------------------------------------------------------------
 
 
@@ -413,6 +433,9 @@ TABLES = (
     Table("bulk", ("bulk.json",), bulk_table, "python -m bench.bulk"),
     Table("soak", ("soak.json",), soak_table, "python -m bench.soak"),
     Table("soft-rewards", ("soft_rewards.json",), soft_rewards_table, "python -m bench.soft_rewards"),
+    Table("judge-choice", ("judge_choice.json",), judge_choice_table,
+          "python -m bench.soft_rewards --embedded-only --embedded-parts choose --choose-gold 200 --embedded-held 200 "
+          "--embedded-budget 150 --out bench/results/judge_choice.json"),
     Table("soft-rewards-embedded", ("soft_rewards_embedded.json",), soft_rewards_embedded_table,
           "python -m bench.soft_rewards --embedded-only ..."),
 )  # fmt: skip

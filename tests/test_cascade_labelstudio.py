@@ -106,7 +106,7 @@ def test_a_promoted_cascade_stores_scored_predictions_and_answers_some_tasks_wit
         secret = secrets.token_urlsafe(24)
         env = {
             "LABEL_STUDIO_URL": labelstudio.url,
-            "LABEL_STUDIO_API_KEY": labelstudio.client.tokens.create().token,
+            "LABEL_STUDIO_API_KEY": labelstudio.token,  # a user has one personal token: test_training_e2e makes it
             "RQ_QUEUE": "casc-" + secrets.token_hex(4),
             "RETRAIN_EVERY_N": "0",
             "TRAIN_MIN_GOLD": "20",
