@@ -411,6 +411,10 @@ _LABELS_FIRST = tuple(
 )
 _ISSUE22 = ("issue22-banking77.json", "issue22-gepa-banking77.json", "issue22-goemotions_ekman.json",
             "issue22-gepa-goemotions_ekman.json")  # fmt: skip
+# The second pass: the same files with ``ours`` re-run (later files win run by run in ``merge_results``).
+_ISSUE22_WIDENED = ("issue22-banking77.json", "issue22-gepa-banking77.json", "issue22k-banking77.json",
+                    "issue22-goemotions_ekman.json", "issue22-gepa-goemotions_ekman.json",
+                    "issue22w-goemotions_ekman.json")  # fmt: skip
 TABLES = (
     Table("serving", ("serving.json",), serving_table, "python -m bench"),
     Table("optimize-issue3", ("optimize-banking77.json", "optimize-goemotions_ekman.json"), optimizer_table,
@@ -419,6 +423,8 @@ TABLES = (
           "python -m bench.optimize ... --out bench/results/issue13-*.json"),
     Table("optimize-issue22", _ISSUE22, optimizer_table,
           "python -m bench.optimize --datasets D --gold 100 --test 200 --methods initial,knn,linear,ours; then gepa"),
+    Table("optimize-issue22-widened", _ISSUE22_WIDENED, optimizer_table,
+          "python -m bench.optimize --datasets D --gold 100 --test 200 --methods ours (the second pass)"),
     Table("optimize-issue22-gold300", ("issue22-g300-goemotions_ekman.json",), optimizer_table,
           "python -m bench.optimize --datasets goemotions_ekman --gold 300 --test 200 --methods linear,ours"),
     Table("rankers", ("rankers.json",), rankers_table, "python -m bench.rankers"),
