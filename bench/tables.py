@@ -425,6 +425,8 @@ TABLES = (
           "python -m bench.optimize --datasets D --gold 100 --test 200 --methods initial,knn,linear,ours; then gepa"),
     Table("optimize-issue22-widened", _ISSUE22_WIDENED, optimizer_table,
           "python -m bench.optimize --datasets D --gold 100 --test 200 --methods ours (the second pass)"),
+    Table("optimize-issue22-gold50", ("issue22-g50-banking77.json", "issue22-g50-goemotions_ekman.json"),
+          optimizer_table, "python -m bench.optimize --datasets D --gold 50 --test 200 --methods linear,ours"),
     Table("optimize-issue22-gold300", ("issue22-g300-goemotions_ekman.json",), optimizer_table,
           "python -m bench.optimize --datasets goemotions_ekman --gold 300 --test 200 --methods linear,ours"),
     Table("rankers", ("rankers.json",), rankers_table, "python -m bench.rankers"),
