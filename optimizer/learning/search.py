@@ -356,7 +356,7 @@ class Search:
 
         ``items`` are validation and the training items whose label the candidate's pool shows elsewhere
         (``modes.knowable``). Validation alone is a few dozen items: on BANKING77 (77 labels, 75 training items) a
-        ranker that scores 0.24-0.29 on 200 test items against the LLM's 0.195 scored 0.08-0.20 on the 25 validation
+        ranker that scores 0.225-0.285 on 200 test items against the LLM's 0.195 scored 0.08-0.20 on the 25 validation
         items, against the LLM's 0.16-0.24, and was refused on every seed. Every item here is held out for the
         candidate (out of fold on training items); the champion's training scores can only be flattered (rewrites
         were made from their feedback, retrieved demos may include the item itself), and the training items left out
