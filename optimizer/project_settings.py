@@ -99,6 +99,9 @@ def _first_error(exc: ValidationError) -> ProjectSettingsError:
     error = exc.errors()[0]
     loc = "".join(_member(p) for p in error["loc"])
     key = str(error["loc"][0]) if error["loc"] else ""
+    # A path with a quoted step (extra_params.verifiers[""]) is only findable if the message shows all of it: its
+    # last name is empty or spaced, so naming the step alone names nothing (the fuzz suite's {"verifiers": {"": 1}}).
+    plain = all(isinstance(p, int) or str(p).isidentifier() for p in error["loc"] or (key,))
     if error["type"] == "extra_forbidden":
         if _SECRET_KEY.search(key):
             message = (
@@ -111,8 +114,8 @@ def _first_error(exc: ValidationError) -> ProjectSettingsError:
     else:
         message = f'"{loc.lstrip(".")}": ' + str(error["msg"]).removeprefix("Value error, ")
     field = f"extra_params{loc or _member(key)}"
-    if not key.isidentifier():
-        message = f"{field}: {message}"  # a path like extra_params[""] is only findable if the message shows it
+    if not plain:
+        message = f"{field}: {message}"
     return ProjectSettingsError(field, message)
 
 
@@ -164,9 +167,9 @@ def parse_choices(raw, settings: Settings, schema: Schema | None) -> ProjectChoi
         for control in choices.verifiers:
             if control not in schema.outputs:
                 known = ", ".join(schema.outputs)
+                field = f"extra_params.verifiers{_member(control)}"
                 raise ProjectSettingsError(
-                    f"extra_params.verifiers.{control}",
-                    f'"verifiers": the label config has no control {control!r} the model fills; controls: {known}',
+                    field, f"{field}: the label config has no control {control!r} the model fills; controls: {known}"
                 )
     return choices
 

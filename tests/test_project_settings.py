@@ -69,6 +69,10 @@ def models(fake: FakeLLM) -> set[str]:
         # Keys no one can write as a dotted name (the fuzz suite's empty key): the path quotes them, the message too.
         ({"": 1}, 'extra_params[""]', 'extra_params[""]: "" is not a setting'),
         ({"a b": 1}, 'extra_params["a b"]', 'extra_params["a b"]: "a b" is not a setting'),
+        # ... at any depth (make fuzz sent {"verifiers": {"": null}}: the message named only 'verifiers[""]').
+        ({"verifiers": {"": None}}, 'extra_params.verifiers[""]', 'extra_params.verifiers[""]: '),
+        ({"verifiers": {"a b": 7}}, 'extra_params.verifiers["a b"]', 'extra_params.verifiers["a b"]: '),
+        ({"verifiers": {"a b": "exact"}}, 'extra_params.verifiers["a b"]', "has no control 'a b'"),
     ],
 )
 def test_every_key_is_checked_and_named(profiled, extra, field, words):
