@@ -86,13 +86,23 @@ class ProjectChoices(BaseModel):
         return cls.model_validate_json(text)
 
 
+def _quoted(part) -> bool:
+    """Whether a step of a 400's path is a key no one could type as a dotted name (empty, spaced...)."""
+    return not isinstance(part, int) and not str(part).isidentifier()
+
+
 def _member(part) -> str:
-    """One step of the path a 400 names: ``.budget``, or ``[""]`` / ``["a b"]`` for a key no one could type as a
-    dotted name (the fuzz suite sent an empty key, and ``extra_params.`` named nothing)."""
+    """One step of the path a 400 names: ``.budget``, ``[3]``, or ``[""]`` / ``["a b"]`` for a quoted key (the fuzz
+    suite sent an empty key, and ``extra_params.`` named nothing)."""
     if isinstance(part, int):
         return f"[{part}]"
-    text = str(part)
-    return f".{text}" if text.isidentifier() else f"[{json.dumps(text, ensure_ascii=False)}]"
+    return f"[{json.dumps(str(part), ensure_ascii=False)}]" if _quoted(part) else f".{part}"
+
+
+def _verifier_refused(control: str, reason: str) -> ProjectSettingsError:
+    """A refused ``verifiers`` entry: its path, quoted where the control's name needs it, leads the message."""
+    field = f"extra_params.verifiers{_member(control)}"
+    return ProjectSettingsError(field, f"{field}: {reason}")
 
 
 def _first_error(exc: ValidationError) -> ProjectSettingsError:
@@ -101,7 +111,7 @@ def _first_error(exc: ValidationError) -> ProjectSettingsError:
     key = str(error["loc"][0]) if error["loc"] else ""
     # A path with a quoted step (extra_params.verifiers[""]) is only findable if the message shows all of it: its
     # last name is empty or spaced, so naming the step alone names nothing (the fuzz suite's {"verifiers": {"": 1}}).
-    plain = all(isinstance(p, int) or str(p).isidentifier() for p in error["loc"] or (key,))
+    plain = not any(_quoted(p) for p in error["loc"] or (key,))
     if error["type"] == "extra_forbidden":
         if _SECRET_KEY.search(key):
             message = (
@@ -161,15 +171,13 @@ def parse_choices(raw, settings: Settings, schema: Schema | None) -> ProjectChoi
         try:
             named(spec)  # ValueError for an unknown name, a bad tolerance, or a regex RE2 refuses
         except ValueError as exc:
-            field = f"extra_params.verifiers{_member(control)}"
-            raise ProjectSettingsError(field, f"{field}: {exc}") from None
+            raise _verifier_refused(control, str(exc)) from None
     if schema is not None:
         for control in choices.verifiers:
             if control not in schema.outputs:
                 known = ", ".join(schema.outputs)
-                field = f"extra_params.verifiers{_member(control)}"
-                raise ProjectSettingsError(
-                    field, f"{field}: the label config has no control {control!r} the model fills; controls: {known}"
+                raise _verifier_refused(
+                    control, f"the label config has no control {control!r} the model fills; controls: {known}"
                 )
     return choices
 
