@@ -23,10 +23,12 @@ soon as the live policy, the label config or the model changes, since its predic
 and stops posting within one chunk of a cancel (:mod:`optimizer.state.cancels`). A project past its daily spend
 limit gets no prediction (``failed_budget``), and what is posted is remembered to score its annotations by.
 
-What fails is typed (:class:`TaskFailure`): a Label Studio 5xx or timeout, or an LLM call that timed out or was
-refused with 429/5xx, is *retryable*, and the chunk asks RQ for another attempt for those tasks (``BULK_RETRIES``,
-with backoff); anything else (an answer with no valid label, a 401) fails at once. A task still failing after the
-chunk's last attempt is counted as ``failed_<reason>`` and kept with its reason for ``GET /jobs/<id>``.
+What fails is typed (:class:`optimizer.jobs.outcomes.TaskFailure`): a Label Studio 5xx or timeout, or an LLM call
+that timed out or was refused with 429/5xx, is *retryable*, and the chunk asks RQ for another attempt for those
+tasks (``BULK_RETRIES``, with backoff); anything else (an answer with no valid label, a 401) fails at once. A task
+still failing after the chunk's last attempt is counted as ``failed_<reason>`` and kept with its reason for ``GET
+/jobs/<id>``. Posting goes through :func:`optimizer.jobs.posting.post_once`, and claims are kept alive by
+:class:`optimizer.jobs.claim_beat.ClaimBeat`.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 
 import redis
 
+from optimizer.jobs.claim_beat import ClaimBeat
 from optimizer.jobs.errors import JobError, label_studio, project_config
+from optimizer.jobs.outcomes import ChunkResult, FailureKind, TaskOutcome
+from optimizer.jobs.posting import post_once
 from optimizer.labelstudio.client import LabelStudioClient, LabelStudioError, LabelStudioUnavailable
 from optimizer.labelstudio.ids import numeric_id
 from optimizer.labelstudio.labelconfig import LabelConfigError, Schema, parse_label_config
@@ -59,61 +62,6 @@ from optimizer.state.cancels import Cancel
 log = logging.getLogger("optimizer.jobs.bulk")
 
 Cancelled = Callable[[], Cancel | None]
-
-
-class TaskOutcome(StrEnum):
-    """How one task of a bulk run ended (a count per run in ``GET /jobs/<id>``, per project in ``/metrics``).
-
-    Tasks that end without a prediction are counted as ``failed_<reason>`` (:meth:`TaskFailure.outcome`)."""
-
-    POSTED = "posted"
-    SKIPPED = "skipped"  # already had a prediction of the version (the listing, or the done set)
-    SKIPPED_IN_LS = "skipped_in_ls"  # gained one between the listing and the chunk's read (or was deleted)
-    MISSING = "missing"  # asked for by id, but not in the project
-    SUPERSEDED = "superseded"  # the live policy changed: its predictions would be re-requested anyway
-    BUSY = "busy"  # another live job held its claim for too long
-    LOST_CLAIM = "lost_claim"  # this chunk's claim lapsed while it predicted: not posted, another job may
-    CANCELLED = "cancelled"  # the run was cancelled before this task was posted
-
-
-class FailureKind(StrEnum):
-    """Why a task has no prediction when it is not the LLM's answer (those use ``FailureReason`` values)."""
-
-    LABEL_STUDIO = "label_studio"
-    LLM = "llm"
-    CONFIG = "config"
-    REDIS = "redis"
-    INTERNAL = "internal"
-    LOST = "lost"  # its chunk job was lost for good (its worker died on every attempt)
-
-
-@dataclass(frozen=True)
-class TaskFailure:
-    reason: str  # a FailureReason value (the LLM's answer) or a FailureKind value
-    detail: str
-    retryable: bool
-
-    @property
-    def outcome(self) -> str:
-        return f"failed_{self.reason}"
-
-
-@dataclass
-class ChunkResult:
-    """One attempt at a chunk: final outcomes, and the tasks that got no prediction with why."""
-
-    outcomes: Counter[str] = field(default_factory=Counter)
-    failures: dict[int, TaskFailure] = field(default_factory=dict)
-    post_retries: int = 0
-    served: str | None = None  # the model_version it posted under
-
-    def fail(self, tasks, reason: str, detail: str, *, retryable: bool) -> None:
-        for task in tasks:
-            self.failures[int(task)] = TaskFailure(reason, detail, retryable)
-
-    @property
-    def retryable(self) -> dict[int, TaskFailure]:
-        return {task: f for task, f in self.failures.items() if f.retryable}
 
 
 def _failure(exc: LabelStudioError) -> dict:
@@ -278,69 +226,6 @@ def plan_run(
             "chunks": state.chunks}  # fmt: skip
 
 
-POST_ATTEMPTS = 3
-POST_PAUSE = 0.5  # seconds before the first retry, doubled each time
-
-
-def post_once(
-    ls: LabelStudioClient, number: int, version: str, payload: list[dict], *, attempts: int = POST_ATTEMPTS
-) -> tuple[list[int], int]:
-    """Post ``payload`` so that each task ends up with one prediction of ``version``, whatever fails on the way.
-
-    An import that errors may still have been committed, so a retry first reads the tasks back and sends only those
-    still lacking the version. Returns the task ids Label Studio now holds from this payload and the retries it
-    took; raises the last :class:`LabelStudioError` when Label Studio stays unavailable (the chunk then releases
-    its claims and asks RQ for another attempt later, which reads again before it posts).
-    """
-    pending = {int(p["task"]): p for p in payload}
-    held: list[int] = []
-    error: LabelStudioError | None = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(POST_PAUSE * 2 ** (attempt - 1))
-            try:
-                lacking = {int(t["id"]) for t in ls.lacking(number, version, list(pending), include="id")}
-            except LabelStudioError as exc:
-                error = exc
-                continue
-            landed = [task for task in pending if task not in lacking]
-            held += landed
-            for task in landed:
-                pending.pop(task)
-            if not pending:
-                return held, attempt
-            log.warning("re-posting %d of %d predictions after: %s", len(pending), len(payload), error)
-        try:
-            ls.import_predictions(number, list(pending.values()))
-        except LabelStudioError as exc:
-            error = exc
-            continue
-        return held + list(pending), attempt
-    assert error is not None
-    raise type(error)(f"{error} (while posting {len(payload)} predictions, {attempts} attempts)")
-
-
-class _ClaimBeat(threading.Thread):
-    """Renews this chunk's claims every third of their TTL while it predicts, so a slow LLM never loses them."""
-
-    def __init__(self, services: Services, project: str, version: str, holder: str, tasks: Sequence[int]) -> None:
-        super().__init__(name=f"claims-{holder}", daemon=True)
-        self.args = (project, version, list(tasks), holder)
-        self.ledger, self.ttl = services.bulk, services.settings.bulk_claim_ttl
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        project, version, tasks, holder = self.args
-        while not self._stop_event.wait(self.ttl / 3):
-            try:
-                self.ledger.renew(project, version, tasks, holder, self.ttl)
-            except Exception:  # a Redis blip: the claim outlives two missed beats
-                log.warning("chunk %s: claim heartbeat failed", holder, exc_info=True)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
 def run_chunk(
     services: Services,
     project: str,
@@ -412,7 +297,7 @@ def _predict_and_post(
     ls, number, schema, policy = posting.ls, posting.number, posting.schema, posting.policy
     version, project, holder = posting.version, posting.project, posting.holder
     ledger, ttl = services.bulk, services.settings.bulk_claim_ttl
-    beat = _ClaimBeat(services, project, version, holder, claimed)
+    beat = ClaimBeat(services, project, version, holder, claimed)
     beat.start()
     posted: list[int] = []
     already: list[int] = []

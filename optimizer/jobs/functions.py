@@ -27,9 +27,10 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from optimizer.jobs.bulk import BulkRequest, ChunkResult, FailureKind, TaskFailure, plan_run, run_chunk
+from optimizer.jobs.bulk import BulkRequest, plan_run, run_chunk
 from optimizer.jobs.errors import JobError
 from optimizer.jobs.kinds import JobKind
+from optimizer.jobs.outcomes import ChunkResult, FailureKind, TaskFailure
 from optimizer.jobs.queue import JobQueue
 from optimizer.jobs.summary import Outcome, RunSummary
 from optimizer.jobs.training import train_project

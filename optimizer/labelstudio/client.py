@@ -199,7 +199,7 @@ class LabelStudioClient:
         Sent exactly once: the SDK retries a 5xx or a dropped connection by posting again, and an import is not
         idempotent. When the error came after Label Studio committed (a proxy's 502, a connection cut before the
         answer) that retry stores every prediction twice. The caller re-reads what Label Studio holds instead
-        (:func:`optimizer.jobs.bulk.post_once`).
+        (:func:`optimizer.jobs.posting.post_once`).
         """
         from label_studio_sdk import PredictionRequest
 
