@@ -1,11 +1,11 @@
 """Property-based fuzzing of the whole HTTP surface against a real gunicorn, a real Redis and the scripted LLM.
 
 The routes come from ``/openapi.json`` (and a test checks that every route the app serves is described there), the
-requests from ``tests/support/fuzzing.py``: recorded Label Studio payloads mutated at every depth. For each one the
-service must answer below 500, every 4xx must be JSON naming the field to fix, no connection may drop, a request
-whose headers must be refused (no or wrong credentials, another site's ``Origin``) is refused with the right status,
-a dashboard form carrying the page's token is not refused as forged, and afterwards ``/health`` must still answer
-and the log must hold no unhandled error.
+requests from ``tests/support/fuzzing.py`` (their seeds from ``tests/support/fuzz_seeds.py``): recorded Label Studio
+payloads mutated at every depth. For each one the service must answer below 500, every 4xx must be JSON naming the
+field to fix, no connection may drop, a request whose headers must be refused (no or wrong credentials, another
+site's ``Origin``) is refused with the right status, a dashboard form carrying the page's token is not refused as
+forged, and afterwards ``/health`` must still answer and the log must hold no unhandled error.
 
 ``make test`` runs ``FUZZ_EXAMPLES`` cases (default 1,000) and asserts that all of them ran; ``make fuzz`` runs
 10,000 and prints the tally. Every run prints its seed first and the one command that replays it
@@ -29,19 +29,8 @@ from hypothesis import given, seed, settings
 from optimizer.serving.policy import Policy
 from testkit.constants import SUPPORT_CONFIG
 from testkit.lspayloads import uid
-from tests.support.fuzzing import (
-    FORM,
-    Case,
-    Known,
-    body_seeds,
-    body_share,
-    cases,
-    form_seeds,
-    names_the_field,
-    request_schema,
-    schema_fields,
-    value_fields,
-)
+from tests.support.fuzz_seeds import Known, body_seeds, form_seeds, request_schema, schema_fields, value_fields
+from tests.support.fuzzing import FORM, Case, body_share, cases, names_the_field
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 # Each run draws new cases from a new seed, printed first; FUZZ_SEED=<n> replays that run's cases in order.
