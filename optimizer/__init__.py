@@ -33,7 +33,7 @@ _PUBLIC = {
     "Prediction": "optimizer.serving.predictor",
     "GoldItem": "optimizer.learning.gold",
     "load_gold": "optimizer.learning.gold",
-    "LoopConfig": "optimizer.learning.search",
+    "LoopConfig": "optimizer.learning.loop_config",
     "optimize": "optimizer.learning.procedure",
     "Settings": "optimizer.settings",
     "load_settings": "optimizer.settings",

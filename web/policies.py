@@ -45,8 +45,8 @@ from ls_protocol import (
     validate,
 )
 from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.loop_config import LoopConfig
 from optimizer.learning.publishing import MAX_DEMO_CHARS, MAX_DEMOS, check_published
-from optimizer.learning.search import LoopConfig
 from optimizer.runtime.versions import policy_version
 from optimizer.serving.policy import Policy
 from web.context import caller, jobs, services

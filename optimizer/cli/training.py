@@ -26,8 +26,8 @@ from pathlib import Path
 from optimizer.jobs.kinds import QueueRole
 from optimizer.jobs.queue import JobQueue
 from optimizer.labelstudio.labelconfig import parse_label_config
+from optimizer.learning.loop_config import LoopConfig
 from optimizer.learning.publishing import PublishRefused, check_published
-from optimizer.learning.search import LoopConfig
 from optimizer.project_settings import ProfileGone
 from optimizer.runtime.services import Services
 from optimizer.runtime.startup import start

@@ -27,10 +27,12 @@ from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning.budget import Budget
 from optimizer.learning.evaluation import Evaluator
 from optimizer.learning.gold import GoldItem
+from optimizer.learning.loop_config import LoopConfig
 from optimizer.learning.proposer import GoldText
 from optimizer.learning.rewards import HARD, Scoring
-from optimizer.learning.search import LoopConfig, Search, describe
+from optimizer.learning.search import Search
 from optimizer.learning.splits import SMALL_GOLD, folds, split
+from optimizer.learning.steps import describe
 from optimizer.learning.verifiers import Verifier
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.policy import Policy

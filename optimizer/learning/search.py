@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 
 from optimizer.labelstudio.labelconfig import Schema
 from optimizer.learning import modes
@@ -26,114 +25,15 @@ from optimizer.learning.budget import Budget
 from optimizer.learning.candidates import demo_pool, demo_variants
 from optimizer.learning.evaluation import Evaluation, Evaluator
 from optimizer.learning.feedback import aggregate, as_text
-from optimizer.learning.gate import GateRule, minibatch_gate, promotion
+from optimizer.learning.gate import minibatch_gate, promotion
 from optimizer.learning.gold import GoldItem
+from optimizer.learning.loop_config import LoopConfig
 from optimizer.learning.pool import Pool
 from optimizer.learning.proposer import GoldText, Proposal, check, label_guide, propose
+from optimizer.learning.steps import Candidate, Status, StepResult, Stop, StopReason, describe
 from optimizer.serving.llm import LLMClient
 from optimizer.serving.modes import Mode
 from optimizer.serving.policy import Policy
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    minibatch: int = 8
-    settle_ties: bool = True
-    candidates: int = 3
-    pool_size: int = 4
-    patience: int = 4
-    max_steps: int = 40
-    demos: bool = True
-    demo_k: int = 4
-    max_demo_k: int = 8
-    # Label-set narrowing for controls with more than narrow_min_labels labels; narrow_k 0 never proposes it.
-    narrow_k: int = 8
-    narrow_min_labels: int = 5
-    # Learned answers (``modes``): rankers trained on the training pool, answering alone or in a cascade.
-    learned: bool = True
-    learned_candidates: int = 2
-    # After the search, a champion whose pool is the training split learns from validation items too (``_refit``).
-    refit: bool = True
-    # A candidate that answers every gold item without the LLM is judged on training and validation items
-    # (``Search._widened``), not on the minibatch and validation alone.
-    widen: bool = True
-    label_guide: bool = True
-    guide_labels: int = 12
-    max_instruction_chars: int = 2000
-    proposer_max_tokens: int = 600
-    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    folds: int = 3
-    gate: GateRule = field(default_factory=GateRule)
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.candidates <= 4:
-            raise ValueError("candidates per step must be 2-4")
-        if self.minibatch < 1:
-            raise ValueError("minibatch must be >= 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class StopReason(StrEnum):
-    """Why a run ended; the report shows the value (with the detail, where there is one)."""
-
-    INITIAL_UNAFFORDABLE = "budget too small to score the initial policy on validation"
-    NO_TRAINING = "no training items"
-    BUDGET = "budget exhausted"
-    WALL_TIME = "wall-time limit reached"
-    MAX_STEPS = "reached max_steps"
-    PATIENCE = "no new champion"
-
-
-@dataclass(frozen=True)
-class Stop:
-    reason: StopReason
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.reason.value}{self.detail}"
-
-
-class Status(StrEnum):
-    """What became of one candidate in a step, as the report records it."""
-
-    INVALID = "invalid"  # dropped by the proposal checks before any call
-    ERROR = "error"  # the proposer failed to make it
-    DUPLICATE = "duplicate"
-    UNAFFORDABLE = "unaffordable"
-    GATE_FAILED = "gate_failed"
-    PROMOTED = "promoted"
-    NOT_PROMOTED = "not_promoted"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One candidate of a step: a policy to score, or (``status`` set) why there is none to score."""
-
-    kind: str
-    policy: Policy | None
-    status: Status | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class StepResult:
-    record: dict
-    champion: Policy
-    champion_val: Evaluation
-    stop: Stop | None = None
-
-
-def describe(policy: Policy) -> dict:
-    return {
-        "version": policy.version,
-        "instruction": policy.instruction,
-        "demos": len(policy.demos),
-        "demo_k": policy.demo_k,
-        "mode": policy.mode.value,
-        **policy.answering(),
-    }
 
 
 class Search:
